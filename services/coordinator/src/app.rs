@@ -1,0 +1,221 @@
+//! Wiring: builds the coordinator from its configuration and serves it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use testrunner_proto::v1::runner_service_server::RunnerServiceServer;
+use testrunner_proto::v1::testrun_service_server::TestrunServiceServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_web::GrpcWebLayer;
+use tower::Layer as _;
+
+use crate::api::TestrunApi;
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::runner_service::RunnerApi;
+use crate::service::Testruns;
+use crate::{http, reaper, store};
+
+/// How long in-flight calls get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// A built coordinator, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    routes: Routes,
+    tls: Option<ServerTlsConfig>,
+    runner_token: String,
+    max_request_bytes: usize,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects the store, starts the dispatcher and the lease reaper, and
+    /// binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = store::connect(&config.database_url).await?;
+        let hub = Arc::new(Hub::default());
+        let metrics = Arc::new(Metrics::default());
+        let dispatcher = Arc::new(Dispatcher::new(
+            Arc::clone(&store),
+            Arc::clone(&hub),
+            Arc::clone(&metrics),
+        ));
+        let runner_token = if config.runner_token.is_empty() {
+            // Never hand work to an unauthenticated runner, even with zero
+            // set-up: invent a token and let the operator read it.
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            config.runner_token.clone()
+        };
+
+        let tasks = vec![
+            tokio::spawn(Arc::clone(&dispatcher).run()),
+            tokio::spawn(reaper::run(
+                Arc::clone(&store),
+                Arc::clone(&hub),
+                Arc::clone(&dispatcher),
+                config.runners.lease,
+                config.runners.max_attempts,
+            )),
+        ];
+        // Tests left queued by an earlier run of the coordinator.
+        dispatcher.wake();
+
+        let service = Testruns {
+            store: Arc::clone(&store),
+            hub: Arc::clone(&hub),
+            dispatcher: Arc::clone(&dispatcher),
+            limits: config.limits.clone(),
+        };
+        let max = config.limits.max_request_bytes;
+        let testrun_api = TestrunServiceServer::new(TestrunApi {
+            service: service.clone(),
+            api_token: config.api_token.as_str().into(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let runner_api = RunnerServiceServer::new(RunnerApi {
+            store: Arc::clone(&store),
+            hub: Arc::clone(&hub),
+            dispatcher: Arc::clone(&dispatcher),
+            metrics: Arc::clone(&metrics),
+            settings: config.runners.clone(),
+            token: runner_token.as_str().into(),
+        })
+        .max_decoding_message_size(config.runners.max_runner_message_bytes)
+        .max_encoding_message_size(max);
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(testrunner_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building reflection v1")?;
+        // grpcurl 1.8 only asks v1alpha.
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(testrunner_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<TestrunServiceServer<TestrunApi>>()
+            .await;
+
+        // grpc-web per service, not server-wide: a server-wide layer would
+        // answer 400 to plain HTTP (console files, /metrics).
+        let web = GrpcWebLayer::new();
+        let grpc = Routes::builder()
+            .add_service(web.layer(testrun_api))
+            .add_service(web.layer(health))
+            .add_service(runner_api)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .clone()
+            .routes();
+        let router = http::routes(
+            grpc.into_axum_router(),
+            service,
+            metrics,
+            dispatcher,
+            config.console_dir.as_deref(),
+        );
+
+        let tls = tls_config(&config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            routes: Routes::from(router),
+            tls,
+            runner_token,
+            max_request_bytes: max,
+            tasks,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The token runners must present (generated when none was configured).
+    pub fn runner_token(&self) -> &str {
+        &self.runner_token
+    }
+
+    /// True when the listener speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` resolves, then gives in-flight calls a short
+    /// grace (long-lived streams would otherwise hold shutdown forever).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stopped_tx.send(());
+        };
+        let mut builder = Server::builder()
+            .accept_http1(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .max_frame_size(Some(1 << 20));
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls).context("configuring TLS")?;
+        }
+        let _ = self.max_request_bytes;
+        let serve = builder
+            .add_routes(self.routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+        let grace = async move {
+            let _ = stopped_rx.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        let result = tokio::select! {
+            r = serve => r.context("serving"),
+            () = grace => Ok(()),
+        };
+        for task in self.tasks {
+            task.abort();
+        }
+        result
+    }
+}
+
+fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let cert = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let key = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = &config.tls_client_ca {
+        let ca = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        tls = tls.client_ca_root(Certificate::from_pem(ca));
+    }
+    Ok(Some(tls))
+}

@@ -1,0 +1,101 @@
+//! Domain types to wire types.
+
+use testrunner_proto::v1 as pb;
+use testrunner_proto::{duration_from_millis, timestamp_from_millis};
+
+use crate::domain::{Counts, LogLine, Test, TestStatus, Testrun, TestrunStatus};
+
+/// The wire enum of a Testrun status.
+pub fn testrun_status(s: TestrunStatus) -> pb::testrun::Status {
+    use pb::testrun::Status as P;
+    match s {
+        TestrunStatus::Created => P::Created,
+        TestrunStatus::Running => P::Running,
+        TestrunStatus::Failed => P::Failed,
+        TestrunStatus::Success => P::Success,
+        TestrunStatus::Cancelled => P::Cancelled,
+    }
+}
+
+/// The domain status of a wire enum value, if it names one.
+pub fn testrun_status_from(value: i32) -> Option<TestrunStatus> {
+    use pb::testrun::Status as P;
+    match P::try_from(value).ok()? {
+        P::Unspecified => None,
+        P::Created => Some(TestrunStatus::Created),
+        P::Running => Some(TestrunStatus::Running),
+        P::Failed => Some(TestrunStatus::Failed),
+        P::Success => Some(TestrunStatus::Success),
+        P::Cancelled => Some(TestrunStatus::Cancelled),
+    }
+}
+
+fn test_status(s: TestStatus) -> pb::test::Status {
+    use pb::test::Status as P;
+    match s {
+        TestStatus::Queued => P::Queued,
+        TestStatus::Running => P::Running,
+        TestStatus::Passed => P::Passed,
+        TestStatus::Failed => P::Failed,
+        TestStatus::TimedOut => P::TimedOut,
+        TestStatus::Cancelled => P::Cancelled,
+        TestStatus::Error => P::Error,
+    }
+}
+
+fn counts(c: &Counts) -> pb::TestCounts {
+    let n = |v: i64| v.max(0) as u32;
+    pb::TestCounts {
+        total: n(c.total),
+        queued: n(c.queued()),
+        running: n(c.running),
+        passed: n(c.passed),
+        failed: n(c.failed),
+        cancelled: n(c.cancelled),
+    }
+}
+
+/// A test on the wire.
+pub fn test(t: &Test) -> pb::Test {
+    pb::Test {
+        id: t.id,
+        name: t.name.clone(),
+        status: test_status(t.status) as i32,
+        attempt: t.attempt.max(0) as u32,
+        runner: t.runner_name.clone().unwrap_or_default(),
+        exit_code: t.exit_code,
+        started_at: t.started_at.map(timestamp_from_millis),
+        finished_at: t.finished_at.map(timestamp_from_millis),
+        duration: t.duration_ms.map(duration_from_millis),
+        error: t.error.clone(),
+        log_lines: t.log_lines.max(0) as u64,
+        size_bytes: t.size_bytes.max(0) as u64,
+    }
+}
+
+/// A Testrun on the wire, with whatever tests it was loaded with.
+pub fn testrun(r: &Testrun) -> pb::Testrun {
+    pb::Testrun {
+        id: r.id,
+        username: r.username.clone(),
+        status: testrun_status(r.status) as i32,
+        tests: r.tests.iter().map(test).collect(),
+        counts: Some(counts(&r.counts)),
+        created_at: Some(timestamp_from_millis(r.created_at)),
+        started_at: r.started_at.map(timestamp_from_millis),
+        finished_at: r.finished_at.map(timestamp_from_millis),
+        command: r.command.clone(),
+        timeout_seconds: (r.timeout_ms / 1000).max(0) as u32,
+    }
+}
+
+/// Consecutive lines of one test as one wire event.
+pub fn log_lines(test_name: &str, lines: &[LogLine]) -> pb::LogLines {
+    pb::LogLines {
+        test_id: lines.first().map_or(0, |l| l.test_id),
+        test_name: test_name.to_owned(),
+        attempt: lines.first().map_or(0, |l| l.attempt.max(0) as u32),
+        first_line: lines.first().map_or(0, |l| l.line_no.max(0) as u64),
+        lines: lines.iter().map(|l| l.text.clone()).collect(),
+    }
+}

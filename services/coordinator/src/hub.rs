@@ -1,0 +1,166 @@
+//! Live fan-out of Testrun changes to watchers.
+//!
+//! Publishing never blocks: each Testrun has a bounded broadcast channel, and
+//! a watcher that falls behind gets `Lagged` and catches up from the store
+//! (see `watch`). Events are published only after their data is committed, so
+//! the store always holds at least what any event announced.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::domain::{LogLine, Test, Testrun};
+
+/// Events kept per Testrun channel before slow watchers lag.
+const RUN_CHANNEL_CAPACITY: usize = 1024;
+/// Events kept on the list channel before slow watchers lag.
+const LIST_CHANNEL_CAPACITY: usize = 4096;
+
+/// A change to one Testrun.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    /// A test changed.
+    Test(Test),
+    /// New log lines of one test, contiguous in run_seq.
+    Log {
+        test_name: String,
+        lines: Vec<LogLine>,
+    },
+    /// The Testrun's status or counts changed (no tests).
+    Testrun(Testrun),
+    /// Many things changed at once (cancel, lost runner): re-read the state.
+    Resync,
+    /// The Testrun was deleted.
+    Deleted,
+}
+
+/// A change to the Testrun list.
+#[derive(Debug, Clone)]
+pub enum ListEvent {
+    Created(Testrun),
+    Changed(Testrun),
+    Deleted(i64),
+}
+
+/// Broadcast channels per Testrun plus one for the list.
+#[derive(Debug)]
+pub struct Hub {
+    runs: Mutex<HashMap<i64, broadcast::Sender<Arc<RunEvent>>>>,
+    list: broadcast::Sender<Arc<ListEvent>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            runs: Mutex::default(),
+            list: broadcast::channel(LIST_CHANNEL_CAPACITY).0,
+        }
+    }
+}
+
+impl Hub {
+    /// Subscribes to one Testrun; dropping the subscription unsubscribes.
+    pub fn subscribe(self: &Arc<Self>, testrun_id: i64) -> RunSubscription {
+        let mut runs = self.runs.lock().expect("hub lock");
+        let rx = runs
+            .entry(testrun_id)
+            .or_insert_with(|| broadcast::channel(RUN_CHANNEL_CAPACITY).0)
+            .subscribe();
+        RunSubscription {
+            hub: Arc::clone(self),
+            testrun_id,
+            rx: Some(rx),
+        }
+    }
+
+    /// Subscribes to the list.
+    pub fn subscribe_list(&self) -> broadcast::Receiver<Arc<ListEvent>> {
+        self.list.subscribe()
+    }
+
+    /// Publishes to a Testrun's watchers, if it has any.
+    pub fn publish(&self, testrun_id: i64, event: RunEvent) {
+        let runs = self.runs.lock().expect("hub lock");
+        if let Some(tx) = runs.get(&testrun_id) {
+            // No receivers is fine: nobody is watching.
+            let _ = tx.send(Arc::new(event));
+        }
+    }
+
+    /// Publishes a list change.
+    pub fn publish_list(&self, event: ListEvent) {
+        let _ = self.list.send(Arc::new(event));
+    }
+
+    /// Testruns with at least one watcher (for tests and metrics).
+    pub fn watched(&self) -> usize {
+        self.runs.lock().expect("hub lock").len()
+    }
+
+    fn release(&self, testrun_id: i64) {
+        let mut runs = self.runs.lock().expect("hub lock");
+        if runs
+            .get(&testrun_id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            runs.remove(&testrun_id);
+        }
+    }
+}
+
+/// A watcher's receiver; removes the Testrun's channel when the last one goes.
+#[derive(Debug)]
+pub struct RunSubscription {
+    hub: Arc<Hub>,
+    testrun_id: i64,
+    rx: Option<broadcast::Receiver<Arc<RunEvent>>>,
+}
+
+impl RunSubscription {
+    /// The next event, or how many were missed.
+    pub async fn recv(&mut self) -> Result<Arc<RunEvent>, broadcast::error::RecvError> {
+        self.rx
+            .as_mut()
+            .expect("receiver present until drop")
+            .recv()
+            .await
+    }
+}
+
+impl Drop for RunSubscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        self.hub.release(self.testrun_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_last_subscription_dropped_removes_the_channel() {
+        let hub = Arc::new(Hub::default());
+        let a = hub.subscribe(7);
+        let b = hub.subscribe(7);
+        assert_eq!(hub.watched(), 1);
+        drop(a);
+        assert_eq!(hub.watched(), 1);
+        drop(b);
+        assert_eq!(hub.watched(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_lags_instead_of_blocking_the_publisher() {
+        let hub = Arc::new(Hub::default());
+        let mut sub = hub.subscribe(1);
+        for _ in 0..RUN_CHANNEL_CAPACITY + 10 {
+            hub.publish(1, RunEvent::Resync);
+        }
+        assert!(matches!(
+            sub.recv().await,
+            Err(broadcast::error::RecvError::Lagged(10))
+        ));
+    }
+}

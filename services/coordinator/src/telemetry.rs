@@ -1,0 +1,21 @@
+//! Structured logs through `tracing`, filtered by `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Default filter when `RUST_LOG` is unset.
+const DEFAULT_FILTER: &str = "info,sqlx=warn,h2=warn,tower=warn,hyper=warn";
+
+/// Installs the global subscriber; `json` selects JSON lines. Logs go to
+/// stderr so stdout stays for the one address line.
+pub fn init(format: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

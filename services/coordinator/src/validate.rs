@@ -1,0 +1,173 @@
+//! Validation of client input. Every rule names the field it is about.
+
+use std::collections::HashSet;
+
+use crate::config::Limits;
+use crate::domain::{NewTest, NewTestrun};
+use crate::error::{Error, Result};
+
+/// Longest username, in characters.
+pub const MAX_USERNAME_CHARS: usize = 64;
+/// Longest file name, in bytes (the usual file-system limit).
+pub const MAX_NAME_BYTES: usize = 255;
+/// Longest command template, in bytes.
+pub const MAX_COMMAND_BYTES: usize = 4096;
+
+/// The fields of a create request, before validation.
+#[derive(Debug, Clone)]
+pub struct CreateInput {
+    pub username: String,
+    pub tests: Vec<(String, String)>,
+    pub command: Option<String>,
+    pub timeout_seconds: Option<u32>,
+}
+
+/// Checks a create request against the limits and builds the Testrun to store.
+pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
+    let username = input.username.trim().to_owned();
+    let chars = username.chars().count();
+    if chars == 0 || chars > MAX_USERNAME_CHARS {
+        return Err(Error::invalid(
+            "username",
+            format!("must be 1 to {MAX_USERNAME_CHARS} characters (got {chars})"),
+        ));
+    }
+    if username.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "username",
+            "must not contain control characters",
+        ));
+    }
+
+    if input.tests.is_empty() {
+        return Err(Error::invalid("tests", "at least one test is required"));
+    }
+    if input.tests.len() > limits.max_files {
+        return Err(Error::invalid(
+            "tests",
+            format!(
+                "{} files is more than the limit of {}",
+                input.tests.len(),
+                limits.max_files
+            ),
+        ));
+    }
+    let mut seen = HashSet::with_capacity(input.tests.len());
+    let mut tests = Vec::with_capacity(input.tests.len());
+    for (i, (name, content)) in input.tests.into_iter().enumerate() {
+        check_file_name(&name).map_err(|m| Error::invalid(format!("tests[{i}].name"), m))?;
+        if content.len() > limits.max_file_bytes {
+            return Err(Error::invalid(
+                format!("tests[{i}].content"),
+                format!(
+                    "{} bytes is more than the limit of {} bytes",
+                    content.len(),
+                    limits.max_file_bytes
+                ),
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(Error::invalid(
+                format!("tests[{i}].name"),
+                format!("duplicate file name {name:?}"),
+            ));
+        }
+        tests.push(NewTest { name, content });
+    }
+
+    let command = match input.command {
+        Some(c) if c.trim().is_empty() => None,
+        Some(c) => {
+            check_command(&c).map_err(|m| Error::invalid("command", m))?;
+            Some(c)
+        }
+        None => None,
+    };
+
+    let timeout_ms = match input.timeout_seconds {
+        None | Some(0) => limits.default_timeout.as_millis() as i64,
+        Some(s) if u64::from(s) > limits.max_timeout.as_secs() => {
+            return Err(Error::invalid(
+                "timeout_seconds",
+                format!("must be at most {} seconds", limits.max_timeout.as_secs()),
+            ));
+        }
+        Some(s) => i64::from(s) * 1000,
+    };
+
+    Ok(NewTestrun {
+        username,
+        command,
+        timeout_ms,
+        tests,
+    })
+}
+
+/// Why a file name is unsafe to create in a runner's work directory.
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "must be at most {MAX_NAME_BYTES} bytes (got {})",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a file name"));
+    }
+    if let Some(c) = name.chars().find(|c| matches!(c, '/' | '\\')) {
+        return Err(format!("contains {c:?} (path separators are not allowed)"));
+    }
+    if name.chars().any(|c| c == '\0' || c.is_control()) {
+        return Err("contains NUL or control characters".into());
+    }
+    Ok(())
+}
+
+fn check_command(command: &str) -> Result<(), String> {
+    if command.len() > MAX_COMMAND_BYTES {
+        return Err(format!("must be at most {MAX_COMMAND_BYTES} bytes"));
+    }
+    if command
+        .chars()
+        .any(|c| c == '\0' || (c.is_control() && c != '\t'))
+    {
+        return Err("contains NUL or control characters".into());
+    }
+    if !command.contains("{file}") {
+        return Err("must contain the placeholder {file}".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_that_could_escape_the_work_dir_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+            &"x".repeat(256),
+        ] {
+            assert!(check_file_name(bad).is_err(), "{bad:?} should be refused");
+        }
+        for good in ["test_ok.sh", "weird name (1).py", "ü.sh", &"x".repeat(255)] {
+            assert!(check_file_name(good).is_ok(), "{good:?} should be accepted");
+        }
+    }
+
+    #[test]
+    fn a_command_template_needs_the_file_placeholder() {
+        assert!(check_command("pytest -q {file}").is_ok());
+        assert!(check_command("pytest -q").is_err());
+    }
+}

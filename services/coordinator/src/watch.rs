@@ -1,0 +1,243 @@
+//! `WatchTestrun` and `WatchTestruns`: history, then the live tail, with no
+//! gap and no duplicate.
+//!
+//! A watcher subscribes to the hub *before* it reads anything, so every line
+//! committed after its reads is also in its subscription. Lines carry their
+//! Testrun-wide `run_seq`, allocated under the Testrun row's lock, so commit
+//! order is run_seq order: whenever a live event starts past `cursor + 1`,
+//! the lines in between are already committed and are read from the store;
+//! lines at or below the cursor are dropped. A watcher that lags (its client
+//! reads slowly) loses broadcast events, never blocks ingestion, and resyncs
+//! from the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use testrunner_proto::v1::{self as pb, testrun_event::Event, testruns_event};
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tonic::Status;
+
+use crate::convert;
+use crate::domain::{ListFilter, LogLine, Testrun};
+use crate::error::Error;
+use crate::hub::{ListEvent, RunEvent};
+use crate::service::Testruns;
+
+/// Lines read from the store per catch-up query.
+const CATCH_UP_PAGE: i64 = 5000;
+/// Most lines per LogLines event.
+const MAX_LINES_PER_EVENT: usize = 1000;
+
+type Tx = mpsc::Sender<Result<pb::TestrunEvent, Status>>;
+
+/// Why a watch ended early.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// End the stream with this status.
+    Fail(Status),
+}
+
+impl From<Error> for Stop {
+    fn from(err: Error) -> Self {
+        Stop::Fail(err.into())
+    }
+}
+
+/// One watcher of one Testrun.
+struct Watcher {
+    service: Testruns,
+    id: i64,
+    cursor: i64,
+    names: HashMap<i64, String>,
+    tx: Tx,
+}
+
+/// Streams one Testrun's events into `tx` until it ends.
+pub async fn watch_testrun(service: Testruns, id: i64, after: u64, tx: Tx) {
+    let mut watcher = Watcher {
+        service,
+        id,
+        cursor: after.min(i64::MAX as u64) as i64,
+        names: HashMap::new(),
+        tx,
+    };
+    if let Err(Stop::Fail(status)) = watcher.run().await {
+        let _ = watcher.tx.send(Err(status)).await;
+    }
+}
+
+impl Watcher {
+    async fn run(&mut self) -> Result<(), Stop> {
+        let hub = Arc::clone(&self.service.hub);
+        let mut sub = hub.subscribe(self.id);
+        let mut run = self.snapshot().await?;
+        loop {
+            if finished(&run) && self.cursor >= run.log_seq {
+                // Send the final state once more: events published after the
+                // one that ended the run may not have reached us yet.
+                let last = self.snapshot().await?;
+                if self.cursor >= last.log_seq {
+                    return Ok(());
+                }
+                run = last;
+                continue;
+            }
+            let event = match sub.recv().await {
+                Ok(event) => event,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(testrun_id = self.id, missed, "watcher lagged; resyncing");
+                    run = self.snapshot().await?;
+                    continue;
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            };
+            match &*event {
+                RunEvent::Log { test_name, lines } => {
+                    let Some(first) = lines.first() else { continue };
+                    if first.run_seq > self.cursor + 1 {
+                        self.catch_up(first.run_seq - 1).await?;
+                    }
+                    let fresh: Vec<LogLine> = lines
+                        .iter()
+                        .filter(|l| l.run_seq > self.cursor)
+                        .cloned()
+                        .collect();
+                    self.names.insert(first.test_id, test_name.clone());
+                    self.send_lines(&fresh).await?;
+                    run.log_seq = run.log_seq.max(self.cursor);
+                }
+                RunEvent::Test(test) => {
+                    self.names.insert(test.id, test.name.clone());
+                    self.send(Event::Test(convert::test(test))).await?;
+                }
+                RunEvent::Testrun(changed) => {
+                    // The event's log_seq tells how far lines are committed.
+                    if changed.log_seq > self.cursor {
+                        self.catch_up(changed.log_seq).await?;
+                    }
+                    run = changed.clone();
+                    self.send(Event::Testrun(convert::testrun(&run))).await?;
+                }
+                RunEvent::Resync => run = self.snapshot().await?,
+                RunEvent::Deleted => {
+                    return Err(Stop::Fail(Status::not_found(format!(
+                        "testrun {} was deleted",
+                        self.id
+                    ))));
+                }
+            }
+        }
+    }
+
+    /// Sends the Testrun as it is now, then every line after the cursor.
+    async fn snapshot(&mut self) -> Result<Testrun, Stop> {
+        let run = self.service.get(self.id).await?;
+        self.names = run.tests.iter().map(|t| (t.id, t.name.clone())).collect();
+        self.send(Event::Snapshot(convert::testrun(&run))).await?;
+        let mut run = run;
+        run.tests.clear();
+        self.catch_up(run.log_seq).await?;
+        Ok(run)
+    }
+
+    /// Reads and sends stored lines after the cursor up to at least `upto`.
+    async fn catch_up(&mut self, upto: i64) -> Result<(), Stop> {
+        while self.cursor < upto {
+            let page = self
+                .service
+                .store
+                .read_run_log(self.id, self.cursor, CATCH_UP_PAGE)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            self.send_lines(&page).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends lines (in run_seq order) grouped into per-test events.
+    async fn send_lines(&mut self, lines: &[LogLine]) -> Result<(), Stop> {
+        let mut start = 0;
+        while start < lines.len() {
+            let test_id = lines[start].test_id;
+            let mut end = start + 1;
+            while end < lines.len()
+                && lines[end].test_id == test_id
+                && lines[end].attempt == lines[start].attempt
+                && end - start < MAX_LINES_PER_EVENT
+            {
+                end += 1;
+            }
+            let chunk = &lines[start..end];
+            let name = self.names.get(&test_id).cloned().unwrap_or_default();
+            self.cursor = chunk.last().map_or(self.cursor, |l| l.run_seq);
+            self.send(Event::Log(convert::log_lines(&name, chunk)))
+                .await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, event: Event) -> Result<(), Stop> {
+        self.tx
+            .send(Ok(pb::TestrunEvent {
+                cursor: self.cursor.max(0) as u64,
+                event: Some(event),
+            }))
+            .await
+            .map_err(|_| Stop::Gone)
+    }
+}
+
+/// Terminal, and no test is still held by a runner.
+fn finished(run: &Testrun) -> bool {
+    run.status.is_terminal() && run.counts.running == 0
+}
+
+/// Streams list changes that pass `filter` until the client goes away.
+pub async fn watch_testruns(
+    service: Testruns,
+    filter: ListFilter,
+    tx: mpsc::Sender<Result<pb::TestrunsEvent, Status>>,
+) {
+    let mut rx = service.hub.subscribe_list();
+    loop {
+        let event = match rx.recv().await {
+            Ok(e) => e,
+            Err(RecvError::Lagged(missed)) => {
+                // The list page re-reads on any gap; tell it.
+                let _ = tx
+                    .send(Err(Status::data_loss(format!(
+                        "watcher fell {missed} events behind; list again and re-watch"
+                    ))))
+                    .await;
+                return;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let message = match &*event {
+            ListEvent::Created(run) if filter.matches(run) => {
+                testruns_event::Event::Created(convert::testrun(run))
+            }
+            // A run that leaves the filter is still sent, so lists drop it.
+            ListEvent::Changed(run)
+                if filter.username.as_deref().is_none_or(|u| u == run.username) =>
+            {
+                testruns_event::Event::Changed(convert::testrun(run))
+            }
+            ListEvent::Deleted(id) => testruns_event::Event::Deleted(*id),
+            _ => continue,
+        };
+        if tx
+            .send(Ok(pb::TestrunsEvent {
+                event: Some(message),
+            }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

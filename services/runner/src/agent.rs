@@ -1,0 +1,508 @@
+//! The runner's main loop: one stream to the coordinator at a time, tests
+//! running underneath it, output kept until acknowledged.
+//!
+//! Everything that changes runner state happens in this one task (a select
+//! over the stream, the tests' events, timers and signals), so there are no
+//! locks and no races between, say, a cancel and a result.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use testrunner_proto::v1::{
+    self as pb, CoordinatorMessage, Drain, Finished, Heartbeat, Logs, ProtocolVersion, Register,
+    Release, RunnerMessage, coordinator_message::Message as In, runner_message::Message as Out,
+    runner_service_client::RunnerServiceClient,
+};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+use tonic::Streaming;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::config::Config;
+use crate::exec::{self, ExecEvent, ExecSettings, Job, Report, Stop};
+use crate::outbox::Outbox;
+use crate::stats::Stats;
+
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// One assignment as the runner holds it.
+struct Slot {
+    outbox: Outbox,
+    stop: watch::Sender<Stop>,
+    /// Still running (no `Done` yet).
+    running: bool,
+    /// Killed on drain: report `Release`, not `Finished`.
+    hand_back: bool,
+    /// The coordinator disowned it: drop its output and result.
+    discard: bool,
+}
+
+/// Why a stream ended.
+enum Ended {
+    /// Reconnect.
+    Lost,
+    /// Drained: exit.
+    Done,
+}
+
+/// The runner process.
+pub struct Agent {
+    config: Config,
+    instance_id: String,
+    name: String,
+    slots: u32,
+    exec: Arc<ExecSettings>,
+    events_tx: mpsc::Sender<ExecEvent>,
+    events_rx: mpsc::Receiver<ExecEvent>,
+    held: HashMap<String, Slot>,
+    buffered: usize,
+    draining: Option<Instant>,
+    stats: Arc<Stats>,
+    sigterm: tokio::signal::unix::Signal,
+    sigint: tokio::signal::unix::Signal,
+}
+
+impl Agent {
+    /// A runner from its configuration (signals are hooked here).
+    pub fn new(config: Config, stats: Arc<Stats>) -> anyhow::Result<Self> {
+        let exec = Arc::new(ExecSettings {
+            interpreters: config.interpreter_table()?,
+            kill_grace: config.kill_grace,
+            max_line_bytes: config.max_line_bytes,
+            max_output_bytes: config.max_output_bytes,
+            work_dir: config.work_dir.clone(),
+            test_path: config.test_path.clone(),
+        });
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        let slots = config.slot_count().clamp(1, 1024);
+        stats.set_slots(slots);
+        Ok(Self {
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            name: config.display_name(),
+            slots,
+            exec,
+            events_tx,
+            events_rx,
+            held: HashMap::new(),
+            buffered: 0,
+            draining: None,
+            stats,
+            sigterm: signal(SignalKind::terminate())?,
+            sigint: signal(SignalKind::interrupt())?,
+            config,
+        })
+    }
+
+    /// Runs until drained (SIGTERM / Ctrl-C).
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let channel = self.channel()?;
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            if self.draining.is_some() && self.held.is_empty() {
+                tracing::info!("drained; exiting");
+                return Ok(());
+            }
+            match self.session(channel.clone()).await {
+                Ok(Ended::Done) => {
+                    tracing::info!("drained; exiting");
+                    return Ok(());
+                }
+                Ok(Ended::Lost) => backoff = BACKOFF_MIN,
+                Err(status) => {
+                    let level_error = status.code() == tonic::Code::Unauthenticated;
+                    if level_error {
+                        tracing::error!(
+                            message = status.message(),
+                            "coordinator refused this runner"
+                        );
+                    } else {
+                        tracing::warn!(code = ?status.code(), message = status.message(), "coordinator unreachable");
+                    }
+                }
+            }
+            self.stats.set_connected(false);
+            // Jittered exponential backoff; tests keep running meanwhile.
+            let wait = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            let until = tokio::time::Instant::now() + wait;
+            while tokio::time::Instant::now() < until {
+                if self.idle_step(until).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn channel(&self) -> anyhow::Result<Channel> {
+        use anyhow::Context as _;
+        let mut endpoint = Endpoint::from_shared(self.config.coordinator.clone())
+            .context("--coordinator is not a valid URL")?
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true);
+        if self.config.coordinator.starts_with("https://") || self.config.tls_ca.is_some() {
+            let mut tls = ClientTlsConfig::new().with_enabled_roots();
+            if let Some(ca) = &self.config.tls_ca {
+                let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let (Some(cert), Some(key)) = (&self.config.tls_cert, &self.config.tls_key) {
+                let cert =
+                    std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+                let key =
+                    std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(tls).context("configuring TLS")?;
+        }
+        Ok(endpoint.connect_lazy())
+    }
+
+    /// While disconnected: keep taking test output (bounded) and signals.
+    /// Returns true if the runner should exit now.
+    async fn idle_step(&mut self, until: tokio::time::Instant) -> bool {
+        let room = self.buffered < self.config.max_buffered_bytes;
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => {}
+            Some(event) = self.events_rx.recv(), if room => self.on_exec_event(event, None).await,
+            _ = self.sigterm.recv() => self.on_signal(None).await,
+            _ = self.sigint.recv() => self.on_signal(None).await,
+        }
+        self.draining.is_some() && self.held.is_empty()
+    }
+
+    /// One stream, from Register to its end.
+    async fn session(&mut self, channel: Channel) -> Result<Ended, tonic::Status> {
+        let (tx, rx) = mpsc::channel::<RunnerMessage>(1024);
+        let register = Register {
+            instance_id: self.instance_id.clone(),
+            name: self.name.clone(),
+            labels: self
+                .config
+                .labels
+                .iter()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            slots: self.slots,
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol: ProtocolVersion::ProtocolVersion1 as i32,
+            resume: self.held.keys().cloned().collect(),
+        };
+        let _ = tx
+            .send(RunnerMessage {
+                message: Some(Out::Register(register)),
+            })
+            .await;
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let auth = format!("Bearer {}", self.config.token)
+            .parse()
+            .map_err(|_| {
+                tonic::Status::invalid_argument("the runner token is not valid metadata")
+            })?;
+        request.metadata_mut().insert("authorization", auth);
+        let mut client = RunnerServiceClient::new(channel)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(64 << 20);
+        let mut inbound = client.attach(request).await?.into_inner();
+        let welcome = match inbound.message().await? {
+            Some(CoordinatorMessage {
+                message: Some(In::Welcome(w)),
+            }) => w,
+            _ => {
+                return Err(tonic::Status::internal(
+                    "expected Welcome as the first message",
+                ));
+            }
+        };
+        let heartbeat = welcome
+            .heartbeat_interval
+            .as_ref()
+            .map_or(Duration::from_secs(3), |d| {
+                Duration::from_millis(testrunner_proto::duration_to_millis(d) as u64)
+            })
+            .max(Duration::from_millis(50));
+        let batch_max = (welcome.max_lines_per_batch as usize)
+            .min(self.config.batch_lines)
+            .max(1);
+        tracing::info!(runner_id = %welcome.runner_id, name = %self.name, slots = self.slots, resumed = self.held.len(), "attached to coordinator");
+        self.stats.set_connected(true);
+
+        let mut link = Link { tx, batch_max };
+        // Everything unacknowledged goes again (rule 7).
+        for slot in self.held.values_mut() {
+            slot.outbox.rewind();
+        }
+        self.flush_all(&mut link).await;
+        if self.draining.is_some() {
+            link.send(Out::Drain(Drain {})).await;
+        }
+        self.pump(&mut link, &mut inbound, heartbeat).await
+    }
+
+    async fn pump(
+        &mut self,
+        link: &mut Link,
+        inbound: &mut Streaming<CoordinatorMessage>,
+        heartbeat: Duration,
+    ) -> Result<Ended, tonic::Status> {
+        let mut flush = tokio::time::interval(self.config.flush_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat = tokio::time::interval(heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.draining.is_some() && self.held.is_empty() {
+                return Ok(Ended::Done);
+            }
+            let room = self.buffered < self.config.max_buffered_bytes;
+            let deadline = self
+                .draining
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                message = inbound.message() => match message {
+                    Ok(Some(m)) => self.on_message(m, link).await,
+                    Ok(None) => return Ok(Ended::Lost),
+                    Err(status) => return Err(status),
+                },
+                Some(event) = self.events_rx.recv(), if room => {
+                    self.on_exec_event(event, Some(link)).await;
+                }
+                _ = flush.tick() => self.flush_all(link).await,
+                _ = beat.tick() => link.send(Out::Heartbeat(Heartbeat {})).await,
+                _ = self.sigterm.recv() => self.on_signal(Some(link)).await,
+                _ = self.sigint.recv() => self.on_signal(Some(link)).await,
+                () = tokio::time::sleep_until(deadline), if self.draining.is_some() => {
+                    self.hand_back_all();
+                }
+            }
+        }
+    }
+
+    async fn on_message(&mut self, message: CoordinatorMessage, link: &mut Link) {
+        match message.message {
+            Some(In::Assign(assign)) => self.start(assign),
+            Some(In::LogAck(ack)) => {
+                if let Some(slot) = self.held.get_mut(&ack.assignment_id) {
+                    let freed = slot.outbox.ack(ack.seq);
+                    self.buffered -= freed;
+                    self.stats.set_buffered(self.buffered);
+                }
+            }
+            Some(In::ResultAck(ack)) => {
+                if let Some(slot) = self.held.get(&ack.assignment_id)
+                    && !slot.running
+                {
+                    if !ack.accepted {
+                        tracing::info!(assignment_id = %ack.assignment_id, "coordinator refused the result (test moved elsewhere)");
+                    }
+                    self.drop_slot(&ack.assignment_id);
+                }
+            }
+            Some(In::Cancel(cancel)) => {
+                let Some(slot) = self.held.get_mut(&cancel.assignment_id) else {
+                    return;
+                };
+                tracing::info!(assignment_id = %cancel.assignment_id, reason = %cancel.reason, "cancel");
+                if slot.running {
+                    let _ = slot.stop.send(Stop::Kill);
+                    if cancel.reason.contains("no longer held") {
+                        slot.discard = true;
+                    }
+                } else if cancel.reason.contains("no longer held") {
+                    self.drop_slot(&cancel.assignment_id);
+                }
+                let _ = link;
+            }
+            Some(In::Welcome(_)) | None => {
+                tracing::warn!("unexpected message from the coordinator ignored");
+            }
+        }
+    }
+
+    fn drop_slot(&mut self, assignment_id: &str) {
+        if let Some(slot) = self.held.remove(assignment_id) {
+            self.buffered -= slot.outbox.bytes();
+            self.stats.set_buffered(self.buffered);
+            self.stats
+                .set_running(self.held.values().filter(|s| s.running).count());
+        }
+    }
+
+    fn start(&mut self, assign: pb::Assign) {
+        let (stop, stop_rx) = watch::channel(Stop::Run);
+        let job = Job {
+            assignment_id: assign.assignment_id.clone(),
+            name: assign.name,
+            content: assign.content,
+            command: assign.command,
+            timeout: assign
+                .timeout
+                .as_ref()
+                .map_or(Duration::from_secs(600), |d| {
+                    Duration::from_millis(testrunner_proto::duration_to_millis(d) as u64)
+                }),
+            attempt: assign.attempt,
+        };
+        tracing::debug!(assignment_id = %job.assignment_id, name = %job.name, "test started");
+        tokio::spawn(exec::run(
+            job,
+            Arc::clone(&self.exec),
+            self.events_tx.clone(),
+            stop_rx,
+        ));
+        self.held.insert(
+            assign.assignment_id,
+            Slot {
+                outbox: Outbox::new(),
+                stop,
+                running: true,
+                hand_back: false,
+                discard: false,
+            },
+        );
+        self.stats
+            .set_running(self.held.values().filter(|s| s.running).count());
+    }
+
+    async fn on_exec_event(&mut self, event: ExecEvent, link: Option<&mut Link>) {
+        match event {
+            ExecEvent::Line {
+                assignment_id,
+                text,
+            } => {
+                let Some(slot) = self.held.get_mut(&assignment_id) else {
+                    return;
+                };
+                if slot.discard {
+                    return;
+                }
+                self.buffered += text.len();
+                slot.outbox.push(text);
+                self.stats.set_buffered(self.buffered);
+                if let Some(link) = link
+                    && slot.outbox.unsent() >= link.batch_max as u64
+                {
+                    Self::flush(&assignment_id, slot, link).await;
+                }
+            }
+            ExecEvent::Done {
+                assignment_id,
+                report,
+            } => {
+                let Some(slot) = self.held.get_mut(&assignment_id) else {
+                    return;
+                };
+                slot.running = false;
+                if slot.discard {
+                    self.drop_slot(&assignment_id);
+                    return;
+                }
+                tracing::debug!(assignment_id = %assignment_id, outcome = ?report.outcome, "test ended");
+                slot.outbox.result =
+                    Some(finished(&assignment_id, &report, slot.outbox.last_seq()));
+                slot.outbox.result_sent = false;
+                self.stats
+                    .set_running(self.held.values().filter(|s| s.running).count());
+                if let Some(link) = link {
+                    let slot = self.held.get_mut(&assignment_id).expect("present");
+                    Self::flush(&assignment_id, slot, link).await;
+                }
+            }
+        }
+    }
+
+    /// Sends what one assignment has unsent: lines, then its result.
+    async fn flush(assignment_id: &str, slot: &mut Slot, link: &mut Link) {
+        while let Some((first_seq, lines)) = slot.outbox.next_batch(link.batch_max) {
+            link.send(Out::Logs(Logs {
+                assignment_id: assignment_id.to_owned(),
+                first_seq,
+                lines,
+            }))
+            .await;
+        }
+        if let Some(result) = &slot.outbox.result
+            && !slot.outbox.result_sent
+        {
+            slot.outbox.result_sent = true;
+            let message = if slot.hand_back {
+                Out::Release(Release {
+                    assignment_id: assignment_id.to_owned(),
+                })
+            } else {
+                Out::Finished(result.clone())
+            };
+            link.send(message).await;
+        }
+    }
+
+    async fn flush_all(&mut self, link: &mut Link) {
+        for (id, slot) in self.held.iter_mut() {
+            if !slot.discard {
+                Self::flush(id, slot, link).await;
+            }
+        }
+    }
+
+    async fn on_signal(&mut self, link: Option<&mut Link>) {
+        if self.draining.is_some() {
+            tracing::warn!("second signal: handing back every running test now");
+            self.hand_back_all();
+            return;
+        }
+        tracing::info!(running = self.held.len(), deadline = ?self.config.drain_timeout, "draining: no new work; finishing running tests");
+        self.draining = Some(Instant::now() + self.config.drain_timeout);
+        if let Some(link) = link {
+            link.send(Out::Drain(Drain {})).await;
+        }
+    }
+
+    /// Kills every running test and reports it as handed back.
+    fn hand_back_all(&mut self) {
+        for slot in self.held.values_mut().filter(|s| s.running) {
+            slot.hand_back = true;
+            let _ = slot.stop.send(Stop::Kill);
+        }
+        // Nothing more to wait for once they are reported.
+        self.draining = Some(Instant::now() + Duration::from_secs(3600));
+    }
+}
+
+/// The current stream's sending half.
+struct Link {
+    tx: mpsc::Sender<RunnerMessage>,
+    batch_max: usize,
+}
+
+impl Link {
+    async fn send(&mut self, message: Out) {
+        // A closed stream is noticed on the receiving side; what was not
+        // acknowledged is resent on the next stream.
+        let _ = self
+            .tx
+            .send(RunnerMessage {
+                message: Some(message),
+            })
+            .await;
+    }
+}
+
+fn finished(assignment_id: &str, report: &Report, last_seq: u64) -> Finished {
+    Finished {
+        assignment_id: assignment_id.to_owned(),
+        outcome: report.outcome as i32,
+        exit_code: report.exit_code,
+        duration: Some(testrunner_proto::duration_from_millis(
+            report.duration.as_millis() as i64,
+        )),
+        error: report.error.clone(),
+        log_lines: last_seq,
+    }
+}

@@ -1,0 +1,159 @@
+//! Command-line flags with `TESTRUNNER_*` environment fallbacks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Interpreters by file extension when a test has no command template and
+/// no shebang. `--interpreter EXT=COMMAND` adds or overrides entries.
+pub const DEFAULT_INTERPRETERS: &[(&str, &str)] = &[
+    ("sh", "sh"),
+    ("bash", "bash"),
+    ("py", "python3"),
+    ("js", "node"),
+    ("mjs", "node"),
+    ("rb", "ruby"),
+    ("pl", "perl"),
+];
+
+/// The TestRunner runner: attaches to a coordinator, runs the test files it
+/// is given as isolated child processes, and streams their output back.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "runner", version, about)]
+pub struct Config {
+    /// Coordinator address (`http://host:50051`, or `https://` for TLS).
+    #[arg(
+        long,
+        env = "TESTRUNNER_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub coordinator: String,
+
+    /// Bearer token the coordinator accepts from runners.
+    #[arg(long, env = "TESTRUNNER_RUNNER_TOKEN", hide_env_values = true)]
+    pub token: String,
+
+    /// Name shown with the tests this runner ran (default: the host name).
+    #[arg(long, env = "TESTRUNNER_RUNNER_NAME")]
+    pub name: Option<String>,
+
+    /// Tests run at once (default: the number of CPUs).
+    #[arg(long, env = "TESTRUNNER_SLOTS")]
+    pub slots: Option<u32>,
+
+    /// Labels sent to the coordinator, `key=value`, repeatable.
+    #[arg(long = "label", env = "TESTRUNNER_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+
+    /// Interpreter by extension, `EXT=COMMAND` (e.g. `py=python3.12`),
+    /// repeatable; added to the built-in table.
+    #[arg(
+        long = "interpreter",
+        env = "TESTRUNNER_INTERPRETERS",
+        value_delimiter = ','
+    )]
+    pub interpreters: Vec<String>,
+
+    /// On SIGTERM: how long running tests may finish before they are handed
+    /// back to the coordinator.
+    #[arg(long, env = "TESTRUNNER_DRAIN_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Time between SIGTERM and SIGKILL for a test past its timeout.
+    #[arg(long, env = "TESTRUNNER_KILL_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub kill_grace: Duration,
+
+    /// Longest log line kept, in bytes; longer lines are cut with a marker.
+    #[arg(long, env = "TESTRUNNER_MAX_LINE_BYTES", default_value_t = 16 << 10)]
+    pub max_line_bytes: usize,
+
+    /// Output kept per test, in bytes; the rest is dropped with a marker.
+    #[arg(long, env = "TESTRUNNER_MAX_OUTPUT_BYTES", default_value_t = 256 << 20)]
+    pub max_output_bytes: u64,
+
+    /// Unacknowledged log bytes kept for resending; past this, test output
+    /// is paused until the coordinator catches up.
+    #[arg(long, env = "TESTRUNNER_MAX_BUFFERED_BYTES", default_value_t = 64 << 20)]
+    pub max_buffered_bytes: usize,
+
+    /// Lines per Logs batch.
+    #[arg(long, env = "TESTRUNNER_BATCH_LINES", default_value_t = 2000)]
+    pub batch_lines: usize,
+
+    /// Longest time a log line waits before it is sent.
+    #[arg(long, env = "TESTRUNNER_FLUSH_INTERVAL", default_value = "20ms", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+
+    /// Directory for test work directories (default: the system temp dir).
+    #[arg(long, env = "TESTRUNNER_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// `PATH` given to tests.
+    #[arg(
+        long,
+        env = "TESTRUNNER_TEST_PATH",
+        default_value = "/usr/local/bin:/usr/bin:/bin"
+    )]
+    pub test_path: String,
+
+    /// Serve `/metrics` and `/healthz` on this address.
+    #[arg(long, env = "TESTRUNNER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// PEM CA bundle to verify the coordinator's certificate.
+    #[arg(long, env = "TESTRUNNER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate (mutual TLS), with `--tls-key`.
+    #[arg(long, env = "TESTRUNNER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM client key for `--tls-cert`.
+    #[arg(long, env = "TESTRUNNER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "TESTRUNNER_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The runner's name: `--name`, else the host name.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "runner".into())
+        })
+    }
+
+    /// Slots: `--slots`, else the number of CPUs.
+    pub fn slot_count(&self) -> u32 {
+        self.slots
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+    }
+
+    /// The interpreter table: built-ins overridden by `--interpreter`.
+    pub fn interpreter_table(&self) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+        let mut table: Vec<(String, Vec<String>)> = DEFAULT_INTERPRETERS
+            .iter()
+            .map(|(e, c)| ((*e).to_owned(), vec![(*c).to_owned()]))
+            .collect();
+        for entry in &self.interpreters {
+            let (ext, cmd) = entry
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--interpreter {entry:?}: expected EXT=COMMAND"))?;
+            let words = shell_words::split(cmd)
+                .map_err(|e| anyhow::anyhow!("--interpreter {entry:?}: {e}"))?;
+            anyhow::ensure!(!words.is_empty(), "--interpreter {entry:?}: empty command");
+            let ext = ext.trim_start_matches('.').to_owned();
+            table.retain(|(e, _)| *e != ext);
+            table.push((ext, words));
+        }
+        Ok(table)
+    }
+}

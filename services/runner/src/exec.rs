@@ -1,0 +1,423 @@
+//! Runs one test file as a child process and reports its lines and outcome.
+//!
+//! Each test gets a fresh temporary directory holding only its file, its own
+//! process group (so a timeout or cancel kills everything it started), a
+//! scrubbed environment (it never sees the runner's token), and capped
+//! output. Anything that prevents running it is a FAILED test with the
+//! reason in its log, never a runner crash.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use testrunner_proto::v1::Outcome;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+/// What a test is asked to stop for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Run,
+    /// Killed: cancelled by the coordinator, or handed back on drain.
+    Kill,
+}
+
+/// How tests are run on this runner.
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    pub interpreters: Vec<(String, Vec<String>)>,
+    pub kill_grace: Duration,
+    pub max_line_bytes: usize,
+    pub max_output_bytes: u64,
+    pub work_dir: Option<PathBuf>,
+    pub test_path: String,
+}
+
+/// One test to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub assignment_id: String,
+    pub name: String,
+    pub content: String,
+    pub command: String,
+    pub timeout: Duration,
+    pub attempt: u32,
+}
+
+/// What a job sends to the runner's main loop.
+#[derive(Debug)]
+pub enum ExecEvent {
+    Line {
+        assignment_id: String,
+        text: String,
+    },
+    Done {
+        assignment_id: String,
+        report: Report,
+    },
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub exit_code: Option<i32>,
+    pub duration: Duration,
+    pub error: String,
+}
+
+/// Runs `job`, sending its lines and finally `Done` to `events`.
+pub async fn run(
+    job: Job,
+    settings: Arc<ExecSettings>,
+    events: mpsc::Sender<ExecEvent>,
+    stop: watch::Receiver<Stop>,
+) {
+    let id = job.assignment_id.clone();
+    let started = Instant::now();
+    let report = match execute(&job, &settings, &events, stop).await {
+        Ok(report) => report,
+        Err(message) => {
+            let _ = events
+                .send(ExecEvent::Line {
+                    assignment_id: id.clone(),
+                    text: format!("[testrunner] {message}"),
+                })
+                .await;
+            Report {
+                outcome: Outcome::Failed,
+                exit_code: None,
+                duration: started.elapsed(),
+                error: message,
+            }
+        }
+    };
+    let _ = events
+        .send(ExecEvent::Done {
+            assignment_id: id,
+            report,
+        })
+        .await;
+}
+
+/// How to start the test: program and arguments.
+pub fn command_for(
+    job: &Job,
+    file: &Path,
+    interpreters: &[(String, Vec<String>)],
+) -> Result<Vec<String>, String> {
+    let path = file.to_string_lossy().into_owned();
+    if !job.command.trim().is_empty() {
+        let words = shell_words::split(&job.command)
+            .map_err(|e| format!("command template {:?}: {e}", job.command))?;
+        let argv: Vec<String> = words.iter().map(|w| w.replace("{file}", &path)).collect();
+        if argv.is_empty() {
+            return Err("command template is empty".into());
+        }
+        return Ok(argv);
+    }
+    if job.content.starts_with("#!") {
+        return Ok(vec![path]);
+    }
+    let ext = Path::new(&job.name)
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match interpreters.iter().find(|(e, _)| *e == ext) {
+        Some((_, cmd)) => {
+            let mut argv = cmd.clone();
+            argv.push(path);
+            Ok(argv)
+        }
+        None => {
+            let known: Vec<String> = interpreters.iter().map(|(e, _)| format!(".{e}")).collect();
+            Err(format!(
+                "cannot run {:?}: no command template, no shebang, and no interpreter for {} \
+                 (known: {})",
+                job.name,
+                if ext.is_empty() {
+                    "files without an extension".to_owned()
+                } else {
+                    format!("extension .{ext}")
+                },
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+async fn execute(
+    job: &Job,
+    settings: &ExecSettings,
+    events: &mpsc::Sender<ExecEvent>,
+    mut stop: watch::Receiver<Stop>,
+) -> Result<Report, String> {
+    let dir = match &settings.work_dir {
+        Some(root) => tempfile::Builder::new().prefix("test-").tempdir_in(root),
+        None => tempfile::Builder::new().prefix("testrunner-").tempdir(),
+    }
+    .map_err(|e| format!("cannot create a work directory: {e}"))?;
+    let file = dir.path().join(&job.name);
+    std::fs::write(&file, &job.content).map_err(|e| format!("cannot write {:?}: {e}", job.name))?;
+    if job.content.starts_with("#!") {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("cannot make {:?} executable: {e}", job.name))?;
+    }
+    let argv = command_for(job, &file, &settings.interpreters)?;
+
+    let started = Instant::now();
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", &settings.test_path)
+        .env("HOME", dir.path())
+        .env("TMPDIR", dir.path())
+        .env("LANG", "C.UTF-8")
+        .env("TESTRUNNER_TEST_NAME", &job.name)
+        .env("TESTRUNNER_ATTEMPT", job.attempt.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot execute {:?}: {e}", argv[0]))?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+
+    let budget = Arc::new(AtomicU64::new(settings.max_output_bytes));
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        tokio::spawn(read_lines(
+            stream,
+            job.assignment_id.clone(),
+            events.clone(),
+            settings.max_line_bytes,
+            Arc::clone(&budget),
+            settings.max_output_bytes,
+        ))
+    })
+    .collect::<Vec<_>>();
+
+    let signal_group = |signal: Signal| {
+        if let Some(pgid) = pgid {
+            // ESRCH: the group is already gone, which is what we want.
+            let _ = killpg(pgid, signal);
+        }
+    };
+    let deadline = tokio::time::sleep(job.timeout);
+    tokio::pin!(deadline);
+    let (status, outcome, error) = tokio::select! {
+        status = child.wait() => {
+            let status = status.map_err(|e| format!("waiting for the test: {e}"))?;
+            let outcome = if status.success() { Outcome::Passed } else { Outcome::Failed };
+            let error = match status.code() {
+                Some(_) => String::new(),
+                None => format!("killed by signal {}", std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),
+            };
+            (status.code(), outcome, error)
+        }
+        () = &mut deadline => {
+            signal_group(Signal::SIGTERM);
+            if tokio::time::timeout(settings.kill_grace, child.wait()).await.is_err() {
+                signal_group(Signal::SIGKILL);
+                let _ = child.wait().await;
+            }
+            (None, Outcome::TimedOut, format!("timed out after {}", humantime::format_duration(job.timeout)))
+        }
+        () = wait_for_kill(&mut stop) => {
+            signal_group(Signal::SIGKILL);
+            let _ = child.wait().await;
+            (None, Outcome::Cancelled, "cancelled".to_owned())
+        }
+    };
+    // Whatever the test left behind in its group dies with it.
+    signal_group(Signal::SIGKILL);
+    for reader in readers {
+        // A process that left the group could hold the pipe open forever.
+        let abort = reader.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), reader)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+    let duration = started.elapsed();
+    if !error.is_empty() && outcome != Outcome::Failed {
+        let _ = events
+            .send(ExecEvent::Line {
+                assignment_id: job.assignment_id.clone(),
+                text: format!("[testrunner] {error}"),
+            })
+            .await;
+    }
+    drop(dir);
+    Ok(Report {
+        outcome,
+        exit_code: status,
+        duration,
+        error,
+    })
+}
+
+async fn wait_for_kill(stop: &mut watch::Receiver<Stop>) {
+    if stop.wait_for(|s| *s == Stop::Kill).await.is_err() {
+        // The runner dropped the sender: never kill for that reason.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Splits a stream into lines, cutting long lines with a marker and
+/// dropping output past the test's budget (after saying so once).
+async fn read_lines(
+    mut stream: Box<dyn AsyncRead + Unpin + Send>,
+    assignment_id: String,
+    events: mpsc::Sender<ExecEvent>,
+    max_line: usize,
+    budget: Arc<AtomicU64>,
+    max_output: u64,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut line: Vec<u8> = Vec::new();
+    let mut dropped_in_line = 0usize;
+    let emit = |line: &mut Vec<u8>, dropped: &mut usize| {
+        let mut bytes = std::mem::take(line);
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        if *dropped > 0 {
+            text.push_str(&format!(" … [truncated {} bytes]", *dropped));
+            *dropped = 0;
+        }
+        text
+    };
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            let (part, rest, ends_line) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (&chunk[..i], &chunk[i + 1..], true),
+                None => (chunk, &chunk[..0], false),
+            };
+            let room = max_line.saturating_sub(line.len());
+            line.extend_from_slice(&part[..part.len().min(room)]);
+            dropped_in_line += part.len().saturating_sub(room);
+            chunk = rest;
+            if ends_line {
+                let text = emit(&mut line, &mut dropped_in_line);
+                if !send_within_budget(&events, &assignment_id, text, &budget, max_output).await {
+                    // Keep draining so the test never blocks on a full pipe.
+                    continue;
+                }
+            }
+        }
+    }
+    if !line.is_empty() || dropped_in_line > 0 {
+        let text = emit(&mut line, &mut dropped_in_line);
+        send_within_budget(&events, &assignment_id, text, &budget, max_output).await;
+    }
+}
+
+/// Sends a line if the output budget allows; the line that exhausts it is
+/// replaced by a marker. Returns false once output is being dropped.
+async fn send_within_budget(
+    events: &mpsc::Sender<ExecEvent>,
+    assignment_id: &str,
+    text: String,
+    budget: &AtomicU64,
+    max_output: u64,
+) -> bool {
+    let cost = text.len() as u64 + 1;
+    let before = budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            Some(b.saturating_sub(cost))
+        })
+        .unwrap_or(0);
+    let text = if before >= cost {
+        text
+    } else if before > 0 {
+        format!("[testrunner] output limit of {max_output} bytes reached; further output discarded")
+    } else {
+        return false;
+    };
+    events
+        .send(ExecEvent::Line {
+            assignment_id: assignment_id.to_owned(),
+            text,
+        })
+        .await
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str, content: &str, command: &str) -> Job {
+        Job {
+            assignment_id: "a".into(),
+            name: name.into(),
+            content: content.into(),
+            command: command.into(),
+            timeout: Duration::from_secs(5),
+            attempt: 1,
+        }
+    }
+
+    fn table() -> Vec<(String, Vec<String>)> {
+        vec![
+            ("sh".into(), vec!["sh".into()]),
+            ("py".into(), vec!["python3".into()]),
+        ]
+    }
+
+    #[test]
+    fn a_command_template_wins_over_shebang_and_extension() {
+        let argv = command_for(
+            &job("t.py", "#!/bin/sh", "pytest -q {file}"),
+            Path::new("/w/t.py"),
+            &table(),
+        );
+        assert_eq!(argv.unwrap(), ["pytest", "-q", "/w/t.py"]);
+    }
+
+    #[test]
+    fn a_shebang_runs_the_file_itself_and_extensions_pick_an_interpreter() {
+        assert_eq!(
+            command_for(&job("t", "#!/bin/sh\n", ""), Path::new("/w/t"), &table()).unwrap(),
+            ["/w/t"]
+        );
+        assert_eq!(
+            command_for(&job("t.py", "print(1)", ""), Path::new("/w/t.py"), &table()).unwrap(),
+            ["python3", "/w/t.py"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_extension_is_explained() {
+        let err = command_for(&job("t.xyz", "x", ""), Path::new("/w/t.xyz"), &table()).unwrap_err();
+        assert!(err.contains("extension .xyz"), "{err}");
+    }
+}

@@ -1,0 +1,34 @@
+use std::sync::Arc;
+
+use clap::Parser as _;
+use runner::{Agent, Config, stats};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_tracing(&config.log_format);
+    let stats = Arc::new(stats::Stats::default());
+    if let Some(addr) = config.metrics_listen {
+        let stats = Arc::clone(&stats);
+        tokio::spawn(async move {
+            if let Err(err) = stats::serve(addr, stats).await {
+                tracing::error!(error = %err, "metrics listener failed");
+            }
+        });
+    }
+    Agent::new(config, stats)?.run().await
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
