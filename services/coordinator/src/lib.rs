@@ -19,6 +19,7 @@ pub mod runner_service;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod testing;
 pub mod validate;
 pub mod watch;
 

@@ -1,0 +1,310 @@
+//! The Testrun API against the real coordinator on port 0, on a fresh
+//! SQLite file and a fresh Postgres database per test.
+
+use coordinator::testing::{Backend, TestApp};
+use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
+use testrunner_proto::v1::{
+    CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest, GetTestrunRequest,
+    ListTestrunsRequest, TestFile, testrun,
+};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// Runs each test body once per backend, as `sqlite` and `postgres` tests.
+macro_rules! on_both_stores {
+    ($($name:ident($app:ident, $client:ident) $body:block)+) => {$(
+        mod $name {
+            use super::*;
+            async fn body(#[allow(unused_mut)] mut $app: TestApp, #[allow(unused_mut)] mut $client: TestrunServiceClient<Channel>) $body
+            #[tokio::test]
+            async fn sqlite() { let (a, c) = start(Backend::Sqlite).await; body(a, c).await }
+            #[tokio::test]
+            async fn postgres() { let (a, c) = start(Backend::Postgres).await; body(a, c).await }
+        }
+    )+};
+}
+
+async fn start(backend: Backend) -> (TestApp, TestrunServiceClient<Channel>) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.limits.max_file_bytes = 1024;
+        c.limits.max_files = 20;
+    })
+    .await
+    .expect("coordinator starts");
+    let client = TestrunServiceClient::connect(app.url())
+        .await
+        .expect("connects");
+    (app, client)
+}
+
+fn file(name: &str, content: &str) -> TestFile {
+    TestFile {
+        name: name.into(),
+        content: content.into(),
+    }
+}
+
+fn request(username: &str, files: Vec<TestFile>) -> CreateTestrunRequest {
+    CreateTestrunRequest {
+        username: username.into(),
+        tests: files,
+        command: None,
+        timeout_seconds: None,
+    }
+}
+
+/// Asserts a call failed with `code` and a message naming `field`.
+fn assert_error<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, field: &str) {
+    let status = result.expect_err("the call should fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().starts_with(field),
+        "message {:?} should start with {field:?}",
+        status.message()
+    );
+}
+
+on_both_stores! {
+    a_created_testrun_is_stored_with_its_tests_queued(_app, client) {
+        let run = client
+            .create_testrun(request("Steve", vec![file("test_ok.sh", "echo hello\n"), file("b.py", "print(1)")]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(run.status, testrun::Status::Created as i32);
+        assert_eq!(run.username, "Steve");
+        assert_eq!(run.tests.len(), 2);
+        assert!(run.tests.iter().all(|t| t.status == testrunner_proto::v1::test::Status::Queued as i32));
+        assert_eq!(run.counts.unwrap().queued, 2);
+        assert_eq!(run.timeout_seconds, 600, "the default timeout applies");
+
+        let got = client.get_testrun(GetTestrunRequest { id: run.id }).await.unwrap().into_inner();
+        assert_eq!(got.id, run.id);
+        assert_eq!(got.tests.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["test_ok.sh", "b.py"]);
+        assert_eq!(got.tests[0].size_bytes, 11);
+    }
+
+    a_deleted_testrun_is_gone(_app, client) {
+        let run = client.create_testrun(request("u", vec![file("a.sh", "true")])).await.unwrap().into_inner();
+        client.delete_testrun(DeleteTestrunRequest { id: run.id }).await.unwrap();
+        assert_error(client.get_testrun(GetTestrunRequest { id: run.id }).await, Code::NotFound, "testrun");
+        let list = client.list_testruns(ListTestrunsRequest::default()).await.unwrap().into_inner();
+        assert_eq!(list.total_size, 0);
+    }
+
+    unknown_ids_are_not_found(_app, client) {
+        assert_error(client.get_testrun(GetTestrunRequest { id: 999 }).await, Code::NotFound, "testrun 999");
+        assert_error(client.cancel_testrun(CancelTestrunRequest { id: 999 }).await, Code::NotFound, "testrun 999");
+        assert_error(client.delete_testrun(DeleteTestrunRequest { id: 999 }).await, Code::NotFound, "testrun 999");
+    }
+
+    cancelling_a_created_testrun_cancels_it_and_its_tests_once(_app, client) {
+        let run = client.create_testrun(request("u", vec![file("a.sh", "true"), file("b.sh", "true")])).await.unwrap().into_inner();
+        let cancelled = client.cancel_testrun(CancelTestrunRequest { id: run.id }).await.unwrap().into_inner();
+        assert_eq!(cancelled.status, testrun::Status::Cancelled as i32);
+        assert!(cancelled.finished_at.is_some());
+        assert!(cancelled.tests.iter().all(|t| t.status == testrunner_proto::v1::test::Status::Cancelled as i32));
+        assert_eq!(cancelled.counts.unwrap().cancelled, 2);
+        assert_error(client.cancel_testrun(CancelTestrunRequest { id: run.id }).await, Code::FailedPrecondition, "testrun");
+    }
+
+    usernames_must_be_1_to_64_characters(_app, client) {
+        assert_error(client.create_testrun(request("", vec![file("a.sh", "")])).await, Code::InvalidArgument, "username");
+        assert_error(client.create_testrun(request("   ", vec![file("a.sh", "")])).await, Code::InvalidArgument, "username");
+        assert_error(client.create_testrun(request(&"x".repeat(65), vec![file("a.sh", "")])).await, Code::InvalidArgument, "username");
+        client.create_testrun(request(&"é".repeat(64), vec![file("a.sh", "")])).await.expect("64 characters is fine");
+    }
+
+    a_testrun_needs_tests_within_the_limit(_app, client) {
+        assert_error(client.create_testrun(request("u", vec![])).await, Code::InvalidArgument, "tests");
+        let many = (0..21).map(|i| file(&format!("t{i}.sh"), "")).collect();
+        assert_error(client.create_testrun(request("u", many)).await, Code::InvalidArgument, "tests");
+    }
+
+    unsafe_file_names_are_refused_naming_the_file(_app, client) {
+        let long = "x".repeat(256);
+        for bad in ["", ".", "..", "a/b", "..\\evil", "nul\0byte", "new\nline", "tab\there", long.as_str()] {
+            assert_error(
+                client.create_testrun(request("u", vec![file("ok.sh", ""), file(bad, "")])).await,
+                Code::InvalidArgument,
+                "tests[1].name",
+            );
+        }
+    }
+
+    duplicate_file_names_are_refused(_app, client) {
+        assert_error(
+            client.create_testrun(request("u", vec![file("a.sh", ""), file("a.sh", "")])).await,
+            Code::InvalidArgument,
+            "tests[1].name",
+        );
+    }
+
+    files_over_the_size_limit_are_refused(_app, client) {
+        assert_error(
+            client.create_testrun(request("u", vec![file("big.sh", &"x".repeat(1025))])).await,
+            Code::InvalidArgument,
+            "tests[0].content",
+        );
+        assert_error(
+            client.create_testrun(request("u", vec![file("nul.sh", "a\0b")])).await,
+            Code::InvalidArgument,
+            "tests[0].content",
+        );
+    }
+
+    command_templates_and_timeouts_are_checked(_app, client) {
+        let mut r = request("u", vec![file("a.py", "")]);
+        r.command = Some("pytest -q".into());
+        assert_error(client.create_testrun(r.clone()).await, Code::InvalidArgument, "command");
+        r.command = Some("pytest -q {file}".into());
+        r.timeout_seconds = Some(100 * 24 * 3600);
+        assert_error(client.create_testrun(r.clone()).await, Code::InvalidArgument, "timeout_seconds");
+        r.timeout_seconds = Some(30);
+        let run = client.create_testrun(r).await.unwrap().into_inner();
+        assert_eq!(run.command.as_deref(), Some("pytest -q {file}"));
+        assert_eq!(run.timeout_seconds, 30);
+    }
+
+    nothing_is_stored_when_a_create_is_refused(_app, client) {
+        let _ = client.create_testrun(request("u", vec![file("a.sh", ""), file("a/b", "")])).await;
+        let list = client.list_testruns(ListTestrunsRequest::default()).await.unwrap().into_inner();
+        assert_eq!(list.total_size, 0);
+    }
+
+    the_list_pages_newest_first_and_filters(_app, client) {
+        for user in ["ann", "bob", "ann", "bob", "ann"] {
+            client.create_testrun(request(user, vec![file("a.sh", "")])).await.unwrap();
+        }
+        client.cancel_testrun(CancelTestrunRequest { id: 2 }).await.unwrap();
+
+        let mut ids = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_testruns(ListTestrunsRequest { page_size: 2, page_token: token.clone(), ..Default::default() })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(page.total_size, 5);
+            assert!(page.testruns.iter().all(|r| r.tests.is_empty()), "lists carry counts, not tests");
+            ids.extend(page.testruns.iter().map(|r| r.id));
+            if page.next_page_token.is_empty() { break; }
+            token = page.next_page_token;
+        }
+        assert_eq!(ids, [5, 4, 3, 2, 1]);
+
+        let anns = client
+            .list_testruns(ListTestrunsRequest { username: Some("ann".into()), ..Default::default() })
+            .await.unwrap().into_inner();
+        assert_eq!(anns.testruns.iter().map(|r| r.id).collect::<Vec<_>>(), [5, 3, 1]);
+        assert_eq!(anns.total_size, 3);
+        let cancelled = client
+            .list_testruns(ListTestrunsRequest { status: Some(testrun::Status::Cancelled as i32), ..Default::default() })
+            .await.unwrap().into_inner();
+        assert_eq!(cancelled.testruns.iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
+    }
+
+    bad_list_requests_name_their_field(_app, client) {
+        assert_error(
+            client.list_testruns(ListTestrunsRequest { page_token: "not-a-token".into(), ..Default::default() }).await,
+            Code::InvalidArgument,
+            "page_token",
+        );
+        assert_error(
+            client.list_testruns(ListTestrunsRequest { page_size: 1001, ..Default::default() }).await,
+            Code::InvalidArgument,
+            "page_size",
+        );
+        assert_error(
+            client.list_testruns(ListTestrunsRequest { status: Some(42), ..Default::default() }).await,
+            Code::InvalidArgument,
+            "status",
+        );
+    }
+}
+
+/// The store rolls a create back whole when a statement fails halfway
+/// (validation normally prevents this; the transaction must not rely on it).
+mod a_create_that_fails_halfway_stores_nothing {
+    use coordinator::domain::{ListFilter, NewTest, NewTestrun};
+    use coordinator::testing::{Backend, TestDb};
+
+    async fn check(backend: Backend) {
+        let db = TestDb::new(backend).await.unwrap();
+        let store = coordinator::store::connect(&db.url).await.unwrap();
+        let dup = |n: &str| NewTest {
+            name: n.into(),
+            content: String::new(),
+        };
+        let run = NewTestrun {
+            username: "u".into(),
+            command: None,
+            timeout_ms: 1000,
+            // The second insert of "a" violates UNIQUE (testrun_id, name).
+            tests: vec![dup("a"), dup("a")],
+        };
+        assert!(store.create_testrun(&run, 0).await.is_err());
+        let (runs, total) = store
+            .list_testruns(&ListFilter::default(), None, 10)
+            .await
+            .unwrap();
+        assert!(runs.is_empty());
+        assert_eq!(total, 0);
+    }
+
+    #[tokio::test]
+    async fn sqlite() {
+        check(Backend::Sqlite).await
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        check(Backend::Postgres).await
+    }
+}
+
+mod api_token {
+    use super::*;
+
+    #[tokio::test]
+    async fn write_calls_need_the_api_token_when_one_is_set() {
+        let app = TestApp::spawn_with(Backend::Sqlite, |c| c.api_token = "letmein".into())
+            .await
+            .unwrap();
+        let mut client = TestrunServiceClient::connect(app.url()).await.unwrap();
+        let status = client
+            .create_testrun(request("u", vec![file("a.sh", "")]))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+
+        let mut authed = tonic::Request::new(request("u", vec![file("a.sh", "")]));
+        authed
+            .metadata_mut()
+            .insert("authorization", "Bearer wrong".parse().unwrap());
+        assert_eq!(
+            client.create_testrun(authed).await.unwrap_err().code(),
+            Code::Unauthenticated
+        );
+
+        let mut authed = tonic::Request::new(request("u", vec![file("a.sh", "")]));
+        authed
+            .metadata_mut()
+            .insert("authorization", "Bearer letmein".parse().unwrap());
+        let run = client.create_testrun(authed).await.unwrap().into_inner();
+        // Reads stay open.
+        client
+            .get_testrun(GetTestrunRequest { id: run.id })
+            .await
+            .unwrap();
+        assert_eq!(
+            client
+                .delete_testrun(DeleteTestrunRequest { id: run.id })
+                .await
+                .unwrap_err()
+                .code(),
+            Code::Unauthenticated
+        );
+    }
+}
