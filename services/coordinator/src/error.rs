@@ -62,7 +62,7 @@ impl From<Error> for Status {
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Internal(cause) => {
-                tracing::error!(error = ?cause, "internal error");
+                tracing::error!(error = format!("{cause:#}"), "internal error");
                 return Status::internal("internal error");
             }
         };

@@ -137,7 +137,7 @@ fn error_response(err: Error) -> Response {
     };
     let message = match err {
         Error::Internal(cause) => {
-            tracing::error!(error = ?cause, "internal error");
+            tracing::error!(error = format!("{cause:#}"), "internal error");
             "internal error".to_owned()
         }
         other => other.to_string(),

@@ -207,14 +207,22 @@ impl Store for PgStore {
     }
 
     async fn delete_testrun(&self, id: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Every writer locks a test row before its Testrun row; the cascade
+        // would go the other way round, so take the tests' locks first.
+        sqlx::query("SELECT id FROM tests WHERE testrun_id = $1 ORDER BY id FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM testruns WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
         if deleted == 0 {
             return Err(Error::testrun_not_found(id));
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -247,6 +255,9 @@ impl Store for PgStore {
                 None => per_run.push((r.testrun_id, 1)),
             }
         }
+        // Testrun rows in id order: two coordinators claiming at once lock
+        // them in the same order and cannot deadlock.
+        per_run.sort_unstable();
         let ids: Vec<i64> = per_run.iter().map(|(id, _)| *id).collect();
         let counts: Vec<i64> = per_run.iter().map(|(_, c)| *c).collect();
         let settings: Vec<TestrunRow> = sqlx::query_as(
