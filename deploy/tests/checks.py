@@ -1,0 +1,715 @@
+"""Property checks over rendered Kubernetes objects.
+
+Each check takes the rendered objects (a list of dicts) and returns a list of
+problems (strings); empty means the property holds. test_manifests.py runs
+them on every overlay, test_checks.py proves each one fails on a broken
+input, so a check that silently passes everything would be caught.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from urllib.parse import urlparse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEPLOY = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(DEPLOY, "tools"))
+
+import kustomize_render  # noqa: E402
+
+# Rendered targets: name -> kustomization directory (relative to deploy/).
+TARGETS = {
+    "dev": "k8s/overlays/dev",
+    "production": "k8s/overlays/production",
+    "production-autoscaled": "k8s/overlays/production-autoscaled",
+    "production-tls": "tests/fixtures/production-tls",
+}
+
+COORDINATOR_PORT = 50051
+RUNNER_METRICS_PORT = 9091
+HEALTH_SERVICE = "testrunner.v1.TestrunService"
+COORDINATOR_LABELS = {"app.kubernetes.io/name": "testrunner-coordinator"}
+RUNNER_LABELS = {"app.kubernetes.io/name": "testrunner-runner"}
+# Secrets this project expects to be created outside these manifests
+# (documented in the Ingress): TLS for the ingress host.
+EXTERNAL_SECRETS = {"testrunner-ingress-tls"}
+# Keys cert-manager writes into a Certificate's Secret.
+CERT_MANAGER_KEYS = {"tls.crt", "tls.key", "ca.crt"}
+
+
+_cache: dict[str, list[dict]] = {}
+
+
+def render(target: str) -> list[dict]:
+    if target not in _cache:
+        _cache[target] = kustomize_render.render_dir(os.path.join(DEPLOY, TARGETS[target]))
+    import copy
+
+    return copy.deepcopy(_cache[target])
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def find(objs, kind, name=None):
+    return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objs, kind, name):
+    hits = find(objs, kind, name)
+    if len(hits) != 1:
+        raise AssertionError(f"expected exactly one {kind}/{name}, found {len(hits)}")
+    return hits[0]
+
+
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod")
+
+
+def workloads(objs):
+    return [o for o in objs if o["kind"] in WORKLOADS]
+
+
+def pod_spec(o):
+    specs = kustomize_render.pod_specs(o)
+    return specs[0] if specs else None
+
+
+def pod_labels(o):
+    return (o.get("spec", {}).get("template", {}).get("metadata", {}) or {}).get("labels", {}) or {}
+
+
+def containers(o, init=True):
+    ps = pod_spec(o) or {}
+    out = list(ps.get("containers") or [])
+    if init:
+        out += list(ps.get("initContainers") or [])
+    return out
+
+
+def container(objs, kind, name, cname):
+    for c in containers(one(objs, kind, name)):
+        if c["name"] == cname:
+            return c
+    raise AssertionError(f"{kind}/{name} has no container {cname}")
+
+
+def selector_matches(selector: dict | None, labels: dict) -> bool:
+    """matchLabels/matchExpressions semantics; an empty selector matches all."""
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, vals = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in vals:
+            return False
+        if op == "NotIn" and labels.get(key) in vals:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def env_map(objs, c) -> dict:
+    """Effective environment of a container: envFrom, then env (env wins).
+
+    Values from Secrets or the downward API are given as markers."""
+    out: dict = {}
+    for ef in c.get("envFrom") or []:
+        if "configMapRef" in ef:
+            hits = find(objs, "ConfigMap", ef["configMapRef"]["name"])
+            for cm in hits:
+                for k, v in (cm.get("data") or {}).items():
+                    out[(ef.get("prefix") or "") + k] = v
+        if "secretRef" in ef:
+            for s in find(objs, "Secret", ef["secretRef"]["name"]):
+                for k in secret_keys(s):
+                    out[(ef.get("prefix") or "") + k] = ("secret", s["metadata"]["name"], k)
+    for e in c.get("env") or []:
+        if "value" in e:
+            out[e["name"]] = e["value"]
+        elif "valueFrom" in e:
+            vf = e["valueFrom"]
+            if "configMapKeyRef" in vf:
+                ref = vf["configMapKeyRef"]
+                hits = find(objs, "ConfigMap", ref["name"])
+                out[e["name"]] = hits[0].get("data", {}).get(ref["key"]) if hits else None
+            elif "secretKeyRef" in vf:
+                ref = vf["secretKeyRef"]
+                out[e["name"]] = ("secret", ref["name"], ref["key"])
+            else:
+                out[e["name"]] = ("fieldRef", str(vf))
+        else:
+            out[e["name"]] = ""
+    return out
+
+
+def secret_keys(s) -> set:
+    return set((s.get("data") or {}).keys()) | set((s.get("stringData") or {}).keys())
+
+
+def secret_value(objs, name, key):
+    s = one(objs, "Secret", name)
+    if key in (s.get("stringData") or {}):
+        return s["stringData"][key]
+    import base64
+
+    return base64.b64decode(s["data"][key]).decode()
+
+
+def parse_duration(text: str) -> float:
+    """humantime-style durations used in the config: 90, 60s, 1m30s, 2m, 500ms."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d+", text):
+        return float(text)
+    units = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+    total, pos = 0.0, 0
+    for m in re.finditer(r"\s*(\d+)\s*(ms|sec|min|s|m|h)", text):
+        if m.start() != pos:
+            raise ValueError(f"bad duration {text!r}")
+        total += int(m.group(1)) * units[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(f"bad duration {text!r}")
+    return total
+
+
+_SUFFIX = {
+    "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+}
+
+
+def quantity(q) -> float:
+    m = re.fullmatch(r"([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(q))
+    if not m:
+        raise ValueError(f"bad quantity {q!r}")
+    return float(m.group(1)) * _SUFFIX[m.group(2) or ""]
+
+
+def listen_port(addr: str) -> int:
+    return int(str(addr).rsplit(":", 1)[1])
+
+
+def container_port(c, port) -> int | None:
+    """Resolve a probe/Service port (number or name) against a container."""
+    if isinstance(port, int):
+        return port
+    for p in c.get("ports") or []:
+        if p.get("name") == port:
+            return p["containerPort"]
+    return None
+
+
+def namespaced(o) -> bool:
+    return o["kind"] not in kustomize_render.CLUSTER_SCOPED
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_coordinator_probes(objs, tls: bool = False) -> list[str]:
+    p = []
+    c = container(objs, "Deployment", "coordinator", "coordinator")
+    env = env_map(objs, c)
+    listen = env.get("TESTRUNNER_LISTEN")
+    if listen != f"0.0.0.0:{COORDINATOR_PORT}":
+        p.append(f"coordinator TESTRUNNER_LISTEN is {listen!r}, want 0.0.0.0:{COORDINATOR_PORT}")
+    ports = {pp["containerPort"] for pp in c.get("ports") or []}
+    if COORDINATOR_PORT not in ports:
+        p.append(f"coordinator does not declare containerPort {COORDINATOR_PORT}")
+    for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+        probe = c.get(kind)
+        if not probe:
+            if kind != "startupProbe":
+                p.append(f"coordinator has no {kind}")
+            continue
+        if tls:
+            # The kubelet's gRPC probe cannot speak TLS.
+            if "grpc" in probe:
+                p.append(f"coordinator {kind} is a gRPC probe on a TLS port")
+            elif container_port(c, (probe.get("tcpSocket") or {}).get("port")) != COORDINATOR_PORT:
+                p.append(f"coordinator {kind} is not a TCP check on {COORDINATOR_PORT}")
+            continue
+        g = probe.get("grpc")
+        if not g:
+            p.append(f"coordinator {kind} is not a gRPC probe")
+            continue
+        if g.get("port") != COORDINATOR_PORT:
+            p.append(f"coordinator {kind} probes port {g.get('port')}, want {COORDINATOR_PORT}")
+        want = HEALTH_SERVICE if kind == "readinessProbe" else ""
+        if g.get("service", "") != want:
+            p.append(f"coordinator {kind} checks health service {g.get('service')!r}, want {want!r}")
+    return p
+
+
+def check_runner_probes(objs) -> list[str]:
+    p = []
+    c = container(objs, "Deployment", "runner", "runner")
+    listen = env_map(objs, c).get("TESTRUNNER_METRICS_LISTEN")
+    if not listen or listen_port(listen) != RUNNER_METRICS_PORT:
+        p.append(f"runner TESTRUNNER_METRICS_LISTEN is {listen!r}")
+    for kind in ("readinessProbe", "livenessProbe"):
+        probe = c.get(kind) or {}
+        h = probe.get("httpGet")
+        if not h:
+            p.append(f"runner {kind} is not an HTTP probe")
+            continue
+        if h.get("path") != "/healthz":
+            p.append(f"runner {kind} path {h.get('path')!r}")
+        if container_port(c, h.get("port")) != RUNNER_METRICS_PORT:
+            p.append(f"runner {kind} port {h.get('port')!r} is not the metrics port")
+    return p
+
+
+def check_drain_grace(objs, margin: float = 10) -> list[str]:
+    p = []
+    d = one(objs, "Deployment", "runner")
+    c = container(objs, "Deployment", "runner", "runner")
+    drain = env_map(objs, c).get("TESTRUNNER_DRAIN_TIMEOUT")
+    if drain is None:
+        return ["runner has no TESTRUNNER_DRAIN_TIMEOUT"]
+    grace = pod_spec(d).get("terminationGracePeriodSeconds", 30)
+    if not grace >= parse_duration(drain) + margin:
+        p.append(f"runner terminationGracePeriodSeconds {grace} is not >= drain timeout {drain} + {margin}s")
+    return p
+
+
+def check_resources(objs) -> list[str]:
+    p = []
+    for w in workloads(objs):
+        for c in containers(w):
+            r = c.get("resources") or {}
+            where = f"{w['kind']}/{w['metadata']['name']}/{c['name']}"
+            for section in ("requests", "limits"):
+                for res in ("cpu", "memory"):
+                    if res not in (r.get(section) or {}):
+                        p.append(f"{where}: no {section}.{res}")
+            for res, lim in (r.get("limits") or {}).items():
+                req = (r.get("requests") or {}).get(res)
+                if req is not None and quantity(req) > quantity(lim):
+                    p.append(f"{where}: request {res}={req} above limit {lim}")
+    return p
+
+
+def check_slots_fit_cpu(objs) -> list[str]:
+    c = container(objs, "Deployment", "runner", "runner")
+    slots = env_map(objs, c).get("TESTRUNNER_SLOTS")
+    if slots is None:
+        return ["runner has no TESTRUNNER_SLOTS (it would default to the node's CPU count)"]
+    limit = quantity(c["resources"]["limits"]["cpu"])
+    if int(slots) > limit:
+        return [f"runner TESTRUNNER_SLOTS={slots} exceeds its CPU limit {limit}"]
+    return []
+
+
+def check_security(objs) -> list[str]:
+    p = []
+    for w in workloads(objs):
+        ps = pod_spec(w)
+        psc = ps.get("securityContext") or {}
+        for c in containers(w):
+            where = f"{w['kind']}/{w['metadata']['name']}/{c['name']}"
+            sc = c.get("securityContext") or {}
+            if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+                p.append(f"{where}: runAsNonRoot is not true")
+            uid = sc.get("runAsUser", psc.get("runAsUser"))
+            if uid is not None and uid == 0:
+                p.append(f"{where}: runAsUser 0")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                p.append(f"{where}: allowPrivilegeEscalation is not false")
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                p.append(f"{where}: capabilities not dropped")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                p.append(f"{where}: root filesystem is writable")
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []}
+            vols = {v["name"]: v for v in ps.get("volumes") or []}
+            if "/tmp" not in mounts or "emptyDir" not in vols.get(mounts["/tmp"], {}):
+                p.append(f"{where}: no emptyDir mounted at /tmp")
+        if ps.get("automountServiceAccountToken") is not False:
+            p.append(f"{w['kind']}/{w['metadata']['name']}: service account token mounted")
+        if ((psc.get("seccompProfile") or {}).get("type")) != "RuntimeDefault":
+            p.append(f"{w['kind']}/{w['metadata']['name']}: no RuntimeDefault seccomp profile")
+    return p
+
+
+def check_pdb(objs) -> list[str]:
+    p = []
+    pdbs = find(objs, "PodDisruptionBudget")
+    runner = one(objs, "Deployment", "runner")
+    coord = one(objs, "Deployment", "coordinator")
+    covering = [b for b in pdbs if selector_matches(b["spec"].get("selector"), pod_labels(runner))]
+    if not covering:
+        p.append("no PodDisruptionBudget selects the runner pods")
+    for b in covering:
+        if selector_matches(b["spec"].get("selector"), pod_labels(coord)):
+            p.append(f"PDB {b['metadata']['name']} also selects the coordinator")
+        mu = b["spec"].get("maxUnavailable")
+        if mu is None or mu in (0, "0", "0%"):
+            p.append(f"PDB {b['metadata']['name']}: maxUnavailable must allow evictions (got {mu!r})")
+    for b in pdbs:
+        if not any(selector_matches(b["spec"].get("selector"), pod_labels(w)) for w in workloads(objs)):
+            p.append(f"PDB {b['metadata']['name']} selects no pods")
+    return p
+
+
+def _peer_kinds(objs, peer, ns) -> str:
+    if "ipBlock" in peer:
+        return "ipBlock"
+    if "namespaceSelector" in peer:
+        nsl = peer["namespaceSelector"].get("matchLabels") or {}
+        pod = (peer.get("podSelector") or {}).get("matchLabels") or {}
+        return f"ns:{nsl.get('kubernetes.io/metadata.name', '*')}/pods:{pod.get('app.kubernetes.io/name', '*')}"
+    sel = peer.get("podSelector")
+    for w in workloads(objs):
+        if w["metadata"].get("namespace") == ns and selector_matches(sel, pod_labels(w)):
+            return f"local:{w['metadata']['name']}"
+    return "local:nothing"
+
+
+def coordinator_peers(objs) -> tuple[set, list[str]]:
+    """Who the NetworkPolicies let reach the coordinator, and problems."""
+    p = []
+    coord = one(objs, "Deployment", "coordinator")
+    ns = coord["metadata"].get("namespace")
+    peers: set = set()
+    pols = [
+        n for n in find(objs, "NetworkPolicy")
+        if n["metadata"].get("namespace") == ns and selector_matches(n["spec"].get("podSelector"), pod_labels(coord))
+    ]
+    if not pols:
+        return peers, ["no NetworkPolicy selects the coordinator pods"]
+    for n in pols:
+        if "Ingress" not in (n["spec"].get("policyTypes") or []):
+            p.append(f"NetworkPolicy {n['metadata']['name']} does not restrict Ingress")
+        for rule in n["spec"].get("ingress") or []:
+            if not rule.get("from"):
+                p.append(f"NetworkPolicy {n['metadata']['name']} has a rule open to every source")
+            ports = {pp.get("port") for pp in rule.get("ports") or []}
+            if ports != {COORDINATOR_PORT}:
+                p.append(f"NetworkPolicy {n['metadata']['name']} rule ports {ports}")
+            for peer in rule.get("from") or []:
+                peers.add(_peer_kinds(objs, peer, ns))
+    return peers, p
+
+
+def check_network_policy(objs, extra: set = frozenset()) -> list[str]:
+    peers, p = coordinator_peers(objs)
+    want = {"local:runner", "ns:ingress-nginx/pods:ingress-nginx"} | set(extra)
+    if peers and peers != want:
+        p.append(f"coordinator reachable from {sorted(peers)}, want {sorted(want)}")
+    return p
+
+
+def check_references(objs) -> list[str]:
+    """Every ConfigMap/Secret a pod uses exists with the keys it names."""
+    p = []
+    secrets = {s["metadata"]["name"]: secret_keys(s) for s in find(objs, "Secret")}
+    for cert in find(objs, "Certificate"):
+        secrets.setdefault(cert["spec"]["secretName"], set()).update(CERT_MANAGER_KEYS)
+    cms = {c["metadata"]["name"]: set((c.get("data") or {}).keys()) for c in find(objs, "ConfigMap")}
+
+    def need(kind, name, key, optional, where):
+        table = secrets if kind == "Secret" else cms
+        if optional:
+            return
+        if name not in table:
+            p.append(f"{where}: {kind} {name} does not exist")
+        elif key is not None and key not in table[name]:
+            p.append(f"{where}: {kind} {name} has no key {key}")
+
+    for w in workloads(objs):
+        ps = pod_spec(w)
+        for c in containers(w):
+            where = f"{w['kind']}/{w['metadata']['name']}/{c['name']}"
+            for ef in c.get("envFrom") or []:
+                for kind, field in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                    if field in ef:
+                        need(kind, ef[field]["name"], None, ef[field].get("optional"), where)
+            for e in c.get("env") or []:
+                vf = e.get("valueFrom") or {}
+                for kind, field in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                    if field in vf:
+                        ref = vf[field]
+                        need(kind, ref["name"], ref["key"], ref.get("optional"), f"{where} env {e['name']}")
+            vols = {v["name"] for v in ps.get("volumes") or []}
+            vols |= {t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates") or []}
+            for m in c.get("volumeMounts") or []:
+                if m["name"] not in vols:
+                    p.append(f"{where}: mounts unknown volume {m['name']}")
+        for v in ps.get("volumes") or []:
+            where = f"{w['kind']}/{w['metadata']['name']} volume {v['name']}"
+            if "secret" in v:
+                s = v["secret"]
+                for item in s.get("items") or [None]:
+                    need("Secret", s["secretName"], item and item["key"], s.get("optional"), where)
+            if "configMap" in v:
+                cm = v["configMap"]
+                for item in cm.get("items") or [None]:
+                    need("ConfigMap", cm["name"], item and item["key"], cm.get("optional"), where)
+    for ing in find(objs, "Ingress"):
+        for t in ing["spec"].get("tls") or []:
+            if t.get("secretName") not in secrets and t.get("secretName") not in EXTERNAL_SECRETS:
+                p.append(f"Ingress {ing['metadata']['name']}: TLS secret {t.get('secretName')} unknown")
+    return p
+
+
+def check_services(objs) -> list[str]:
+    p = []
+    for svc in find(objs, "Service"):
+        sel = svc["spec"].get("selector") or {}
+        backing = [w for w in workloads(objs) if selector_matches({"matchLabels": sel}, pod_labels(w))]
+        if len(backing) != 1:
+            p.append(f"Service {svc['metadata']['name']} selects {len(backing)} workloads")
+            continue
+        for port in svc["spec"]["ports"]:
+            tp = port.get("targetPort", port["port"])
+            if not any(container_port(c, tp) for c in containers(backing[0], init=False)):
+                p.append(f"Service {svc['metadata']['name']} targetPort {tp!r} is not a container port")
+    for ing in find(objs, "Ingress"):
+        for rule in ing["spec"].get("rules") or []:
+            for path in (rule.get("http") or {}).get("paths") or []:
+                b = path["backend"]["service"]
+                svcs = find(objs, "Service", b["name"])
+                if not svcs:
+                    p.append(f"Ingress backend Service {b['name']} does not exist")
+                elif b["port"].get("number") not in {pp["port"] for pp in svcs[0]["spec"]["ports"]}:
+                    p.append(f"Ingress backend port {b['port']} is not on Service {b['name']}")
+    return p
+
+
+def check_shared_token(objs) -> list[str]:
+    """Coordinator and runners read the runner token from the same key."""
+    c = env_map(objs, container(objs, "Deployment", "coordinator", "coordinator")).get("TESTRUNNER_RUNNER_TOKEN")
+    r = env_map(objs, container(objs, "Deployment", "runner", "runner")).get("TESTRUNNER_RUNNER_TOKEN")
+    if not (isinstance(c, tuple) and c[0] == "secret"):
+        return [f"coordinator runner token not from a Secret: {c!r}"]
+    if c != r:
+        return [f"coordinator reads the runner token from {c}, runners from {r}"]
+    return []
+
+
+def check_runner_reaches_coordinator(objs, scheme: str = "http") -> list[str]:
+    r = env_map(objs, container(objs, "Deployment", "runner", "runner")).get("TESTRUNNER_COORDINATOR")
+    u = urlparse(str(r))
+    p = []
+    if u.scheme != scheme:
+        p.append(f"runner TESTRUNNER_COORDINATOR scheme {u.scheme!r}, want {scheme!r}")
+    svcs = find(objs, "Service", u.hostname)
+    if not svcs:
+        p.append(f"runner TESTRUNNER_COORDINATOR host {u.hostname!r} is not a Service")
+    elif u.port not in {pp["port"] for pp in svcs[0]["spec"]["ports"]}:
+        p.append(f"runner TESTRUNNER_COORDINATOR port {u.port} not on Service {u.hostname}")
+    elif not selector_matches({"matchLabels": svcs[0]["spec"].get("selector") or {}},
+                              pod_labels(one(objs, "Deployment", "coordinator"))):
+        p.append(f"Service {u.hostname} does not select the coordinator")
+    return p
+
+
+def check_namespace(objs) -> list[str]:
+    nss = find(objs, "Namespace")
+    if len(nss) != 1:
+        return [f"expected one Namespace, found {len(nss)}"]
+    ns = nss[0]["metadata"]["name"]
+    return [
+        f"{o['kind']}/{o['metadata']['name']} in namespace {o['metadata'].get('namespace')!r}, want {ns!r}"
+        for o in objs
+        if namespaced(o) and o["metadata"].get("namespace") != ns
+    ]
+
+
+def check_labels(objs) -> list[str]:
+    p = []
+    for o in objs:
+        if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") != "testrunner":
+            p.append(f"{o['kind']}/{o['metadata']['name']} lacks app.kubernetes.io/part-of")
+    for w in workloads(objs):
+        sel = (w["spec"].get("selector") or {}).get("matchLabels") or {}
+        if not selector_matches(w["spec"].get("selector"), pod_labels(w)):
+            p.append(f"{w['kind']}/{w['metadata']['name']} selector does not match its pods")
+        if "app.kubernetes.io/part-of" in sel:
+            p.append(f"{w['kind']}/{w['metadata']['name']} selector includes a transformer label")
+    return p
+
+
+def check_images(objs, production: bool) -> list[str]:
+    p = []
+    for w in workloads(objs):
+        for c in containers(w):
+            img = c.get("image", "")
+            name, tag, digest = kustomize_render._split_image(img)
+            where = f"{w['kind']}/{w['metadata']['name']}/{c['name']}"
+            if name in ("testrunner-coordinator", "testrunner-runner"):
+                p.append(f"{where}: image {img} was not set by the overlay")
+            if not tag and not digest:
+                p.append(f"{where}: image {img} has no tag")
+            if production and (tag in ("latest", "dev") and not digest):
+                p.append(f"{where}: production image {img} is not pinned")
+    return p
+
+
+def check_no_autoscaler(objs) -> list[str]:
+    """Manual `kubectl scale` must stick: nothing else owns the replicas."""
+    p = [f"{o['kind']}/{o['metadata']['name']} would fight kubectl scale"
+         for o in objs if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
+    if "replicas" not in one(objs, "Deployment", "runner")["spec"]:
+        p.append("runner Deployment has no replicas")
+    return p
+
+
+def check_keda(objs) -> list[str]:
+    p = []
+    sos = find(objs, "ScaledObject")
+    if len(sos) != 1:
+        return [f"expected one ScaledObject, found {len(sos)}"]
+    so = sos[0]
+    if find(objs, "HorizontalPodAutoscaler"):
+        p.append("a HorizontalPodAutoscaler competes with KEDA")
+    spec = so["spec"]
+    allowed = {"scaleTargetRef", "minReplicaCount", "maxReplicaCount", "pollingInterval",
+               "cooldownPeriod", "idleReplicaCount", "advanced", "triggers", "fallback",
+               "initialCooldownPeriod"}
+    if set(spec) - allowed:
+        p.append(f"ScaledObject has unknown spec fields {sorted(set(spec) - allowed)}")
+    ref = spec.get("scaleTargetRef") or {}
+    if ref.get("kind", "Deployment") != "Deployment" or not find(objs, "Deployment", ref.get("name")):
+        p.append(f"ScaledObject targets {ref}, which is not a Deployment here")
+    elif ref.get("name") != "runner":
+        p.append(f"ScaledObject scales {ref.get('name')}, not the runners")
+    if not (0 <= spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100)):
+        p.append("ScaledObject min/max replica counts out of order")
+    runner = one(objs, "Deployment", "runner")
+    if "replicas" in runner["spec"]:
+        p.append("runner Deployment still sets replicas: kubectl apply would fight the autoscaler")
+    slots = env_map(objs, container(objs, "Deployment", "runner", "runner")).get("TESTRUNNER_SLOTS")
+    prom = [t for t in spec.get("triggers") or [] if t.get("type") == "prometheus"]
+    if not prom:
+        p.append("ScaledObject has no prometheus trigger")
+    for t in prom:
+        md = t.get("metadata") or {}
+        if any(not isinstance(v, str) for v in md.values()):
+            p.append("ScaledObject trigger metadata values must all be strings")
+        if "testrunner_tests_queued" not in md.get("query", ""):
+            p.append("prometheus trigger does not read testrunner_tests_queued")
+        if not md.get("serverAddress", "").startswith("http"):
+            p.append("prometheus trigger has no serverAddress")
+        if md.get("threshold") != str(slots):
+            p.append(f"trigger threshold {md.get('threshold')!r} != TESTRUNNER_SLOTS {slots!r}")
+    return p
+
+
+def check_dev_postgres(objs) -> list[str]:
+    p = []
+    sts = find(objs, "StatefulSet", "postgres")
+    if len(sts) != 1:
+        return ["dev has no postgres StatefulSet"]
+    sts = sts[0]
+    if not sts["spec"].get("volumeClaimTemplates"):
+        p.append("postgres StatefulSet has no volumeClaimTemplates (data would not persist)")
+    pg = containers(sts)[0]
+    env = env_map(objs, pg)
+    url = urlparse(secret_value(objs, "testrunner-secrets", "database-url"))
+    if url.scheme not in ("postgres", "postgresql"):
+        p.append(f"dev database-url scheme {url.scheme}")
+    svcs = find(objs, "Service", url.hostname)
+    if not svcs or not selector_matches({"matchLabels": svcs[0]["spec"]["selector"]}, pod_labels(sts)):
+        p.append(f"dev database-url host {url.hostname} is not a Service selecting postgres")
+    elif url.port not in {pp["port"] for pp in svcs[0]["spec"]["ports"]}:
+        p.append(f"dev database-url port {url.port} is not on Service {url.hostname}")
+    if sts["spec"].get("serviceName") not in {s["metadata"]["name"] for s in find(objs, "Service")}:
+        p.append("postgres StatefulSet serviceName is not a Service")
+    if url.username != env.get("POSTGRES_USER"):
+        p.append("dev database-url user differs from POSTGRES_USER")
+    if url.path.lstrip("/") != env.get("POSTGRES_DB"):
+        p.append("dev database-url database differs from POSTGRES_DB")
+    pw = env.get("POSTGRES_PASSWORD")
+    if not (isinstance(pw, tuple) and url.password == secret_value(objs, pw[1], pw[2])):
+        p.append("dev database-url password differs from the Postgres password")
+    pols = [n for n in find(objs, "NetworkPolicy") if selector_matches(n["spec"]["podSelector"], pod_labels(sts))]
+    if not pols:
+        p.append("no NetworkPolicy protects the dev Postgres")
+    return p
+
+
+def check_production_external_db(objs) -> list[str]:
+    p = []
+    if find(objs, "StatefulSet"):
+        p.append("production renders a StatefulSet (in-cluster database)")
+    if any("postgres" in o["metadata"]["name"] for o in objs):
+        p.append("production renders postgres objects")
+    url = urlparse(secret_value(objs, "testrunner-secrets", "database-url"))
+    if url.scheme not in ("postgres", "postgresql"):
+        p.append(f"production database-url scheme {url.scheme}")
+    if find(objs, "Service", url.hostname or ""):
+        p.append(f"production database-url host {url.hostname} is an in-cluster Service")
+    if "sslmode=require" not in url.query and "sslmode=verify" not in url.query:
+        p.append("production database-url does not require TLS (sslmode)")
+    return p
+
+
+def check_tls(objs) -> list[str]:
+    p = []
+    coord = one(objs, "Deployment", "coordinator")
+    c = container(objs, "Deployment", "coordinator", "coordinator")
+    env = env_map(objs, c)
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []}
+    vols = {v["name"]: v for v in pod_spec(coord).get("volumes") or []}
+
+    def file_backed(cont_mounts, path, where):
+        d, f = os.path.split(path)
+        v = vols_of(where).get(cont_mounts.get(d))
+        if not v or "secret" not in v:
+            p.append(f"{where}: {path} is not in a mounted Secret")
+            return
+        keys = [i["path"] for i in v["secret"].get("items") or []]
+        if keys and f not in keys:
+            p.append(f"{where}: Secret volume does not project {f}")
+
+    def vols_of(where):
+        return vols if where == "coordinator" else rvols
+
+    runner = one(objs, "Deployment", "runner")
+    rc = container(objs, "Deployment", "runner", "runner")
+    rvols = {v["name"]: v for v in pod_spec(runner).get("volumes") or []}
+    rmounts = {m["mountPath"]: m["name"] for m in rc.get("volumeMounts") or []}
+    for var in ("TESTRUNNER_TLS_CERT", "TESTRUNNER_TLS_KEY"):
+        if not env.get(var):
+            p.append(f"coordinator has no {var}")
+        else:
+            file_backed(mounts, env[var], "coordinator")
+    renv = env_map(objs, rc)
+    if not renv.get("TESTRUNNER_TLS_CA"):
+        p.append("runner has no TESTRUNNER_TLS_CA")
+    else:
+        file_backed(rmounts, renv["TESTRUNNER_TLS_CA"], "runner")
+    p += check_runner_reaches_coordinator(objs, scheme="https")
+    ns = coord["metadata"]["namespace"]
+    for cert in find(objs, "Certificate"):
+        names = set(cert["spec"].get("dnsNames") or [])
+        for want in ("coordinator", f"coordinator.{ns}.svc"):
+            if want not in names:
+                p.append(f"Certificate {cert['metadata']['name']} lacks dnsName {want}")
+    for ing in find(objs, "Ingress"):
+        if (ing["metadata"].get("annotations") or {}).get("nginx.ingress.kubernetes.io/backend-protocol") != "HTTPS":
+            p.append("Ingress still speaks plain HTTP to a TLS backend")
+    return p
+
+
+ALL_COMMON = [
+    check_resources,
+    check_security,
+    check_pdb,
+    check_references,
+    check_services,
+    check_shared_token,
+    check_namespace,
+    check_labels,
+    check_runner_probes,
+    check_drain_grace,
+    check_slots_fit_cpu,
+]
