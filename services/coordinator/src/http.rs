@@ -50,9 +50,8 @@ pub fn routes(
     match console_dir {
         // Unknown paths are console routes (/testruns/7): serve index.html
         // and let the client-side router decide.
-        Some(dir) => router.fallback_service(
-            ServeDir::new(dir).not_found_service(ServeFile::new(dir.join("index.html"))),
-        ),
+        Some(dir) => router
+            .fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
         None => router.fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

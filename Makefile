@@ -1,0 +1,36 @@
+# TestRunner tasks. `make help` lists them.
+.PHONY: help run test test-rust test-web e2e lint bench validate-deploy clean
+
+help: ## List the tasks
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+run: ## Run the whole system: coordinator (SQLite), 2 runners, console
+	@scripts/run
+
+test: ## Run every test (what CI runs)
+	@scripts/test
+
+test-rust: ## Rust tests only (needs Postgres and grpcurl)
+	cargo build --workspace --bins
+	cargo nextest run --workspace || cargo test --workspace
+
+test-web: ## Console typecheck and unit tests
+	cd web-client && npm run typecheck && npm test
+
+e2e: ## Console end-to-end tests in headless Chromium
+	cargo build --bins
+	cd web-client && npm run build && TESTRUNNER_BIN_DIR=$(CURDIR)/target/debug npm run e2e
+
+lint: ## cargo fmt --check and clippy -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench: ## Benchmarks against same-run baselines (see bench/README.md)
+	bench/run
+
+validate-deploy: ## Validate Dockerfiles, compose and Kubernetes manifests offline
+	bash deploy/validate.sh
+
+clean: ## Remove build outputs and the local database
+	cargo clean
+	rm -rf web-client/dist testrunner.db testrunner.db-*

@@ -1,0 +1,163 @@
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
+import { useNavigate, useParams, useSearchParams } from 'react-router';
+import { Test_Status, type Test } from '../gen/testrunner/v1/testrun_pb';
+import { describeError } from '../lib/errors';
+import { NotFoundPage } from '../pages/NotFoundPage';
+import { TestrunDetailPage, type LogSource } from '../pages/TestrunDetailPage';
+import { useNow, useStore, useTestrunWatch } from '../store/react';
+import type { TestrunWatch } from '../store/TestrunStore';
+
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** A Testrun id from the URL, or undefined when it cannot be one. */
+export function parseId(raw: string | undefined): bigint | undefined {
+  if (raw === undefined || !/^\d{1,19}$/.test(raw)) return undefined;
+  const id = BigInt(raw);
+  return id > 0n && id <= INT64_MAX ? id : undefined;
+}
+
+/** The test to show when none is chosen: a running one, else a failed one, else the first. */
+export function defaultTest(tests: readonly Test[]): Test | undefined {
+  const failed = [Test_Status.FAILED, Test_Status.TIMED_OUT, Test_Status.ERROR];
+  return (
+    tests.find((t) => t.status === Test_Status.RUNNING) ??
+    tests.find((t) => failed.includes(t.status)) ??
+    tests[0]
+  );
+}
+
+/** `/testruns/:id`: a live TestrunWatch feeding the detail page. */
+export function DetailRoute() {
+  const id = parseId(useParams().id);
+  if (id === undefined) return <NotFoundPage title="Testrun not found" message="That is not a Testrun id." />;
+  return <Detail id={id} />;
+}
+
+function Detail({ id }: { id: bigint }) {
+  const watch = useTestrunWatch(id);
+  if (watch === undefined) return null;
+  return <LiveDetail id={id} watch={watch} />;
+}
+
+function LiveDetail({ id, watch }: { id: bigint; watch: TestrunWatch }) {
+  const store = useStore();
+  const navigate = useNavigate();
+  const state = useSyncExternalStore(watch.subscribe, watch.getState);
+  const logVersion = useSyncExternalStore(watch.logs.subscribe, watch.logs.getVersion);
+  const [params, setParams] = useSearchParams();
+  const tests = state.testrun?.tests ?? [];
+  const chosen = params.get('test');
+  // A test chosen in the URL wins; otherwise stay on the first default pick, so
+  // the log does not jump when another test starts.
+  const [autoPick, setAutoPick] = useState<string>();
+  const byName = (name: string | null | undefined) =>
+    name === null || name === undefined ? undefined : tests.find((t) => t.name === name);
+  const selected = byName(chosen) ?? byName(autoPick) ?? defaultTest(tests);
+  useEffect(() => {
+    if (chosen === null && autoPick === undefined && selected !== undefined) setAutoPick(selected.name);
+  }, [chosen, autoPick, selected]);
+
+  const [follow, setFollow] = useState(true);
+  const [query, setQuery] = useState('');
+  const [searchStatus, setSearchStatus] = useState<string>();
+  const [focus, setFocus] = useState<{ line: number; seq: number }>();
+  const searchAbort = useRef<AbortController | null>(null);
+  const selectedId = selected?.id;
+
+  // A new test starts at its end, following, with no search position.
+  useEffect(() => {
+    setFollow(true);
+    setFocus(undefined);
+    setSearchStatus(undefined);
+    searchAbort.current?.abort();
+  }, [selectedId]);
+  useEffect(() => () => searchAbort.current?.abort(), []);
+
+  const ensureRange = useCallback(
+    (from: number, to: number) => {
+      if (selectedId !== undefined) watch.logs.ensure(selectedId, from, to);
+    },
+    [watch, selectedId],
+  );
+  const getLine = useCallback(
+    (i: number) => (selectedId === undefined ? undefined : watch.logs.line(selectedId, i)),
+    [watch, selectedId],
+  );
+  const log: LogSource | undefined = useMemo(
+    () =>
+      selectedId === undefined
+        ? undefined
+        : { total: watch.logs.total(selectedId), getLine, ensureRange, version: logVersion },
+    [watch, selectedId, getLine, ensureRange, logVersion],
+  );
+
+  const find = (direction: 1 | -1) => {
+    if (selectedId === undefined || query === '') return;
+    searchAbort.current?.abort();
+    const abort = new AbortController();
+    searchAbort.current = abort;
+    const total = watch.logs.total(selectedId);
+    // From the current hit, else from the top (next) or the end (previous).
+    const from = focus !== undefined ? focus.line + direction : direction > 0 ? 0 : total - 1;
+    setSearchStatus('searching…');
+    setFollow(false);
+    watch.logs.find(selectedId, query, from, direction, abort.signal).then(
+      (line) => {
+        if (abort.signal.aborted) return;
+        if (line < 0) {
+          setSearchStatus(focus !== undefined ? 'no more matches' : 'no match');
+          return;
+        }
+        setSearchStatus(`line ${line + 1}`);
+        setFocus({ line, seq: (focus?.seq ?? 0) + 1 });
+      },
+      (err: unknown) => {
+        if (!abort.signal.aborted) setSearchStatus(describeError(err));
+      },
+    );
+  };
+
+  const running = state.testrun?.tests.some((t) => t.status === Test_Status.RUNNING) ?? false;
+  const now = useNow(running || (state.testrun?.startedAt !== undefined && state.testrun.finishedAt === undefined));
+
+  return (
+    <TestrunDetailPage
+      id={id}
+      state={state}
+      now={now}
+      selectedTest={selected}
+      onSelectTest={(t) =>
+        setParams(
+          (p) => {
+            const next = new URLSearchParams(p);
+            next.set('test', t.name);
+            return next;
+          },
+          { replace: true },
+        )
+      }
+      log={log}
+      follow={follow}
+      onFollowChange={setFollow}
+      search={{
+        query,
+        onQueryChange: (q) => {
+          setQuery(q);
+          setFocus(undefined);
+          setSearchStatus(undefined);
+        },
+        onFind: find,
+        status: searchStatus,
+        focus,
+      }}
+      logUrl={(name) => store.logUrl(id, name)}
+      onCancel={async () => {
+        await store.cancelTestrun(id);
+      }}
+      onDelete={async () => {
+        await store.deleteTestrun(id);
+        void navigate('/', { replace: true });
+      }}
+    />
+  );
+}

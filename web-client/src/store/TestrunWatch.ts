@@ -1,0 +1,146 @@
+// One Testrun followed live through WatchTestrun, resumable from its cursor.
+
+import { Code, type Client } from '@connectrpc/connect';
+import {
+  Test_Status,
+  type Test,
+  type Testrun,
+  type TestrunEvent,
+  type TestrunService,
+} from '../gen/testrunner/v1/testrun_pb';
+import type { BackoffOptions } from '../lib/backoff';
+import { describeError } from '../lib/errors';
+import { isTerminal } from '../lib/status';
+import { follow, type Connection } from './follow';
+import { LogCache, type LogCacheOptions } from './LogCache';
+import { Observable } from './observable';
+
+/** What the detail page shows. */
+export interface TestrunWatchState {
+  /** The Testrun with its tests; undefined until the first snapshot. */
+  testrun?: Testrun;
+  /** The id does not exist (or was deleted). */
+  notFound: boolean;
+  connection: Connection;
+  /** Why the stream last failed, while reconnecting. */
+  error?: string;
+}
+
+/**
+ * Follows one Testrun: a snapshot, then test changes, Testrun changes and log
+ * lines. When the stream drops (a coordinator restart) it calls again with
+ * `after` = the last cursor: the server sends a fresh snapshot and only the
+ * lines after that cursor, and lines are stored by position, so nothing is
+ * lost and nothing shows twice.
+ */
+export class TestrunWatch extends Observable<TestrunWatchState> {
+  /** The logs of this Testrun's tests. */
+  readonly logs: LogCache;
+  private cursor = 0n;
+  private readonly abort = new AbortController();
+  private started = false;
+
+  constructor(
+    readonly id: bigint,
+    private readonly client: Client<typeof TestrunService>,
+    private readonly backoff: BackoffOptions,
+    logOptions: LogCacheOptions = {},
+  ) {
+    super({ notFound: false, connection: 'connecting' });
+    this.logs = new LogCache(async (req, signal) => {
+      const res = await client.getTestLog(
+        {
+          testrunId: req.testrunId,
+          test: { case: 'testId', value: req.testId },
+          offset: BigInt(req.offset),
+          limit: req.limit,
+        },
+        { signal },
+      );
+      return { lines: res.lines, total: Number(res.total) };
+    }, logOptions);
+  }
+
+  /** The cursor to resume from: that of the last event received. */
+  get lastCursor(): bigint {
+    return this.cursor;
+  }
+
+  /** Opens the stream (once). */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    void follow<TestrunEvent>({
+      signal: this.abort.signal,
+      backoff: this.backoff,
+      open: (signal, onOpen) =>
+        this.client.watchTestrun({ id: this.id, after: this.cursor }, { signal, onHeader: onOpen }),
+      onEvent: (ev) => this.apply(ev),
+      onConnection: (connection) => {
+        this.setState(connection === 'live' ? { connection, error: undefined } : { connection });
+      },
+      onRetry: (err) => this.setState({ error: err === undefined ? undefined : describeError(err) }),
+      reconnectAfterEnd: () => !this.finished(),
+      isFinal: (err) => err.code === Code.NotFound || err.code === Code.InvalidArgument,
+      onFinal: (err) => {
+        if (err.code === Code.NotFound) this.setState({ notFound: true, connection: 'ended' });
+        else this.setState({ error: describeError(err), connection: 'ended' });
+      },
+    });
+  }
+
+  /** Stops the stream and log fetches. */
+  close(): void {
+    this.abort.abort();
+    this.logs.dispose();
+  }
+
+  /** Applies one event; exposed for tests. */
+  apply(ev: TestrunEvent): void {
+    this.cursor = ev.cursor;
+    const e = ev.event;
+    switch (e.case) {
+      case 'snapshot': {
+        for (const t of e.value.tests) this.noteLog(t);
+        this.setState({ testrun: e.value, notFound: false });
+        break;
+      }
+      case 'test': {
+        const run = this.state.testrun;
+        this.noteLog(e.value);
+        if (run === undefined) return;
+        const tests = [...run.tests];
+        const i = tests.findIndex((t) => t.id === e.value.id);
+        if (i >= 0) tests[i] = e.value;
+        else tests.push(e.value);
+        this.setState({ testrun: { ...run, tests } });
+        break;
+      }
+      case 'log': {
+        const l = e.value;
+        this.logs.append(this.id, l.testId, Number(l.firstLine), l.lines);
+        break;
+      }
+      case 'testrun': {
+        const run = this.state.testrun;
+        // `testrun` events carry no tests: keep the ones we have.
+        this.setState({ testrun: { ...e.value, tests: run?.tests ?? [] } });
+        break;
+      }
+      default:
+        // An event kind newer than this console: ignore it.
+        break;
+    }
+  }
+
+  private noteLog(t: Test): void {
+    this.logs.noteTotal(this.id, t.id, Number(t.logLines));
+  }
+
+  /** The server ends the stream on its own once this is true. */
+  private finished(): boolean {
+    const run = this.state.testrun;
+    if (run === undefined) return false;
+    return isTerminal(run.status) && !run.tests.some((t) => t.status === Test_Status.RUNNING);
+  }
+}
