@@ -17,6 +17,7 @@ use tonic_web::GrpcWebLayer;
 use tower::Layer as _;
 
 use crate::api::TestrunApi;
+use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::hub::Hub;
@@ -44,7 +45,16 @@ impl Application {
     /// binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = store::connect(&config.database_url).await?;
-        let hub = Arc::new(Hub::default());
+        let mut tasks = Vec::new();
+        let (cluster, cluster_listener) = match store.shared_pool() {
+            Some(pool) => {
+                let (cluster, origin, sender) = cluster::start(pool.clone());
+                tasks.push(tokio::spawn(sender.run()));
+                (cluster, Some((pool, origin)))
+            }
+            None => (Cluster::default(), None),
+        };
+        let hub = Arc::new(Hub::new(cluster));
         let metrics = Arc::new(Metrics::default());
         let dispatcher = Arc::new(Dispatcher::new(
             Arc::clone(&store),
@@ -59,16 +69,23 @@ impl Application {
             config.runner_token.clone()
         };
 
-        let tasks = vec![
-            tokio::spawn(Arc::clone(&dispatcher).run()),
-            tokio::spawn(reaper::run(
+        tasks.push(tokio::spawn(Arc::clone(&dispatcher).run()));
+        tasks.push(tokio::spawn(reaper::run(
+            Arc::clone(&store),
+            Arc::clone(&hub),
+            Arc::clone(&dispatcher),
+            config.runners.lease,
+            config.runners.max_attempts,
+        )));
+        if let Some((pool, origin)) = cluster_listener {
+            tasks.push(tokio::spawn(cluster::listen(
+                pool,
+                origin,
                 Arc::clone(&store),
                 Arc::clone(&hub),
                 Arc::clone(&dispatcher),
-                config.runners.lease,
-                config.runners.max_attempts,
-            )),
-        ];
+            )));
+        }
         // Tests left queued by an earlier run of the coordinator.
         dispatcher.wake();
 

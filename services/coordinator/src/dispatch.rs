@@ -179,9 +179,20 @@ impl Dispatcher {
         }
     }
 
-    /// Tells the runner holding an assignment to kill it, if it is attached
-    /// here. Returns whether the message went out.
-    pub fn cancel(&self, runner_id: &str, assignment_id: &str, reason: &str) -> bool {
+    /// Tells the runner holding an assignment to kill it: directly if it is
+    /// attached here, else through the coordinator it is attached to.
+    pub fn cancel(&self, runner_id: &str, assignment_id: &str, reason: &str) {
+        if !self.cancel_local(runner_id, assignment_id, reason) {
+            self.hub.cluster().send(crate::cluster::Signal::Cancel {
+                runner: runner_id.to_owned(),
+                assignment: assignment_id.to_owned(),
+            });
+        }
+    }
+
+    /// Tells the runner to kill an assignment if it is attached here.
+    /// Returns whether the message went out.
+    pub fn cancel_local(&self, runner_id: &str, assignment_id: &str, reason: &str) -> bool {
         let session = self
             .sessions
             .lock()
@@ -229,7 +240,7 @@ impl Dispatcher {
                 return Ok(());
             }
             // Emptiest runners first, so work spreads across the fleet.
-            candidates.sort_by(|a, b| b.0.cmp(&a.0));
+            candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
             for (free, session) in candidates {
                 let claim = self
                     .store

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+use crate::cluster::{Cluster, Signal};
 use crate::domain::{LogLine, Test, Testrun};
 
 /// Events kept per Testrun channel before slow watchers lag.
@@ -33,6 +34,13 @@ pub enum RunEvent {
     Resync,
     /// The Testrun was deleted.
     Deleted,
+    /// From another coordinator: lines are durable up to `log_seq`; read
+    /// them from the store.
+    Committed { log_seq: i64 },
+    /// From another coordinator: a test changed; read it from the store.
+    TestChanged { test_id: i64 },
+    /// From another coordinator: the Testrun changed; read it.
+    TestrunChanged,
 }
 
 /// A change to the Testrun list.
@@ -48,18 +56,31 @@ pub enum ListEvent {
 pub struct Hub {
     runs: Mutex<HashMap<i64, broadcast::Sender<Arc<RunEvent>>>>,
     list: broadcast::Sender<Arc<ListEvent>>,
+    /// Forwards what is published here to other coordinators.
+    cluster: Cluster,
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Self {
-            runs: Mutex::default(),
-            list: broadcast::channel(LIST_CHANNEL_CAPACITY).0,
-        }
+        Self::new(Cluster::default())
     }
 }
 
 impl Hub {
+    /// A hub that forwards to `cluster`.
+    pub fn new(cluster: Cluster) -> Self {
+        Self {
+            runs: Mutex::default(),
+            list: broadcast::channel(LIST_CHANNEL_CAPACITY).0,
+            cluster,
+        }
+    }
+
+    /// The handle to other coordinators.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
     /// Subscribes to one Testrun; dropping the subscription unsubscribes.
     pub fn subscribe(self: &Arc<Self>, testrun_id: i64) -> RunSubscription {
         let mut runs = self.runs.lock().expect("hub lock");
@@ -79,8 +100,31 @@ impl Hub {
         self.list.subscribe()
     }
 
-    /// Publishes to a Testrun's watchers, if it has any.
+    /// Publishes to a Testrun's watchers here and on other coordinators.
     pub fn publish(&self, testrun_id: i64, event: RunEvent) {
+        if self.cluster.is_enabled() {
+            let t = testrun_id;
+            let signal = match &event {
+                RunEvent::Log { lines, .. } => {
+                    lines.last().map(|l| Signal::Log { t, seq: l.run_seq })
+                }
+                RunEvent::Test(test) => Some(Signal::Test { t, id: test.id }),
+                RunEvent::Testrun(_) => Some(Signal::Run { t }),
+                RunEvent::Resync => Some(Signal::Resync { t }),
+                RunEvent::Deleted => Some(Signal::Deleted { t }),
+                RunEvent::Committed { .. }
+                | RunEvent::TestChanged { .. }
+                | RunEvent::TestrunChanged => None,
+            };
+            if let Some(signal) = signal {
+                self.cluster.send(signal);
+            }
+        }
+        self.publish_local(testrun_id, event);
+    }
+
+    /// Publishes to this coordinator's watchers only.
+    pub fn publish_local(&self, testrun_id: i64, event: RunEvent) {
         let runs = self.runs.lock().expect("hub lock");
         if let Some(tx) = runs.get(&testrun_id) {
             // No receivers is fine: nobody is watching.
@@ -88,14 +132,35 @@ impl Hub {
         }
     }
 
-    /// Publishes a list change.
+    /// Publishes a list change. Status changes reach other coordinators
+    /// with the Testrun's own events; creations and deletions go here.
     pub fn publish_list(&self, event: ListEvent) {
+        match &event {
+            ListEvent::Created(run) => self.cluster.send(Signal::Created { t: run.id }),
+            ListEvent::Deleted(id) => self.cluster.send(Signal::Deleted { t: *id }),
+            ListEvent::Changed(_) => {}
+        }
+        self.publish_list_local(event);
+    }
+
+    /// Publishes a list change to this coordinator's watchers only.
+    pub fn publish_list_local(&self, event: ListEvent) {
         let _ = self.list.send(Arc::new(event));
     }
 
     /// Testruns with at least one watcher (for tests and metrics).
     pub fn watched(&self) -> usize {
         self.runs.lock().expect("hub lock").len()
+    }
+
+    /// Ids of the Testruns being watched.
+    pub fn watched_ids(&self) -> Vec<i64> {
+        self.runs
+            .lock()
+            .expect("hub lock")
+            .keys()
+            .copied()
+            .collect()
     }
 
     fn release(&self, testrun_id: i64) {

@@ -114,15 +114,11 @@ impl Testruns {
     /// runners.
     pub async fn cancel(&self, id: i64) -> Result<Testrun> {
         let outcome = self.store.cancel_testrun(id, now_millis()).await?;
+        // A runner attached nowhere right now is told when it resumes, or
+        // its lease runs out and the test ends CANCELLED.
         for a in &outcome.running {
-            if !self
-                .dispatcher
-                .cancel(&a.runner_id, &a.assignment_id, "testrun cancelled")
-            {
-                // Not attached here right now: the runner is told when it
-                // resumes, or its lease runs out and the test ends CANCELLED.
-                tracing::debug!(assignment_id = %a.assignment_id, "runner not attached; cancel deferred");
-            }
+            self.dispatcher
+                .cancel(&a.runner_id, &a.assignment_id, "testrun cancelled");
         }
         tracing::info!(
             testrun_id = id,

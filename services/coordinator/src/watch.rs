@@ -120,6 +120,25 @@ impl Watcher {
                     self.send(Event::Testrun(convert::testrun(&run))).await?;
                 }
                 RunEvent::Resync => run = self.snapshot().await?,
+                RunEvent::Committed { log_seq } => {
+                    self.catch_up(*log_seq).await?;
+                    run.log_seq = run.log_seq.max(self.cursor);
+                }
+                RunEvent::TestChanged { test_id } => {
+                    if let Some(test) = self.service.store.get_test(*test_id).await? {
+                        self.names.insert(test.id, test.name.clone());
+                        self.send(Event::Test(convert::test(&test))).await?;
+                    }
+                }
+                RunEvent::TestrunChanged => {
+                    if let Some(changed) = self.service.store.get_testrun(self.id, false).await? {
+                        if changed.log_seq > self.cursor {
+                            self.catch_up(changed.log_seq).await?;
+                        }
+                        run = changed;
+                        self.send(Event::Testrun(convert::testrun(&run))).await?;
+                    }
+                }
                 RunEvent::Deleted => {
                     return Err(Stop::Fail(Status::not_found(format!(
                         "testrun {} was deleted",

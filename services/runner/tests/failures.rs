@@ -67,7 +67,7 @@ on_both_stores! {
 
     a_test_whose_runners_keep_dying_ends_in_error(backend) {
         let coord = Coordinator::start(backend, &["--max-attempts", "1"]).await;
-        let mut doomed = Runner::start(&coord, "doomed", 1);
+        let doomed = Runner::start(&coord, "doomed", 1);
         let mut client = coord.client().await;
         let run = create(&mut client, vec![file("t.sh", "echo hi\nsleep 30\n")], None, None).await;
         wait_running(&mut client, run.id, "t.sh").await;

@@ -138,6 +138,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn read_test_log(&self, test_id: i64, offset: i64, limit: i64) -> Result<Vec<String>>;
     /// Queue figures for `/metrics`.
     async fn queue_stats(&self) -> Result<QueueStats>;
+
+    /// The Postgres pool, when other coordinators may share the database.
+    fn shared_pool(&self) -> Option<sqlx::PgPool> {
+        None
+    }
 }
 
 /// Opens the store the URL names, creating and migrating it as needed.

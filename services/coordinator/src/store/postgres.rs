@@ -565,6 +565,10 @@ impl Store for PgStore {
         .await?)
     }
 
+    fn shared_pool(&self) -> Option<PgPool> {
+        Some(self.pool.clone())
+    }
+
     async fn queue_stats(&self) -> Result<QueueStats> {
         let (queued, running, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE status = 'QUEUED'), \

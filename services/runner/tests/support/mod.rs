@@ -42,7 +42,11 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Coordinator {
     child: Child,
     pub addr: String,
-    pub db: TestDb,
+    /// `http` or `https`, as the coordinator announced itself.
+    pub scheme: String,
+    /// The database it owns; `None` when it shares another's.
+    pub db: Option<TestDb>,
+    pub db_url: String,
     args: Vec<String>,
     log: PathBuf,
 }
@@ -52,9 +56,20 @@ impl Coordinator {
     /// runners are noticed in seconds.
     pub async fn start(backend: Backend, extra: &[&str]) -> Self {
         let db = TestDb::new(backend).await.expect("test database");
+        let mut c = Self::start_on(&db.url, extra);
+        c.db = Some(db);
+        c
+    }
+
+    /// A second coordinator on the same database as `other`.
+    pub fn start_sharing(other: &Coordinator, extra: &[&str]) -> Self {
+        Self::start_on(&other.db_url, extra)
+    }
+
+    fn start_on(db_url: &str, extra: &[&str]) -> Self {
         let mut args: Vec<String> = vec![
             "--database-url".into(),
-            db.url.clone(),
+            db_url.to_owned(),
             "--runner-token".into(),
             TOKEN.into(),
             "--lease".into(),
@@ -64,18 +79,27 @@ impl Coordinator {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = std::env::temp_dir().join(format!("coordinator-{}.log", uuid::Uuid::new_v4()));
-        let (child, addr) = spawn_coordinator("127.0.0.1:0", &args, &log);
+        let (child, scheme, addr) = spawn_coordinator("127.0.0.1:0", &args, &log);
         Self {
             child,
             addr,
-            db,
+            scheme,
+            db: None,
+            db_url: db_url.to_owned(),
             args,
             log,
         }
     }
 
+    /// The URL runners and clients use (`localhost` for TLS, the name the
+    /// test certificates carry).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.scheme == "https" {
+            let port = self.addr.rsplit(':').next().unwrap_or_default();
+            format!("https://localhost:{port}")
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     pub async fn client(&self) -> TestrunServiceClient<Channel> {
@@ -92,7 +116,7 @@ impl Coordinator {
 
     /// Starts again on the same address and database.
     pub fn restart(&mut self) {
-        let (child, addr) = spawn_coordinator(&self.addr, &self.args, &self.log);
+        let (child, _, addr) = spawn_coordinator(&self.addr, &self.args, &self.log);
         assert_eq!(addr, self.addr);
         self.child = child;
     }
@@ -103,7 +127,7 @@ impl Coordinator {
     }
 }
 
-fn spawn_coordinator(listen: &str, args: &[String], log: &PathBuf) -> (Child, String) {
+fn spawn_coordinator(listen: &str, args: &[String], log: &PathBuf) -> (Child, String, String) {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -122,19 +146,14 @@ fn spawn_coordinator(listen: &str, args: &[String], log: &PathBuf) -> (Child, St
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut first)
         .expect("coordinator prints its address");
-    let addr = first
-        .trim()
-        .rsplit("://")
-        .next()
-        .filter(|a| !a.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "unexpected first line {first:?}; log: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        })
-        .to_owned();
-    (child, addr)
+    let url = first.trim().rsplit(' ').next().unwrap_or_default();
+    let (scheme, addr) = url.split_once("://").unwrap_or_else(|| {
+        panic!(
+            "unexpected first line {first:?}; log: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    });
+    (child, scheme.to_owned(), addr.to_owned())
 }
 
 impl Drop for Coordinator {

@@ -1,0 +1,308 @@
+//! Several coordinators on one Postgres: live events, dispatch wake-ups and
+//! cancels cross instances through `LISTEN`/`NOTIFY`.
+//!
+//! Claims are already safe across coordinators (`FOR UPDATE SKIP LOCKED`);
+//! what does not cross by itself is the in-process `Hub`. Each coordinator
+//! forwards compact *signals* ("Testrun 7 has lines up to 1200", "test 9
+//! changed") rather than data: the receiving side reads the data from the
+//! store, which every instance shares, so a lost or reordered notification
+//! can delay a watcher but never make it wrong. Signals are batched into one
+//! `pg_notify` per burst. On SQLite (one coordinator) this is all off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
+
+use crate::dispatch::Dispatcher;
+use crate::hub::{Hub, ListEvent, RunEvent};
+use crate::store::Store;
+
+/// The Postgres channel all coordinators of one database share.
+pub const CHANNEL: &str = "testrunner_events";
+/// Stay well below Postgres' 8000-byte payload limit.
+const MAX_PAYLOAD: usize = 7000;
+
+/// A change another coordinator should know about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "k")]
+pub enum Signal {
+    /// Lines of Testrun `t` are durable up to `seq` (run_seq).
+    Log {
+        t: i64,
+        seq: i64,
+    },
+    /// Test `id` of Testrun `t` changed.
+    Test {
+        t: i64,
+        id: i64,
+    },
+    /// Testrun `t`'s status or counts changed.
+    Run {
+        t: i64,
+    },
+    /// Many things of Testrun `t` changed (cancel, requeue).
+    Resync {
+        t: i64,
+    },
+    Created {
+        t: i64,
+    },
+    Deleted {
+        t: i64,
+    },
+    /// Tell the runner's coordinator to cancel an assignment.
+    Cancel {
+        runner: String,
+        assignment: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    /// The sending coordinator, so it ignores its own notifications.
+    o: String,
+    s: Vec<Signal>,
+}
+
+/// The sending side, held by the hub; a no-op without Postgres.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    tx: Option<mpsc::UnboundedSender<Signal>>,
+}
+
+impl Cluster {
+    /// Forwards a signal to the other coordinators (never blocks).
+    pub fn send(&self, signal: Signal) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(signal);
+        }
+    }
+
+    /// True when other coordinators may exist.
+    pub fn is_enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+}
+
+/// Starts the sender and the listener; returns the sending handle and the
+/// tasks to keep alive.
+pub fn start(pool: PgPool) -> (Cluster, String, SenderTask) {
+    let origin = uuid::Uuid::new_v4().simple().to_string();
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        Cluster { tx: Some(tx) },
+        origin.clone(),
+        SenderTask { pool, origin, rx },
+    )
+}
+
+/// Batches signals into `pg_notify` calls.
+pub struct SenderTask {
+    pool: PgPool,
+    origin: String,
+    rx: mpsc::UnboundedReceiver<Signal>,
+}
+
+impl SenderTask {
+    pub async fn run(mut self) {
+        while let Some(first) = self.rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 500 {
+                match self.rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(_) => break,
+                }
+            }
+            let payloads = encode(&self.origin, coalesce(batch));
+            if let Err(err) = sqlx::query("SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p")
+                .bind(CHANNEL)
+                .bind(&payloads)
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(error = %err, "could not notify other coordinators");
+            }
+        }
+    }
+}
+
+/// Keeps only the newest log position per Testrun and drops repeats.
+fn coalesce(batch: Vec<Signal>) -> Vec<Signal> {
+    let mut out: Vec<Signal> = Vec::with_capacity(batch.len());
+    for s in batch {
+        if let Signal::Log { t, seq } = s
+            && let Some(Signal::Log { seq: kept, .. }) = out
+                .iter_mut()
+                .find(|o| matches!(o, Signal::Log { t: ot, .. } if *ot == t))
+        {
+            *kept = (*kept).max(seq);
+            continue;
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Splits signals into payloads under the size limit.
+fn encode(origin: &str, signals: Vec<Signal>) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current: Vec<Signal> = Vec::new();
+    for s in signals {
+        current.push(s);
+        let text = serde_json::to_string(&Envelope {
+            o: origin.to_owned(),
+            s: current.clone(),
+        })
+        .expect("signals serialize");
+        if text.len() > MAX_PAYLOAD && current.len() > 1 {
+            let last = current.pop().expect("non-empty");
+            payloads.push(
+                serde_json::to_string(&Envelope {
+                    o: origin.to_owned(),
+                    s: std::mem::take(&mut current),
+                })
+                .expect("signals serialize"),
+            );
+            current.push(last);
+        }
+    }
+    if !current.is_empty() {
+        payloads.push(
+            serde_json::to_string(&Envelope {
+                o: origin.to_owned(),
+                s: current,
+            })
+            .expect("signals serialize"),
+        );
+    }
+    payloads
+}
+
+/// Applies other coordinators' signals to this one's hub and dispatcher.
+pub async fn listen(
+    pool: PgPool,
+    origin: String,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    dispatcher: Arc<Dispatcher>,
+) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::warn!(error = %err, "cluster listener cannot connect; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %err, "cluster listener cannot LISTEN; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        // Anything sent while we were not listening is lost: watchers re-read.
+        for id in hub.watched_ids() {
+            hub.publish_local(id, RunEvent::Resync);
+        }
+        dispatcher.wake();
+        loop {
+            let note = match listener.recv().await {
+                Ok(n) => n,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cluster listener lost its connection");
+                    break;
+                }
+            };
+            let Ok(envelope) = serde_json::from_str::<Envelope>(note.payload()) else {
+                tracing::warn!(payload = note.payload(), "unreadable cluster notification");
+                continue;
+            };
+            if envelope.o == origin {
+                continue;
+            }
+            for signal in envelope.s {
+                apply(signal, &*store, &hub, &dispatcher).await;
+            }
+        }
+    }
+}
+
+async fn apply(signal: Signal, store: &dyn Store, hub: &Hub, dispatcher: &Dispatcher) {
+    let summary = |t: i64| async move { store.get_testrun(t, false).await.ok().flatten() };
+    match signal {
+        Signal::Log { t, seq } => hub.publish_local(t, RunEvent::Committed { log_seq: seq }),
+        Signal::Test { t, id } => hub.publish_local(t, RunEvent::TestChanged { test_id: id }),
+        Signal::Run { t } | Signal::Resync { t } => {
+            let resync = matches!(signal, Signal::Resync { .. });
+            hub.publish_local(
+                t,
+                if resync {
+                    RunEvent::Resync
+                } else {
+                    RunEvent::TestrunChanged
+                },
+            );
+            if let Some(run) = summary(t).await {
+                hub.publish_list_local(ListEvent::Changed(run));
+            }
+            // A requeue or hand-back elsewhere may have work for our runners.
+            dispatcher.wake();
+        }
+        Signal::Created { t } => {
+            if let Some(run) = summary(t).await {
+                hub.publish_list_local(ListEvent::Created(run));
+            }
+            dispatcher.wake();
+        }
+        Signal::Deleted { t } => {
+            hub.publish_local(t, RunEvent::Deleted);
+            hub.publish_list_local(ListEvent::Deleted(t));
+        }
+        Signal::Cancel { runner, assignment } => {
+            dispatcher.cancel_local(&runner, &assignment, "testrun cancelled");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_positions_coalesce_to_the_newest_per_testrun() {
+        let out = coalesce(vec![
+            Signal::Log { t: 1, seq: 10 },
+            Signal::Log { t: 2, seq: 5 },
+            Signal::Log { t: 1, seq: 30 },
+            Signal::Run { t: 1 },
+            Signal::Run { t: 1 },
+        ]);
+        assert_eq!(
+            out,
+            vec![
+                Signal::Log { t: 1, seq: 30 },
+                Signal::Log { t: 2, seq: 5 },
+                Signal::Run { t: 1 }
+            ]
+        );
+    }
+
+    #[test]
+    fn payloads_stay_under_the_notify_limit() {
+        let many = (0..2000).map(|t| Signal::Run { t }).collect();
+        let payloads = encode("o", many);
+        assert!(payloads.len() > 1);
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD + 64));
+        let total: usize = payloads
+            .iter()
+            .map(|p| serde_json::from_str::<Envelope>(p).unwrap().s.len())
+            .sum();
+        assert_eq!(total, 2000);
+    }
+}
