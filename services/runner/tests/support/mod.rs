@@ -33,9 +33,21 @@ macro_rules! on_both_stores {
     )+};
 }
 
-/// A binary of this workspace, next to the runner binary cargo built.
+/// A binary of this workspace in the target directory this test was built
+/// into (`target/<profile>/deps/<test>` -> `target/<profile>/<name>`).
 pub fn bin(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_runner")).with_file_name(name)
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps layout");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
 }
 
 /// A coordinator process.

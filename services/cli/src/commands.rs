@@ -1,0 +1,348 @@
+//! Subcommands and their calls to the coordinator.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
+use testrunner_proto::v1::{
+    CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest, GetTestLogRequest,
+    GetTestrunRequest, ListTestrunsRequest, TestFile, WatchTestrunRequest, get_test_log_request,
+    testrun, testrun_event::Event,
+};
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use crate::output;
+
+/// Command-line client of a TestRunner coordinator.
+#[derive(Debug, Parser)]
+#[command(name = "testrunner", version, about)]
+pub struct Cli {
+    /// Coordinator address.
+    #[arg(
+        long,
+        global = true,
+        env = "TESTRUNNER_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    coordinator: String,
+
+    /// API token for writes, when the coordinator requires one.
+    #[arg(
+        long,
+        global = true,
+        env = "TESTRUNNER_API_TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a Testrun from files and follow it; exit 0 only on SUCCESS.
+    Run {
+        /// Test files (each becomes one test, named by its file name).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Who runs it (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        user: String,
+        /// Command template, e.g. `pytest -q {file}`.
+        #[arg(long)]
+        command: Option<String>,
+        /// Per-test timeout in seconds.
+        #[arg(long)]
+        timeout: Option<u32>,
+        /// Print the id and return at once instead of following.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// List Testruns, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show one Testrun with its tests.
+    Get { id: i64 },
+    /// Follow a Testrun until it ends; exit 0 only on SUCCESS.
+    Watch { id: i64 },
+    /// Print one test's whole log.
+    Logs { id: i64, test: String },
+    /// Cancel a Testrun.
+    Cancel { id: i64 },
+    /// Delete a Testrun (cancelling it first if it runs).
+    Delete { id: i64 },
+}
+
+struct Api {
+    client: TestrunServiceClient<Channel>,
+    token: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Api {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        request
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let channel = tonic::transport::Endpoint::from_shared(cli.coordinator.clone())
+        .context("--coordinator is not a URL")?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", cli.coordinator))?;
+    let token = match &cli.api_token {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .context("the API token is not valid metadata")?,
+        ),
+        None => None,
+    };
+    let mut api = Api {
+        client: TestrunServiceClient::new(channel)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20),
+        token,
+    };
+    match cli.command {
+        Command::Run {
+            files,
+            user,
+            command,
+            timeout,
+            detach,
+        } => {
+            let mut tests = Vec::with_capacity(files.len());
+            for path in &files {
+                let content = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .with_context(|| format!("{} has no file name", path.display()))?;
+                tests.push(TestFile { name, content });
+            }
+            let request = api.request(CreateTestrunRequest {
+                username: user,
+                tests,
+                command,
+                timeout_seconds: timeout,
+            });
+            let run = api
+                .client
+                .create_testrun(request)
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            eprintln!("testrun {} created with {} tests", run.id, run.tests.len());
+            if detach {
+                println!("{}", run.id);
+                return Ok(ExitCode::SUCCESS);
+            }
+            follow(&mut api, run.id).await
+        }
+        Command::List {
+            status: s,
+            user,
+            limit,
+        } => {
+            let status = match s {
+                Some(s) => Some(
+                    testrun::Status::from_str_name(&s.to_uppercase())
+                        .with_context(|| format!("--status {s}: not a Testrun status"))?
+                        as i32,
+                ),
+                None => None,
+            };
+            let page = api
+                .client
+                .list_testruns(ListTestrunsRequest {
+                    page_size: limit,
+                    page_token: String::new(),
+                    status,
+                    username: user,
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            for r in &page.testruns {
+                println!("{}", output::run_line(r));
+            }
+            eprintln!("{} of {} testruns", page.testruns.len(), page.total_size);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get { id } => {
+            let r = api
+                .client
+                .get_testrun(GetTestrunRequest { id })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            print!("{}", output::run_details(&r));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch { id } => follow(&mut api, id).await,
+        Command::Logs { id, test } => {
+            let mut offset = 0;
+            loop {
+                let page = api
+                    .client
+                    .get_test_log(GetTestLogRequest {
+                        testrun_id: id,
+                        test: Some(get_test_log_request::Test::TestName(test.clone())),
+                        offset,
+                        limit: 10_000,
+                    })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                if page.lines.is_empty() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                for line in &page.lines {
+                    println!("{line}");
+                }
+                offset = page.next_offset;
+            }
+        }
+        Command::Cancel { id } => {
+            let request = api.request(CancelTestrunRequest { id });
+            let r = api
+                .client
+                .cancel_testrun(request)
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            println!("testrun {} {}", r.id, output::run_status(r.status));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete { id } => {
+            let request = api.request(DeleteTestrunRequest { id });
+            api.client
+                .delete_testrun(request)
+                .await
+                .map_err(status_err)?;
+            println!("testrun {id} deleted");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Follows a Testrun, printing `[test] line` for every log line, and
+/// resuming from the last cursor if the stream drops.
+async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
+    let mut cursor = 0;
+    let mut final_state = None;
+    let mut names: HashMap<i64, String> = HashMap::new();
+    let mut retries = 0;
+    loop {
+        let mut stream = match api
+            .client
+            .watch_testrun(WatchTestrunRequest { id, after: cursor })
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unavailable && retries < 30 => {
+                retries += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(s) => return Err(status_err(s)),
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(event)) => {
+                    retries = 0;
+                    cursor = cursor.max(event.cursor);
+                    match event.event {
+                        Some(Event::Snapshot(r)) => {
+                            for t in &r.tests {
+                                names.insert(t.id, t.name.clone());
+                            }
+                            final_state = Some(r);
+                        }
+                        Some(Event::Log(log)) => {
+                            for line in &log.lines {
+                                println!("[{}] {line}", log.test_name);
+                            }
+                        }
+                        Some(Event::Test(t)) => {
+                            if t.status != testrunner_proto::v1::test::Status::Running as i32 {
+                                eprintln!("{}", output::test_line(&t));
+                            }
+                            names.insert(t.id, t.name.clone());
+                        }
+                        Some(Event::Testrun(r)) => {
+                            if let Some(state) = &mut final_state {
+                                state.status = r.status;
+                                state.counts = r.counts;
+                            }
+                        }
+                        None => {}
+                    }
+                }
+                // The run ended and everything was sent.
+                Ok(None) => return summary(api, id).await,
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+                    ) && retries < 30 =>
+                {
+                    eprintln!(
+                        "testrunner: stream lost ({}); resuming from {cursor}",
+                        s.message()
+                    );
+                    retries += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    break;
+                }
+                Err(s) => return Err(status_err(s)),
+            }
+        }
+    }
+}
+
+async fn summary(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
+    let r = api
+        .client
+        .get_testrun(GetTestrunRequest { id })
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    eprint!("{}", output::run_details(&r));
+    Ok(if r.status == testrun::Status::Success as i32 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A gRPC error as a user should read it.
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    if s.code() == tonic::Code::Unauthenticated {
+        return anyhow::anyhow!(
+            "{} (pass --api-token or set TESTRUNNER_API_TOKEN)",
+            s.message()
+        );
+    }
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}

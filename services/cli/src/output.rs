@@ -1,0 +1,69 @@
+//! How Testruns and tests print in a terminal.
+
+use testrunner_proto::v1::{Test, Testrun, test, testrun};
+
+/// The status word of a Testrun.
+pub fn run_status(status: i32) -> &'static str {
+    testrun::Status::try_from(status).map_or("UNKNOWN", |s| s.as_str_name())
+}
+
+/// The status word of a test.
+pub fn test_status(status: i32) -> &'static str {
+    test::Status::try_from(status).map_or("UNKNOWN", |s| s.as_str_name())
+}
+
+fn seconds(d: &Option<prost_types::Duration>) -> String {
+    d.as_ref().map_or_else(String::new, |d| {
+        format!("{:.2}s", d.seconds as f64 + f64::from(d.nanos) / 1e9)
+    })
+}
+
+/// One line per Testrun, for `list`.
+pub fn run_line(r: &Testrun) -> String {
+    let c = r.counts.unwrap_or_default();
+    format!(
+        "{:>6}  {:<10} {:<20} {} passed, {} failed, {} running, {} queued",
+        r.id,
+        run_status(r.status),
+        r.username,
+        c.passed,
+        c.failed,
+        c.running,
+        c.queued
+    )
+}
+
+/// One line per test, for `get` and the summary of `run`.
+pub fn test_line(t: &Test) -> String {
+    let exit = t
+        .exit_code
+        .map_or_else(|| "-".to_owned(), |c| c.to_string());
+    let mut line = format!(
+        "  {:<10} {:<40} exit {:<4} {:>9}  attempt {}  {}",
+        test_status(t.status),
+        t.name,
+        exit,
+        seconds(&t.duration),
+        t.attempt,
+        t.runner
+    );
+    if !t.error.is_empty() {
+        line.push_str(&format!("  ({})", t.error));
+    }
+    line
+}
+
+/// A Testrun with its tests, for `get`.
+pub fn run_details(r: &Testrun) -> String {
+    let mut out = format!(
+        "testrun {} by {}: {}\n",
+        r.id,
+        r.username,
+        run_status(r.status)
+    );
+    for t in &r.tests {
+        out.push_str(&test_line(t));
+        out.push('\n');
+    }
+    out
+}

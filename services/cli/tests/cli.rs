@@ -1,0 +1,95 @@
+//! The `testrunner` command against a real coordinator and runner.
+
+#[path = "../../runner/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Output};
+
+use support::*;
+
+fn testrunner(coord: &Coordinator, args: &[&str]) -> Output {
+    Command::new(bin("testrunner"))
+        .arg("--coordinator")
+        .arg(coord.url())
+        .args(args)
+        .env_remove("TESTRUNNER_API_TOKEN")
+        .output()
+        .expect("testrunner runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_follows_a_testrun_and_exits_with_its_verdict() {
+    let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+    let _r = Runner::start(&coord, "r1", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("ok.sh");
+    let bad = dir.path().join("bad.sh");
+    std::fs::write(&ok, "echo hello from ok\n").unwrap();
+    std::fs::write(&bad, "echo about to fail\nexit 4\n").unwrap();
+
+    let out = testrunner(&coord, &["run", "--user", "ci", ok.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[ok.sh] hello from ok"), "{stdout}");
+    assert!(stderr.contains("SUCCESS"), "{stderr}");
+
+    let out = testrunner(
+        &coord,
+        &[
+            "run",
+            "--user",
+            "ci",
+            ok.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[bad.sh] about to fail"), "{stdout}");
+    assert!(
+        stderr.contains("FAILED") && stderr.contains("exit 4"),
+        "{stderr}"
+    );
+
+    let (list, _) = text(&testrunner(&coord, &["list", "--user", "ci"]));
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(
+        list.lines().next().unwrap().contains("FAILED"),
+        "newest first: {list}"
+    );
+    let (log, _) = text(&testrunner(&coord, &["logs", "2", "bad.sh"]));
+    assert_eq!(log, "about to fail\n");
+    let (get, _) = text(&testrunner(&coord, &["get", "1"]));
+    assert!(get.contains("ok.sh") && get.contains("PASSED"), "{get}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_and_unknown_ids_are_explained_with_exit_code_2() {
+    let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("a.sh");
+    std::fs::write(&f, "true\n").unwrap();
+
+    let out = testrunner(&coord, &["run", "--user", "", f.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("username"),
+        "{stderr}"
+    );
+
+    let out = testrunner(&coord, &["get", "42"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("NotFound"), "{:?}", text(&out));
+
+    let out = testrunner(&coord, &["run", "/nonexistent/file.sh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("reading /nonexistent/file.sh"));
+}
