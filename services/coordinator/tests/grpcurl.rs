@@ -66,6 +66,23 @@ async fn create_list_get_delete(backend: Backend) {
     assert!(ok, "{got}");
     assert_eq!(json(&got)["tests"][0]["name"], "test_ok.sh");
 
+    // Following a run: a cancelled Testrun's watch prints its snapshot and
+    // ends by itself.
+    let (ok, cancelled) = grpcurl(
+        addr,
+        &["-d", &get, "testrunner.v1.TestrunService/CancelTestrun"],
+    );
+    assert!(ok && cancelled.contains("CANCELLED"), "{cancelled}");
+    let (ok, watched) = grpcurl(
+        addr,
+        &["-d", &get, "testrunner.v1.TestrunService/WatchTestrun"],
+    );
+    assert!(ok, "{watched}");
+    assert!(
+        watched.contains("\"snapshot\"") && watched.contains("CANCELLED"),
+        "{watched}"
+    );
+
     let (ok, deleted) = grpcurl(
         addr,
         &["-d", &get, "testrunner.v1.TestrunService/DeleteTestrun"],

@@ -356,11 +356,71 @@ mod misbehaving_runners {
         assert!(status.message().starts_with("logs.first_seq"), "{status:?}");
         drop(tx);
 
+        // A batch over the line limit (10,000 by default) is refused too.
+        let (tx2, mut inbound2, assignment2) = assigned_session(&coord, &mut client).await;
+        tx2.send(RunnerMessage {
+            message: Some(Out::Logs(Logs {
+                assignment_id: assignment2.assignment_id.clone(),
+                first_seq: 1,
+                lines: vec!["x".into(); 10_001],
+            })),
+        })
+        .await
+        .unwrap();
+        let status = loop {
+            match inbound2.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("expected an error"),
+                Err(s) => break s,
+            }
+        };
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("logs.lines"), "{status:?}");
+        drop(tx2);
+
         // Nothing was corrupted: a real runner completes the Testrun after
         // the rogue's lease runs out, and the coordinator still serves.
         let _r = Runner::start(&coord, "honest", 1);
         let run = wait_done(&mut client, run.id).await;
         assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
         assert_eq!(log_of(&mut client, run.id, "t.sh").await, ["ok"]);
+        let second = wait_done(&mut client, assignment2.testrun_id).await;
+        assert_eq!(
+            second.status,
+            testrun::Status::Success as i32,
+            "{second:#?}"
+        );
+        assert_eq!(log_of(&mut client, second.id, "t2.sh").await, ["ok"]);
+    }
+
+    /// A registered rogue runner holding a fresh test's assignment.
+    async fn assigned_session(
+        coord: &Coordinator,
+        client: &mut Client,
+    ) -> (
+        mpsc::Sender<RunnerMessage>,
+        tonic::Streaming<testrunner_proto::v1::CoordinatorMessage>,
+        testrunner_proto::v1::Assign,
+    ) {
+        let (tx, rx) = mpsc::channel(16);
+        tx.send(RunnerMessage {
+            message: Some(register()),
+        })
+        .await
+        .unwrap();
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        let mut rc = RunnerServiceClient::connect(coord.url()).await.unwrap();
+        let mut inbound = rc.attach(request).await.unwrap().into_inner();
+        create(client, vec![file("t2.sh", "echo ok\n")], None, None).await;
+        let assignment = loop {
+            let m = inbound.message().await.unwrap().expect("a message");
+            if let Some(testrunner_proto::v1::coordinator_message::Message::Assign(a)) = m.message {
+                break a;
+            }
+        };
+        (tx, inbound, assignment)
     }
 }
