@@ -256,7 +256,11 @@ async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
     loop {
         let mut stream = match api
             .client
-            .watch_testrun(WatchTestrunRequest { id, after: cursor })
+            .watch_testrun(WatchTestrunRequest {
+                id,
+                after: cursor,
+                from_end: false,
+            })
             .await
         {
             Ok(s) => s.into_inner(),

@@ -122,12 +122,12 @@ impl TestrunService for TestrunApi {
         // Unknown ids fail the call itself, not the first message.
         self.service.get(r.id).await?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(watch::watch_testrun(
-            self.service.clone(),
-            r.id,
-            r.after,
-            tx,
-        ));
+        let start = if r.from_end {
+            watch::Start::End
+        } else {
+            watch::Start::After(r.after)
+        };
+        tokio::spawn(watch::watch_testrun(self.service.clone(), r.id, start, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

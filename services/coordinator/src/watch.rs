@@ -53,12 +53,25 @@ struct Watcher {
     tx: Tx,
 }
 
+/// Where a watch starts in the Testrun's log stream.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// After this cursor (0: from the first line).
+    After(u64),
+    /// After whatever is stored when the watch begins.
+    End,
+}
+
 /// Streams one Testrun's events into `tx` until it ends.
-pub async fn watch_testrun(service: Testruns, id: i64, after: u64, tx: Tx) {
+pub async fn watch_testrun(service: Testruns, id: i64, start: Start, tx: Tx) {
     let mut watcher = Watcher {
         service,
         id,
-        cursor: after.min(i64::MAX as u64) as i64,
+        cursor: match start {
+            Start::After(after) => after.min(i64::MAX as u64) as i64,
+            // Raised to the snapshot's log position before it is sent.
+            Start::End => i64::MAX,
+        },
         names: HashMap::new(),
         tx,
     };
@@ -152,6 +165,9 @@ impl Watcher {
     /// Sends the Testrun as it is now, then every line after the cursor.
     async fn snapshot(&mut self) -> Result<Testrun, Stop> {
         let run = self.service.get(self.id).await?;
+        if self.cursor == i64::MAX {
+            self.cursor = run.log_seq;
+        }
         self.names = run.tests.iter().map(|t| (t.id, t.name.clone())).collect();
         self.send(Event::Snapshot(convert::testrun(&run))).await?;
         let mut run = run;

@@ -52,7 +52,7 @@ on_both_stores! {
         let mut client = coord.client().await;
         let run = create(&mut client, vec![file("big.sh", &format!("seq 1 {LINES}\n"))], None, None).await;
         let mut stream = client
-            .watch_testrun(WatchTestrunRequest { id: run.id, after: 0 })
+            .watch_testrun(WatchTestrunRequest { id: run.id, after: 0, from_end: false })
             .await
             .unwrap()
             .into_inner();
@@ -96,11 +96,11 @@ on_both_stores! {
         let script = format!("seq 1 {}\nsleep 0.5\nseq {} {LINES}\n", LINES / 2, LINES / 2 + 1);
         let run = create(&mut client, vec![file("big.sh", &script)], None, None).await;
         let mut lines = Vec::new();
-        let mut first = client.watch_testrun(WatchTestrunRequest { id: run.id, after: 0 }).await.unwrap().into_inner();
+        let mut first = client.watch_testrun(WatchTestrunRequest { id: run.id, after: 0, from_end: false }).await.unwrap().into_inner();
         let cursor = collect(&mut first, "big.sh", &mut lines, Some(30_000)).await;
         drop(first);
         assert!(lines.len() >= 30_000 && cursor >= 30_000);
-        let mut second = client.watch_testrun(WatchTestrunRequest { id: run.id, after: cursor }).await.unwrap().into_inner();
+        let mut second = client.watch_testrun(WatchTestrunRequest { id: run.id, after: cursor, from_end: false }).await.unwrap().into_inner();
         // The resumed stream starts where the first stopped.
         let mut rest = Vec::new();
         while let Some(event) = second.message().await.unwrap() {
@@ -114,13 +114,37 @@ on_both_stores! {
         assert!(lines == expected());
     }
 
+    a_watcher_can_skip_the_stored_history(backend) {
+        let coord = Coordinator::start(backend, &[]).await;
+        let _r = Runner::start(&coord, "r1", 1);
+        let mut client = coord.client().await;
+        let run = create(&mut client, vec![file("t.sh", "seq 1 5000\necho ready\nsleep 1\necho after\n")], None, None).await;
+        wait_until(&mut client, run.id, Duration::from_secs(30), "the first lines", |r| r.tests[0].log_lines >= 5001).await;
+        let mut stream = client
+            .watch_testrun(WatchTestrunRequest { id: run.id, after: 0, from_end: true })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.message().await.unwrap().unwrap();
+        assert!(matches!(first.event, Some(Event::Snapshot(_))));
+        assert!(first.cursor >= 5001, "the snapshot's cursor is the stored end: {}", first.cursor);
+        let mut lines = Vec::new();
+        while let Some(event) = stream.message().await.unwrap() {
+            if let Some(Event::Log(log)) = event.event {
+                assert_eq!(log.first_line as usize, 5001 + lines.len(), "positions stay true");
+                lines.extend(log.lines);
+            }
+        }
+        assert_eq!(lines, ["after"], "only lines stored after the snapshot");
+    }
+
     a_stalled_watcher_does_not_hold_up_the_run_and_catches_up_later(backend) {
         let coord = Coordinator::start(backend, &[]).await;
         let _r = Runner::start(&coord, "r1", 1);
         let mut client = coord.client().await;
         let run = create(&mut client, vec![file("big.sh", &format!("seq 1 {LINES}\n"))], None, None).await;
         // Opened, then not read until the run is over.
-        let mut stalled = client.watch_testrun(WatchTestrunRequest { id: run.id, after: 0 }).await.unwrap().into_inner();
+        let mut stalled = client.watch_testrun(WatchTestrunRequest { id: run.id, after: 0, from_end: false }).await.unwrap().into_inner();
         let done = wait_done(&mut client, run.id).await;
         assert_eq!(done.status, testrun::Status::Success as i32);
         let mut lines = Vec::new();

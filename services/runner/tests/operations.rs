@@ -299,6 +299,7 @@ async fn two_coordinators_on_one_postgres_serve_the_same_runners_and_watchers() 
         .watch_testrun(WatchTestrunRequest {
             id: run.id,
             after: 0,
+            from_end: false,
         })
         .await
         .unwrap()

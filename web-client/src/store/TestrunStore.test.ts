@@ -58,6 +58,7 @@ describe('TestrunStore: watching a Testrun', () => {
 
   it('resumes a dropped stream from the last cursor without losing or repeating lines', async () => {
     const afters: bigint[] = [];
+    const fromEnds: boolean[] = [];
     const running = aTestrun({
       id: 5n,
       status: Testrun_Status.RUNNING,
@@ -66,6 +67,7 @@ describe('TestrunStore: watching a Testrun', () => {
     const store = storeWith({
       async *watchTestrun(req) {
         afters.push(req.after);
+        fromEnds.push(req.fromEnd);
         if (afters.length === 1) {
           yield ev({ cursor: 0n, event: { case: 'snapshot', value: running } });
           yield ev({ cursor: 3n, event: { case: 'log', value: { testId: 9n, firstLine: 0n, lines: ['l0', 'l1', 'l2'] } } });
@@ -95,6 +97,8 @@ describe('TestrunStore: watching a Testrun', () => {
     });
     await until(() => watch.getState().connection === 'ended');
     expect(afters).toEqual([0n, 3n, 3n]);
+    // Only the first call skips stored history; reconnects resume by cursor.
+    expect(fromEnds).toEqual([true, false, false]);
     expect(seen).toContain('reconnecting');
     expect(watch.logs.total(9n)).toBe(5);
     expect([0, 1, 2, 3, 4].map((i) => watch.logs.line(9n, i))).toEqual(['l0', 'l1', 'l2', 'l3', 'l4']);

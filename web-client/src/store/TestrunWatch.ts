@@ -39,6 +39,8 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
   private cursor = 0n;
   private readonly abort = new AbortController();
   private started = false;
+  /** Whether any event arrived: until then there is no cursor to resume. */
+  private received = false;
 
   constructor(
     readonly id: bigint,
@@ -73,8 +75,13 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
     void follow<TestrunEvent>({
       signal: this.abort.signal,
       backoff: this.backoff,
+      // The first connection skips stored history (the log view pages it
+      // in with GetTestLog); later ones resume from the cursor.
       open: (signal, onOpen) =>
-        this.client.watchTestrun({ id: this.id, after: this.cursor }, { signal, onHeader: onOpen }),
+        this.client.watchTestrun(
+          { id: this.id, after: this.cursor, fromEnd: !this.received },
+          { signal, onHeader: onOpen },
+        ),
       onEvent: (ev) => this.apply(ev),
       onConnection: (connection) => {
         this.setState(connection === 'live' ? { connection, error: undefined } : { connection });
@@ -97,6 +104,7 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
 
   /** Applies one event; exposed for tests. */
   apply(ev: TestrunEvent): void {
+    this.received = true;
     this.cursor = ev.cursor;
     const e = ev.event;
     switch (e.case) {
