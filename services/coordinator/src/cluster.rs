@@ -206,14 +206,17 @@ pub async fn listen(
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        // Anything sent while we were not listening is lost: watchers re-read.
-        for id in hub.watched_ids() {
-            hub.publish_local(id, RunEvent::Resync);
-        }
-        dispatcher.wake();
+        resync(&hub, &dispatcher);
         loop {
-            let note = match listener.recv().await {
-                Ok(n) => n,
+            // try_recv, not recv: recv reconnects silently, and signals sent
+            // while it did are lost without a word. Ok(None) says so.
+            let note = match listener.try_recv().await {
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    tracing::warn!("cluster listener reconnected; resyncing watchers");
+                    resync(&hub, &dispatcher);
+                    continue;
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "cluster listener lost its connection");
                     break;
@@ -231,6 +234,15 @@ pub async fn listen(
             }
         }
     }
+}
+
+/// After a gap in notifications: every watcher re-reads, and queued work is
+/// looked at again.
+fn resync(hub: &Hub, dispatcher: &Dispatcher) {
+    for id in hub.watched_ids() {
+        hub.publish_local(id, RunEvent::Resync);
+    }
+    dispatcher.wake();
 }
 
 async fn apply(signal: Signal, store: &dyn Store, hub: &Hub, dispatcher: &Dispatcher) {

@@ -6,7 +6,7 @@
 //! permit, so a wake that arrives during a pass is never lost.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +39,10 @@ pub struct Session {
     pub info: RunnerInfo,
     /// Distinguishes two streams of the same runner across a reconnect.
     pub serial: u64,
+    /// The registration this stream belongs to; claims must present it.
+    pub epoch: i64,
+    /// Replaced by a newer stream, or known stale: never given work again.
+    closed: AtomicBool,
     tx: Outbound,
     state: Mutex<SessionState>,
 }
@@ -51,11 +55,13 @@ struct SessionState {
 
 impl Session {
     /// A session for a runner that holds `held` already (a resume).
-    pub fn new(info: RunnerInfo, tx: Outbound, held: HashMap<String, Held>) -> Self {
+    pub fn new(info: RunnerInfo, epoch: i64, tx: Outbound, held: HashMap<String, Held>) -> Self {
         static SERIAL: AtomicU64 = AtomicU64::new(1);
         Self {
             info,
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            epoch,
+            closed: AtomicBool::new(false),
             tx,
             state: Mutex::new(SessionState {
                 held,
@@ -68,14 +74,31 @@ impl Session {
         self.state.lock().expect("session lock")
     }
 
-    /// Slots the runner has free for new work.
+    /// Slots the runner has free for new work: its slots minus what it
+    /// holds (revoked assignments no longer occupy a slot: the runner drops
+    /// them), never more than the outbound channel can take right now.
     pub fn free(&self) -> usize {
+        if self.is_closed() {
+            return 0;
+        }
         let s = self.state();
         if s.draining {
-            0
-        } else {
-            (self.info.slots.max(0) as usize).saturating_sub(s.held.len())
+            return 0;
         }
+        let live = s.held.values().filter(|h| !h.revoked).count();
+        (self.info.slots.max(0) as usize)
+            .saturating_sub(live)
+            .min(self.tx.capacity())
+    }
+
+    /// Gives this stream no more work (replaced or stale).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the stream was replaced or found stale.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) || self.tx.is_closed()
     }
 
     /// What the session knows about an assignment.
@@ -112,6 +135,25 @@ impl Session {
                 message: Some(message),
             }))
             .is_ok()
+    }
+
+    /// Sends a message without waiting: at once if there is room, else from
+    /// a task that waits for room. False only if the stream is gone.
+    pub fn send_soon(&self, message: Message) -> bool {
+        let message = Ok(CoordinatorMessage {
+            message: Some(message),
+        });
+        match self.tx.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(message).await;
+                });
+                true
+            }
+        }
     }
 
     /// Sends a message, waiting for room (backpressure from a slow runner).
@@ -164,6 +206,9 @@ impl Dispatcher {
             .lock()
             .expect("sessions lock")
             .insert(session.info.id.clone(), session);
+        if let Some(old) = &old {
+            old.close();
+        }
         self.wake();
         old
     }
@@ -200,9 +245,10 @@ impl Dispatcher {
             .get(runner_id)
             .cloned();
         session.is_some_and(|s| {
-            s.try_send(Message::Cancel(Cancel {
+            s.send_soon(Message::Cancel(Cancel {
                 assignment_id: assignment_id.to_owned(),
                 reason: reason.to_owned(),
+                forget: false,
             }))
         })
     }
@@ -244,17 +290,30 @@ impl Dispatcher {
             for (free, session) in candidates {
                 let claim = self
                     .store
-                    .claim_tests(&session.info, free as i64, now_millis())
+                    .claim_tests(&session.info, session.epoch, free as i64, now_millis())
                     .await?;
-                if claim.assignments.is_empty() {
+                if claim.stale {
+                    // The runner registered a newer stream (maybe elsewhere).
+                    session.close();
+                    continue;
+                }
+                if claim.assignments.is_empty() && claim.cancelled.is_empty() {
                     return Ok(());
                 }
                 for run in &claim.testruns {
-                    self.hub.publish(run.id, RunEvent::Testrun(run.clone()));
+                    let event = if claim.cancelled.is_empty() {
+                        RunEvent::Testrun(run.clone())
+                    } else {
+                        RunEvent::Resync
+                    };
+                    self.hub.publish(run.id, event);
                     self.hub.publish_list(ListEvent::Changed(run.clone()));
                 }
                 for a in claim.assignments {
-                    self.hand_out(&session, a).await?;
+                    // One failed release must not strand the rest of the claim.
+                    if let Err(err) = self.hand_out(&session, a).await {
+                        tracing::warn!(error = %err, "could not hand out or release an assignment");
+                    }
                 }
             }
         }
@@ -287,24 +346,25 @@ impl Dispatcher {
             log_lines: a.log_lines,
             size_bytes: a.size_bytes,
         };
-        let sent = session.try_send(Message::Assign(Assign {
-            assignment_id: a.assignment_id.clone(),
-            testrun_id: a.testrun_id,
-            test_id: a.test_id,
-            name: a.name,
-            content: a.content,
-            command: a.command.unwrap_or_default(),
-            timeout: Some(testrunner_proto::duration_from_millis(a.timeout_ms)),
-            attempt: a.attempt.max(0) as u32,
-        }));
+        // Watchers learn of the start before the runner can report the end.
+        self.hub.publish(a.testrun_id, RunEvent::Test(test));
+        let sent = !session.is_closed()
+            && session.try_send(Message::Assign(Assign {
+                assignment_id: a.assignment_id.clone(),
+                testrun_id: a.testrun_id,
+                test_id: a.test_id,
+                name: a.name,
+                content: a.content,
+                command: a.command.unwrap_or_default(),
+                timeout: Some(testrunner_proto::duration_from_millis(a.timeout_ms)),
+                attempt: a.attempt.max(0) as u32,
+            }));
         if sent {
             tracing::debug!(runner = %session.info.name, assignment_id = %a.assignment_id, test_id = a.test_id, "test assigned");
-            self.hub.publish(a.testrun_id, RunEvent::Test(test));
         } else {
-            // The stream went away (or stopped reading) between claim and
-            // send: give this runner nothing more, and put the test back
+            // The stream went away or was replaced between claim and send
+            // (claims never exceed the channel's room): put the test back
             // without using up an attempt.
-            session.drain();
             session.forget(&a.assignment_id);
             self.store.release_assignment(&a.assignment_id, now).await?;
             tracing::info!(runner = %session.info.name, assignment_id = %a.assignment_id, "runner stream gone; assignment released");

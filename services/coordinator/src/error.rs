@@ -45,7 +45,9 @@ impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                Self::Unavailable(format!("database unavailable: {err}"))
+                // The cause is for operators, not clients.
+                tracing::warn!(error = %err, "database unavailable");
+                Self::Unavailable("database unavailable; try again".into())
             }
             other => Self::Internal(anyhow::Error::new(other).context("database query failed")),
         }

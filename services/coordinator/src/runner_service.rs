@@ -80,33 +80,36 @@ impl RunnerApi {
         let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no Register within 10s"))??;
-        let register = match first.and_then(|m| m.message) {
-            Some(In::Register(r)) => r,
-            Some(_) => {
-                return Err(violation(
-                    tonic::Code::FailedPrecondition,
-                    "the first message must be Register",
-                ));
-            }
-            None => return Ok(()),
+        // A stream closed before saying anything is not an error.
+        let Some(first) = first else { return Ok(()) };
+        let Some(In::Register(register)) = first.message else {
+            return Err(violation(
+                tonic::Code::FailedPrecondition,
+                "the first message must be Register",
+            ));
         };
         let info = validate_register(&register)?;
         let lease_ms = self.settings.lease.as_millis() as i64;
-        self.store
-            .register_runner(&info, now_millis() + lease_ms)
+        // A new epoch for this runner: its older streams (here or on another
+        // coordinator) can claim nothing more. Keep what the runner still
+        // holds and we still recognise; tell it to drop the rest (rule 7);
+        // hand back what we think it holds but it does not list.
+        let now = now_millis();
+        let registration = self
+            .store
+            .register_runner(&info, now + lease_ms, &register.resume, now)
             .await
             .map_err(Status::from)?;
-
-        // Keep what the runner still holds and we still recognise; tell it
-        // to drop the rest (rule 7 of the contract).
-        let resumed = if register.resume.is_empty() {
-            Vec::new()
-        } else {
-            self.store
-                .resume_assignments(&info.id, &register.resume)
-                .await
-                .map_err(Status::from)?
-        };
+        for testrun_id in &registration.requeued {
+            self.hub.publish(*testrun_id, RunEvent::Resync);
+            if let Ok(Some(run)) = self.store.get_testrun(*testrun_id, false).await {
+                self.hub.publish_list(ListEvent::Changed(run));
+            }
+        }
+        if !registration.requeued.is_empty() {
+            tracing::info!(runner = %info.name, testruns = ?registration.requeued, "tests the runner never received were requeued");
+        }
+        let resumed = registration.resumed;
         let mut held = HashMap::new();
         for r in &resumed {
             held.insert(
@@ -136,7 +139,7 @@ impl RunnerApi {
                 },
             );
         }
-        let session = Arc::new(Session::new(info.clone(), tx, held));
+        let session = Arc::new(Session::new(info.clone(), registration.epoch, tx, held));
         session
             .send(Out::Welcome(Welcome {
                 runner_id: info.id.clone(),
@@ -151,6 +154,7 @@ impl RunnerApi {
                 .send(Out::Cancel(Cancel {
                     assignment_id: id,
                     reason: "assignment no longer held by this runner".into(),
+                    forget: true,
                 }))
                 .await;
         }
@@ -160,6 +164,7 @@ impl RunnerApi {
                 .send(Out::Cancel(Cancel {
                     assignment_id: r.assignment_id.clone(),
                     reason: "testrun cancelled".into(),
+                    forget: false,
                 }))
                 .await;
         }
@@ -301,6 +306,7 @@ impl RunnerApi {
                     .send(Out::Cancel(Cancel {
                         assignment_id: logs.assignment_id,
                         reason: "assignment no longer held by this runner".into(),
+                        forget: true,
                     }))
                     .await;
             }
@@ -356,20 +362,21 @@ impl RunnerApi {
                 }
             }
         };
-        session.forget(&finished.assignment_id);
-        self.dispatcher.wake();
+        // Acknowledge before the slot is reused, so the runner never sees an
+        // Assign while it still counts this assignment (rule 3).
         session
             .send(Out::ResultAck(ResultAck {
-                assignment_id: finished.assignment_id,
+                assignment_id: finished.assignment_id.clone(),
                 accepted,
             }))
             .await;
+        session.forget(&finished.assignment_id);
+        self.dispatcher.wake();
         Ok(())
     }
 
     async fn on_release(&self, session: &Session, release: pb::Release) -> Result<(), Status> {
         let held = Self::known(session, &release.assignment_id, "release")?;
-        session.forget(&release.assignment_id);
         if !held.revoked
             && let Some(testrun_id) = self
                 .store
@@ -379,14 +386,15 @@ impl RunnerApi {
         {
             tracing::info!(runner = %session.info.name, assignment_id = %release.assignment_id, "assignment handed back");
             self.hub.publish(testrun_id, RunEvent::Resync);
-            self.dispatcher.wake();
         }
         session
             .send(Out::ResultAck(ResultAck {
-                assignment_id: release.assignment_id,
+                assignment_id: release.assignment_id.clone(),
                 accepted: !held.revoked,
             }))
             .await;
+        session.forget(&release.assignment_id);
+        self.dispatcher.wake();
         Ok(())
     }
 }

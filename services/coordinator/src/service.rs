@@ -19,6 +19,9 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 /// Default and largest page of GetTestLog.
 pub const DEFAULT_LOG_PAGE: u32 = 1000;
 pub const MAX_LOG_PAGE: u32 = 10_000;
+/// Most bytes of lines in one GetTestLog answer (well under any message
+/// limit), whatever `limit` asked for.
+pub const MAX_LOG_PAGE_BYTES: usize = 8 << 20;
 
 /// Testrun operations, shared by the gRPC and HTTP adapters.
 #[derive(Debug, Clone)]
@@ -196,10 +199,19 @@ impl Testruns {
         };
         let offset = i64::try_from(offset).map_err(|_| Error::invalid("offset", "too large"))?;
         let test = self.test(testrun_id, which).await?;
-        let lines = self
+        let mut lines = self
             .store
             .read_test_log(test.id, offset, i64::from(limit))
             .await?;
+        // Long lines could make a page larger than a response may be: stop
+        // early; `next_offset` tells the client where to continue.
+        let mut bytes = 0;
+        if let Some(cut) = lines.iter().position(|l| {
+            bytes += l.len() + 16;
+            bytes > MAX_LOG_PAGE_BYTES
+        }) {
+            lines.truncate(cut.max(1));
+        }
         Ok((lines, test))
     }
 }

@@ -96,7 +96,13 @@ impl Watcher {
                 run = last;
                 continue;
             }
-            let event = match sub.recv().await {
+            // Also wake when the client goes away, so an abandoned watch of
+            // a quiet Testrun does not hold its task and channel forever.
+            let received = tokio::select! {
+                r = sub.recv() => r,
+                () = self.tx.closed() => return Err(Stop::Gone),
+            };
+            let event = match received {
                 Ok(event) => event,
                 Err(RecvError::Lagged(missed)) => {
                     tracing::debug!(testrun_id = self.id, missed, "watcher lagged; resyncing");
@@ -239,7 +245,11 @@ pub async fn watch_testruns(
 ) {
     let mut rx = service.hub.subscribe_list();
     loop {
-        let event = match rx.recv().await {
+        let received = tokio::select! {
+            r = rx.recv() => r,
+            () = tx.closed() => return,
+        };
+        let event = match received {
             Ok(e) => e,
             Err(RecvError::Lagged(missed)) => {
                 // The list page re-reads on any gap; tell it.

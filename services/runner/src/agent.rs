@@ -5,15 +5,15 @@
 //! over the stream, the tests' events, timers and signals), so there are no
 //! locks and no races between, say, a cancel and a result.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 use testrunner_proto::v1::{
-    self as pb, CoordinatorMessage, Drain, Finished, Heartbeat, Logs, ProtocolVersion, Register,
-    Release, RunnerMessage, coordinator_message::Message as In, runner_message::Message as Out,
-    runner_service_client::RunnerServiceClient,
+    self as pb, CoordinatorMessage, Drain, Finished, Heartbeat, Logs, Outcome, ProtocolVersion,
+    Register, Release, RunnerMessage, coordinator_message::Message as In,
+    runner_message::Message as Out, runner_service_client::RunnerServiceClient,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -59,8 +59,15 @@ pub struct Agent {
     events_tx: mpsc::Sender<ExecEvent>,
     events_rx: mpsc::Receiver<ExecEvent>,
     held: HashMap<String, Slot>,
+    /// Cancels that overtook their Assign (a cancel racing a claim): the
+    /// test is reported CANCELLED when its Assign arrives, never run.
+    early_cancels: HashSet<String>,
     buffered: usize,
     draining: Option<Instant>,
+    /// The coordinator's lease: past it, a lost runner's tests are gone.
+    lease: Duration,
+    /// When the last stream ended, while there is no new one.
+    disconnected_since: Option<Instant>,
     stats: Arc<Stats>,
     sigterm: tokio::signal::unix::Signal,
     sigint: tokio::signal::unix::Signal,
@@ -88,8 +95,11 @@ impl Agent {
             events_tx,
             events_rx,
             held: HashMap::new(),
+            early_cancels: HashSet::new(),
             buffered: 0,
             draining: None,
+            lease: Duration::from_secs(15),
+            disconnected_since: None,
             stats,
             sigterm: signal(SignalKind::terminate())?,
             sigint: signal(SignalKind::interrupt())?,
@@ -125,6 +135,15 @@ impl Agent {
                 }
             }
             self.stats.set_connected(false);
+            let since = *self.disconnected_since.get_or_insert_with(Instant::now);
+            if self.draining.is_some() && since.elapsed() > self.lease {
+                // The coordinator has requeued whatever we hold by now; stop
+                // the tests and leave rather than wait for it forever.
+                tracing::warn!("draining without a coordinator for longer than the lease; exiting");
+                self.hand_back_all();
+                self.settle(Duration::from_secs(3)).await;
+                return Ok(());
+            }
             // Jittered exponential backoff; tests keep running meanwhile.
             let wait = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
             backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -164,17 +183,38 @@ impl Agent {
         Ok(endpoint.connect_lazy())
     }
 
-    /// While disconnected: keep taking test output (bounded) and signals.
-    /// Returns true if the runner should exit now.
+    /// While disconnected: keep taking test output (bounded) and signals,
+    /// and enforce the drain deadline. Returns true if the runner should
+    /// exit now.
     async fn idle_step(&mut self, until: tokio::time::Instant) -> bool {
         let room = self.buffered < self.config.max_buffered_bytes;
+        let deadline = self.drain_deadline();
         tokio::select! {
             () = tokio::time::sleep_until(until) => {}
             Some(event) = self.events_rx.recv(), if room => self.on_exec_event(event, None).await,
             _ = self.sigterm.recv() => self.on_signal(None).await,
             _ = self.sigint.recv() => self.on_signal(None).await,
+            () = tokio::time::sleep_until(deadline), if self.draining.is_some() => self.hand_back_all(),
         }
         self.draining.is_some() && self.held.is_empty()
+    }
+
+    /// When running tests are handed back (far away if not draining).
+    fn drain_deadline(&self) -> tokio::time::Instant {
+        self.draining
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// Takes test events for up to `limit`, until no test runs.
+    async fn settle(&mut self, limit: Duration) {
+        let until = tokio::time::Instant::now() + limit;
+        while self.held.values().any(|s| s.running) {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return,
+                Some(event) = self.events_rx.recv() => self.on_exec_event(event, None).await,
+            }
+        }
     }
 
     /// One stream, from Register to its end.
@@ -221,6 +261,11 @@ impl Agent {
                 ));
             }
         };
+        self.disconnected_since = None;
+        if let Some(lease) = &welcome.lease {
+            self.lease = Duration::from_millis(testrunner_proto::duration_to_millis(lease) as u64)
+                .max(Duration::from_secs(1));
+        }
         let heartbeat = welcome
             .heartbeat_interval
             .as_ref()
@@ -235,14 +280,15 @@ impl Agent {
         self.stats.set_connected(true);
 
         let mut link = Link { tx, batch_max };
+        // Say we are draining before anything else, so no Assign is sent.
+        if self.draining.is_some() {
+            link.send(Out::Drain(Drain {})).await;
+        }
         // Everything unacknowledged goes again (rule 7).
         for slot in self.held.values_mut() {
             slot.outbox.rewind();
         }
         self.flush_all(&mut link).await;
-        if self.draining.is_some() {
-            link.send(Out::Drain(Drain {})).await;
-        }
         self.pump(&mut link, &mut inbound, heartbeat).await
     }
 
@@ -261,10 +307,7 @@ impl Agent {
                 return Ok(Ended::Done);
             }
             let room = self.buffered < self.config.max_buffered_bytes;
-            let deadline = self
-                .draining
-                .map(tokio::time::Instant::from_std)
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let deadline = self.drain_deadline();
             tokio::select! {
                 message = inbound.message() => match message {
                     Ok(Some(m)) => self.on_message(m, link).await,
@@ -287,7 +330,17 @@ impl Agent {
 
     async fn on_message(&mut self, message: CoordinatorMessage, link: &mut Link) {
         match message.message {
-            Some(In::Assign(assign)) => self.start(assign),
+            Some(In::Assign(assign)) => {
+                let id = assign.assignment_id.clone();
+                self.start(assign);
+                // Not started (draining, or cancelled before it arrived):
+                // report it at once.
+                if let Some(slot) = self.held.get_mut(&id)
+                    && !slot.running
+                {
+                    Self::flush(&id, slot, link).await;
+                }
+            }
             Some(In::LogAck(ack)) => {
                 if let Some(slot) = self.held.get_mut(&ack.assignment_id) {
                     let freed = slot.outbox.ack(ack.seq);
@@ -307,18 +360,23 @@ impl Agent {
             }
             Some(In::Cancel(cancel)) => {
                 let Some(slot) = self.held.get_mut(&cancel.assignment_id) else {
+                    // Its Assign may still be on the way (a cancel racing a
+                    // claim); remember it, within reason.
+                    if !cancel.forget {
+                        if self.early_cancels.len() > 10_000 {
+                            self.early_cancels.clear();
+                        }
+                        self.early_cancels.insert(cancel.assignment_id);
+                    }
                     return;
                 };
                 tracing::info!(assignment_id = %cancel.assignment_id, reason = %cancel.reason, "cancel");
                 if slot.running {
                     let _ = slot.stop.send(Stop::Kill);
-                    if cancel.reason.contains("no longer held") {
-                        slot.discard = true;
-                    }
-                } else if cancel.reason.contains("no longer held") {
+                    slot.discard = cancel.forget;
+                } else if cancel.forget {
                     self.drop_slot(&cancel.assignment_id);
                 }
-                let _ = link;
             }
             Some(In::Welcome(_)) | None => {
                 tracing::warn!("unexpected message from the coordinator ignored");
@@ -337,6 +395,30 @@ impl Agent {
 
     fn start(&mut self, assign: pb::Assign) {
         let (stop, stop_rx) = watch::channel(Stop::Run);
+        let cancelled = self.early_cancels.remove(&assign.assignment_id);
+        if cancelled || self.draining.is_some() {
+            // Never started: a cancelled test is reported CANCELLED, one that
+            // arrives while draining is handed straight back.
+            let report = Report {
+                outcome: Outcome::Cancelled,
+                exit_code: None,
+                duration: Duration::ZERO,
+                error: "cancelled before it started".into(),
+            };
+            let mut outbox = Outbox::new();
+            outbox.result = Some(finished(&assign.assignment_id, &report, 0));
+            self.held.insert(
+                assign.assignment_id,
+                Slot {
+                    outbox,
+                    stop,
+                    running: false,
+                    hand_back: !cancelled,
+                    discard: false,
+                },
+            );
+            return;
+        }
         let job = Job {
             assignment_id: assign.assignment_id.clone(),
             name: assign.name,

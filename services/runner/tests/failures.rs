@@ -424,3 +424,174 @@ mod misbehaving_runners {
         (tx, inbound, assignment)
     }
 }
+
+/// The protocol's recovery rules, driven by a hand-written runner.
+mod recovery {
+    use super::*;
+    use testrunner_proto::v1::coordinator_message::Message as In;
+    use testrunner_proto::v1::runner_message::Message as Out;
+    use testrunner_proto::v1::runner_service_client::RunnerServiceClient;
+    use testrunner_proto::v1::{
+        CoordinatorMessage, Finished, Outcome, ProtocolVersion, Register, Release, RunnerMessage,
+    };
+    use tokio::sync::mpsc;
+
+    /// One stream of a scripted runner.
+    struct Scripted {
+        tx: mpsc::Sender<RunnerMessage>,
+        inbound: tonic::Streaming<CoordinatorMessage>,
+    }
+
+    impl Scripted {
+        async fn attach(coord: &Coordinator, instance: &str, resume: Vec<String>) -> Self {
+            let (tx, rx) = mpsc::channel(16);
+            tx.send(RunnerMessage {
+                message: Some(Out::Register(Register {
+                    instance_id: instance.into(),
+                    name: "scripted".into(),
+                    slots: 1,
+                    protocol: ProtocolVersion::ProtocolVersion1 as i32,
+                    resume,
+                    ..Default::default()
+                })),
+            })
+            .await
+            .unwrap();
+            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+            let mut client = RunnerServiceClient::connect(coord.url()).await.unwrap();
+            let inbound = client.attach(request).await.unwrap().into_inner();
+            let mut s = Self { tx, inbound };
+            assert!(matches!(s.next().await, In::Welcome(_)));
+            s
+        }
+
+        async fn next(&mut self) -> In {
+            let m = tokio::time::timeout(Duration::from_secs(20), self.inbound.message())
+                .await
+                .expect("a message in time")
+                .expect("stream healthy")
+                .expect("stream open");
+            m.message.expect("non-empty message")
+        }
+
+        async fn send(&self, m: Out) {
+            self.tx
+                .send(RunnerMessage { message: Some(m) })
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_test_whose_assign_was_lost_comes_back_when_the_runner_reconnects() {
+        let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+        let mut client = coord.client().await;
+        let run = create(&mut client, vec![file("t.sh", "echo ok\n")], None, None).await;
+        let mut first = Scripted::attach(&coord, "same-runner", vec![]).await;
+        let In::Assign(lost) = first.next().await else {
+            panic!("expected Assign")
+        };
+        // The runner never saw that Assign: it reconnects listing nothing.
+        drop(first);
+        let mut second = Scripted::attach(&coord, "same-runner", vec![]).await;
+        let In::Assign(again) = second.next().await else {
+            panic!("expected Assign")
+        };
+        assert_eq!(again.test_id, lost.test_id);
+        assert_ne!(again.assignment_id, lost.assignment_id);
+        assert_eq!(again.attempt, 1, "a lost Assign uses up no attempt");
+        second
+            .send(Out::Finished(Finished {
+                assignment_id: again.assignment_id.clone(),
+                outcome: Outcome::Passed as i32,
+                exit_code: Some(0),
+                ..Default::default()
+            }))
+            .await;
+        assert!(matches!(second.next().await, In::ResultAck(a) if a.accepted));
+        let done = wait_done(&mut client, run.id).await;
+        assert_eq!(done.status, testrun::Status::Success as i32);
+        assert_eq!(done.counts.unwrap().passed, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn assignments_the_coordinator_disowns_do_not_hold_slots() {
+        let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+        let mut client = coord.client().await;
+        // One slot, and a resume listing an assignment nobody knows.
+        let mut s = Scripted::attach(&coord, "r", vec!["unknown-assignment".into()]).await;
+        let In::Cancel(c) = s.next().await else {
+            panic!("expected Cancel")
+        };
+        assert_eq!(c.assignment_id, "unknown-assignment");
+        assert!(
+            c.forget,
+            "a disowned assignment is to be forgotten, not reported"
+        );
+        create(&mut client, vec![file("t.sh", "echo ok\n")], None, None).await;
+        assert!(
+            matches!(s.next().await, In::Assign(_)),
+            "the slot is free for new work"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_hand_back_from_a_cancelled_testrun_cancels_the_test() {
+        let coord = Coordinator::start(Backend::Postgres, &[]).await;
+        let mut client = coord.client().await;
+        let run = create(&mut client, vec![file("t.sh", "sleep 60\n")], None, None).await;
+        let mut s = Scripted::attach(&coord, "r", vec![]).await;
+        let In::Assign(a) = s.next().await else {
+            panic!("expected Assign")
+        };
+        client
+            .cancel_testrun(CancelTestrunRequest { id: run.id })
+            .await
+            .unwrap();
+        let In::Cancel(c) = s.next().await else {
+            panic!("expected Cancel")
+        };
+        assert!(!c.forget);
+        // A draining runner hands it back instead of reporting it.
+        s.send(Out::Release(Release {
+            assignment_id: a.assignment_id.clone(),
+        }))
+        .await;
+        assert!(matches!(s.next().await, In::ResultAck(_)));
+        let done = wait_done(&mut client, run.id).await;
+        assert_eq!(
+            status_of(&done, "t.sh"),
+            test::Status::Cancelled,
+            "not requeued: {done:#?}"
+        );
+        let c = done.counts.unwrap();
+        assert_eq!((c.queued, c.running, c.cancelled), (0, 0, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_draining_runner_whose_coordinator_is_gone_still_exits() {
+        let mut coord = Coordinator::start(Backend::Sqlite, &[]).await;
+        let mut r = Runner::start(&coord, "r1", 1);
+        let mut client = coord.client().await;
+        let run = create(
+            &mut client,
+            vec![file("t.sh", "echo started\nsleep 60\n")],
+            None,
+            None,
+        )
+        .await;
+        wait_running(&mut client, run.id, "t.sh").await;
+        coord.kill();
+        r.signal(Signal::SIGTERM);
+        // The lease is 2s: past it the runner stops waiting and exits.
+        assert_eq!(
+            r.wait_exit(Duration::from_secs(30)),
+            Some(0),
+            "runner log: {}",
+            r.log()
+        );
+    }
+}

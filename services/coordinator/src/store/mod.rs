@@ -55,6 +55,105 @@ pub struct FinishOutcome {
     pub testrun: Testrun,
 }
 
+/// What registering a runner (a new stream) did.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The stream's epoch: claims for it must present it.
+    pub epoch: i64,
+    /// Assignments the runner listed that are still its own.
+    pub resumed: Vec<Resumed>,
+    /// Testruns whose tests the runner held without knowing (their Assign
+    /// was lost) and that were handed back.
+    pub requeued: Vec<i64>,
+}
+
+/// Why running tests are taken back from their runner.
+#[derive(Debug, Clone, Copy)]
+pub enum TakeBack {
+    /// Handed back, or never delivered: requeue without using an attempt.
+    Release,
+    /// The runner was lost: the attempt counts; past the last, ERROR.
+    Lost { max_attempts: i32 },
+}
+
+impl TakeBack {
+    /// (whether the attempt counts, the most attempts) for the SQL.
+    fn attempts(self) -> (bool, i32) {
+        match self {
+            Self::Release => (false, i32::MAX),
+            Self::Lost { max_attempts } => (true, max_attempts),
+        }
+    }
+}
+
+/// A resumable assignment as both databases return it.
+#[derive(Debug, sqlx::FromRow)]
+struct ResumeRow {
+    assignment_id: String,
+    testrun_id: i64,
+    id: i64,
+    name: String,
+    attempt: i32,
+    log_seq: i64,
+    cancelled: bool,
+}
+
+impl From<ResumeRow> for Resumed {
+    fn from(r: ResumeRow) -> Self {
+        Resumed {
+            assignment_id: r.assignment_id,
+            testrun_id: r.testrun_id,
+            test_id: r.id,
+            name: r.name,
+            attempt: r.attempt,
+            last_seq: r.log_seq,
+            cancelled: r.cancelled,
+        }
+    }
+}
+
+/// Per-Testrun counter changes of tests taken back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    all: i64,
+    cancelled: i64,
+    errored: i64,
+}
+
+/// Groups `(testrun_id, new status)` of tests taken back by Testrun, in id
+/// order (the order Testrun rows are locked in).
+fn tally_moved(moved: &[(i64, String)]) -> Vec<(i64, Tally)> {
+    let mut out: Vec<(i64, Tally)> = Vec::new();
+    for (id, status) in moved {
+        let i = match out.iter().position(|(r, _)| r == id) {
+            Some(i) => i,
+            None => {
+                out.push((*id, Tally::default()));
+                out.len() - 1
+            }
+        };
+        let t = &mut out[i].1;
+        t.all += 1;
+        t.cancelled += i64::from(status == "CANCELLED");
+        t.errored += i64::from(status == "ERROR");
+    }
+    out.sort_unstable_by_key(|(id, _)| *id);
+    out
+}
+
+/// Claimed tests per Testrun, in Testrun id order.
+fn per_testrun(rows: &[AssignmentRow]) -> Vec<(i64, i64)> {
+    let mut per_run: Vec<(i64, i64)> = Vec::new();
+    for r in rows {
+        match per_run.iter_mut().find(|(id, _)| *id == r.testrun_id) {
+            Some((_, count)) => *count += 1,
+            None => per_run.push((r.testrun_id, 1)),
+        }
+    }
+    per_run.sort_unstable();
+    per_run
+}
+
 /// An assignment a reconnecting runner may keep.
 #[derive(Debug, Clone)]
 pub struct Resumed {
@@ -97,8 +196,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes a Testrun with its tests and logs. The caller cancels first.
     async fn delete_testrun(&self, id: i64) -> Result<()>;
 
-    /// Claims up to `n` queued tests for a runner.
-    async fn claim_tests(&self, runner: &RunnerInfo, n: i64, now: Millis) -> Result<Claim>;
+    /// Claims up to `n` queued tests for the runner's stream of `epoch`.
+    async fn claim_tests(
+        &self,
+        runner: &RunnerInfo,
+        epoch: i64,
+        n: i64,
+        now: Millis,
+    ) -> Result<Claim>;
     /// Puts an assignment back in the queue without using up an attempt.
     async fn release_assignment(&self, assignment_id: &str, now: Millis) -> Result<Option<i64>>;
     /// Stores a batch of log lines of an assignment, ignoring lines it has.
@@ -116,11 +221,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         result: &TestResult,
         now: Millis,
     ) -> Result<Option<FinishOutcome>>;
-    /// Which of `ids` are still running on `runner_id`.
-    async fn resume_assignments(&self, runner_id: &str, ids: &[String]) -> Result<Vec<Resumed>>;
-
-    /// Records a runner and its lease.
-    async fn register_runner(&self, runner: &RunnerInfo, lease_until: Millis) -> Result<()>;
+    /// Records a runner's new stream (a new epoch) and its lease, keeps the
+    /// assignments in `resume` that are still its own, and hands back the
+    /// ones it holds without knowing.
+    async fn register_runner(
+        &self,
+        runner: &RunnerInfo,
+        lease_until: Millis,
+        resume: &[String],
+        now: Millis,
+    ) -> Result<Registration>;
     /// Extends a runner's lease.
     async fn renew_lease(&self, runner_id: &str, lease_until: Millis) -> Result<()>;
     /// Moves tests of runners whose lease ran out back to the queue (attempt
@@ -278,6 +388,20 @@ struct AssignmentRow {
 pub struct Claim {
     pub assignments: Vec<Assignment>,
     pub testruns: Vec<Testrun>,
+    /// Assignment ids taken from Testruns cancelled meanwhile: the store
+    /// cancels them instead of handing them out.
+    pub cancelled: Vec<String>,
+    /// The stream the claim was for has been replaced (a newer epoch).
+    pub stale: bool,
+}
+
+impl Claim {
+    fn stale() -> Self {
+        Self {
+            stale: true,
+            ..Self::default()
+        }
+    }
 }
 
 fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim> {
@@ -285,6 +409,14 @@ fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim> {
         .into_iter()
         .map(TestrunRow::into_domain)
         .collect::<Result<_>>()?;
+    let is_cancelled = |id: i64| {
+        testruns
+            .iter()
+            .any(|r| r.id == id && r.status == TestrunStatus::Cancelled)
+    };
+    let (rows, dropped): (Vec<AssignmentRow>, Vec<AssignmentRow>) =
+        rows.into_iter().partition(|r| !is_cancelled(r.testrun_id));
+    let cancelled = dropped.into_iter().map(|r| r.assignment_id).collect();
     let assignments = rows
         .into_iter()
         .map(|r| {
@@ -307,6 +439,8 @@ fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim> {
     Ok(Claim {
         assignments,
         testruns,
+        cancelled,
+        stale: false,
     })
 }
 
@@ -385,6 +519,33 @@ mod tests {
     fn a_batch_past_the_next_line_is_a_gap() {
         assert!(new_lines(3, 5, &lines(1)).is_err());
         assert!(new_lines(0, 0, &lines(1)).is_err());
+    }
+
+    #[test]
+    fn tests_taken_back_are_tallied_per_testrun_in_id_order() {
+        let moved = [
+            (7, "QUEUED".to_owned()),
+            (3, "ERROR".to_owned()),
+            (7, "CANCELLED".to_owned()),
+        ];
+        let t = tally_moved(&moved);
+        assert_eq!(t.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [3, 7]);
+        assert_eq!(
+            t[0].1,
+            Tally {
+                all: 1,
+                cancelled: 0,
+                errored: 1
+            }
+        );
+        assert_eq!(
+            t[1].1,
+            Tally {
+                all: 2,
+                cancelled: 1,
+                errored: 0
+            }
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::str::FromStr;
 
 use super::{
     AppendOutcome, AssignmentRow, CancelOutcome, Claim, FinishOutcome, LogCursorRow, QueueStats,
-    Resumed, RunningAssignment, Store, TestRow, TestrunRow, claimed, decided_status, new_lines,
-    sanitize_line,
+    Registration, ResumeRow, Resumed, RunningAssignment, Store, TakeBack, TestRow, TestrunRow,
+    claimed, decided_status, new_lines, per_testrun, sanitize_line, tally_moved,
 };
 use crate::domain::{
     Bucket, ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult, Testrun,
@@ -226,8 +226,25 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn claim_tests(&self, runner: &RunnerInfo, n: i64, now: Millis) -> Result<Claim> {
+    async fn claim_tests(
+        &self,
+        runner: &RunnerInfo,
+        epoch: i64,
+        n: i64,
+        now: Millis,
+    ) -> Result<Claim> {
         let mut tx = self.pool.begin().await?;
+        // The runner row first (shared): a registration of the same runner
+        // (which bumps the epoch) waits for this claim, or this claim sees
+        // the new epoch and takes nothing for a stream that is gone.
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT epoch FROM runners WHERE id = $1 FOR SHARE")
+                .bind(&runner.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if current != Some(epoch) {
+            return Ok(Claim::stale());
+        }
         // SKIP LOCKED: coordinators sharing the database never wait on, or
         // hand out, a row another one is claiming.
         let rows: Vec<AssignmentRow> = sqlx::query_as(
@@ -248,22 +265,20 @@ impl Store for PgStore {
         if rows.is_empty() {
             return Ok(Claim::default());
         }
-        let mut per_run: Vec<(i64, i64)> = Vec::new();
-        for r in &rows {
-            match per_run.iter_mut().find(|(id, _)| *id == r.testrun_id) {
-                Some((_, count)) => *count += 1,
-                None => per_run.push((r.testrun_id, 1)),
-            }
-        }
         // Testrun rows in id order: two coordinators claiming at once lock
         // them in the same order and cannot deadlock.
-        per_run.sort_unstable();
+        let per_run = per_testrun(&rows);
         let ids: Vec<i64> = per_run.iter().map(|(id, _)| *id).collect();
         let counts: Vec<i64> = per_run.iter().map(|(_, c)| *c).collect();
-        let settings: Vec<TestrunRow> = sqlx::query_as(
-            "UPDATE testruns SET tests_running = tests_running + c.n, \
+        // Under the Testrun row lock the status is current: tests of a run
+        // cancelled meanwhile are cancelled, not handed out.
+        let runs: Vec<TestrunRow> = sqlx::query_as(
+            "UPDATE testruns SET \
+                 tests_running = tests_running + CASE WHEN status = 'CANCELLED' THEN 0 ELSE c.n END, \
+                 tests_cancelled = tests_cancelled + CASE WHEN status = 'CANCELLED' THEN c.n ELSE 0 END, \
                  status = CASE WHEN status = 'CREATED' THEN 'RUNNING' ELSE status END, \
-                 started_at = COALESCE(started_at, $3) \
+                 started_at = CASE WHEN status = 'CANCELLED' THEN started_at \
+                                   ELSE COALESCE(started_at, $3) END \
              FROM UNNEST($1::bigint[], $2::bigint[]) AS c(id, n) WHERE testruns.id = c.id \
              RETURNING testruns.id, testruns.username, testruns.status, testruns.command, \
                  testruns.timeout_ms, testruns.created_at, testruns.started_at, \
@@ -276,28 +291,30 @@ impl Store for PgStore {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
-        claimed(rows, settings)
-    }
-
-    async fn release_assignment(&self, assignment_id: &str, _now: Millis) -> Result<Option<i64>> {
-        let mut tx = self.pool.begin().await?;
-        let testrun_id: Option<i64> = sqlx::query_scalar(
-            "UPDATE tests SET status = 'QUEUED', attempt = attempt - 1, assignment_id = NULL, \
-                 runner_id = NULL, started_at = NULL \
-             WHERE assignment_id = $1 AND status = 'RUNNING' RETURNING testrun_id",
-        )
-        .bind(assignment_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(id) = testrun_id {
-            sqlx::query("UPDATE testruns SET tests_running = tests_running - 1 WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        let claim = claimed(rows, runs)?;
+        if !claim.cancelled.is_empty() {
+            sqlx::query(
+                "UPDATE tests SET status = 'CANCELLED', finished_at = $2, assignment_id = NULL, \
+                     runner_id = NULL WHERE assignment_id = ANY($1)",
+            )
+            .bind(&claim.cancelled)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
-        Ok(testrun_id)
+        Ok(claim)
+    }
+
+    async fn release_assignment(&self, assignment_id: &str, now: Millis) -> Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM tests WHERE assignment_id = $1")
+            .bind(assignment_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let touched = take_back(&mut tx, &ids, TakeBack::Release, now).await?;
+        tx.commit().await?;
+        Ok(touched.first().copied())
     }
 
     async fn append_logs(
@@ -420,49 +437,55 @@ impl Store for PgStore {
         Ok(Some(FinishOutcome { test, testrun }))
     }
 
-    async fn resume_assignments(&self, runner_id: &str, ids: &[String]) -> Result<Vec<Resumed>> {
-        let rows: Vec<(String, i64, i64, String, i32, i64, bool)> = sqlx::query_as(
-            "SELECT assignment_id, testrun_id, id, name, attempt, log_seq, \
-                 (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) = 'CANCELLED' \
-             FROM tests \
-             WHERE assignment_id = ANY($1) AND runner_id = $2 AND status = 'RUNNING'",
-        )
-        .bind(ids)
-        .bind(runner_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(assignment_id, testrun_id, test_id, name, attempt, last_seq, cancelled)| {
-                    Resumed {
-                        assignment_id,
-                        testrun_id,
-                        test_id,
-                        name,
-                        attempt,
-                        last_seq,
-                        cancelled,
-                    }
-                },
-            )
-            .collect())
-    }
-
-    async fn register_runner(&self, runner: &RunnerInfo, lease_until: Millis) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO runners (id, name, slots, version, registered_at, lease_until) \
-             VALUES ($1, $2, $3, $4, $5, $5) \
-             ON CONFLICT (id) DO UPDATE SET name = $2, slots = $3, version = $4, lease_until = $5",
+    async fn register_runner(
+        &self,
+        runner: &RunnerInfo,
+        lease_until: Millis,
+        resume: &[String],
+        now: Millis,
+    ) -> Result<Registration> {
+        let mut tx = self.pool.begin().await?;
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO runners (id, name, slots, version, registered_at, lease_until, epoch) \
+             VALUES ($1, $2, $3, $4, $5, $5, 1) \
+             ON CONFLICT (id) DO UPDATE SET name = $2, slots = $3, version = $4, \
+                 lease_until = $5, epoch = runners.epoch + 1 \
+             RETURNING epoch",
         )
         .bind(&runner.id)
         .bind(&runner.name)
         .bind(runner.slots)
         .bind(&runner.version)
         .bind(lease_until)
-        .execute(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(())
+        let rows: Vec<ResumeRow> = sqlx::query_as(
+            "SELECT assignment_id, testrun_id, id, name, attempt, log_seq, \
+                 (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) = 'CANCELLED' \
+                     AS cancelled \
+             FROM tests WHERE assignment_id = ANY($1) AND runner_id = $2 AND status = 'RUNNING'",
+        )
+        .bind(resume)
+        .bind(&runner.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Tests the database says this runner holds but the runner does not
+        // list: their Assign never reached it. Hand them back.
+        let orphans: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM tests WHERE runner_id = $1 AND status = 'RUNNING' \
+                 AND NOT (assignment_id = ANY($2))",
+        )
+        .bind(&runner.id)
+        .bind(resume)
+        .fetch_all(&mut *tx)
+        .await?;
+        let requeued = take_back(&mut tx, &orphans, TakeBack::Release, now).await?;
+        tx.commit().await?;
+        Ok(Registration {
+            epoch,
+            resumed: rows.into_iter().map(Resumed::from).collect(),
+            requeued,
+        })
     }
 
     async fn renew_lease(&self, runner_id: &str, lease_until: Millis) -> Result<()> {
@@ -476,28 +499,14 @@ impl Store for PgStore {
 
     async fn expire_leases(&self, now: Millis, max_attempts: i32) -> Result<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
-        // Decide each lost test's fate in one statement: its Testrun was
-        // cancelled -> CANCELLED; attempts used up -> ERROR; else requeue.
-        let moved: Vec<(i64, String)> = sqlx::query_as(
-            "UPDATE tests t SET \
-                 status = CASE WHEN r.status = 'CANCELLED' THEN 'CANCELLED' \
-                               WHEN t.attempt >= $2 THEN 'ERROR' ELSE 'QUEUED' END, \
-                 error = CASE WHEN r.status <> 'CANCELLED' AND t.attempt >= $2 \
-                              THEN 'runner lost on every one of ' || t.attempt || ' attempts' \
-                              ELSE t.error END, \
-                 finished_at = CASE WHEN r.status = 'CANCELLED' OR t.attempt >= $2 \
-                                    THEN $1 ELSE NULL END, \
-                 queued_at = $1, assignment_id = NULL, runner_id = NULL \
-             FROM testruns r \
-             WHERE t.testrun_id = r.id AND t.status = 'RUNNING' AND t.runner_id IN \
-                 (SELECT id FROM runners WHERE lease_until < $1) \
-             RETURNING t.testrun_id, t.status",
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM tests WHERE status = 'RUNNING' AND runner_id IN \
+                 (SELECT id FROM runners WHERE lease_until < $1)",
         )
         .bind(now)
-        .bind(max_attempts)
         .fetch_all(&mut *tx)
         .await?;
-        let touched = apply_moved_counts(&mut tx, &moved, now).await?;
+        let touched = take_back(&mut tx, &ids, TakeBack::Lost { max_attempts }, now).await?;
         sqlx::query("DELETE FROM runners WHERE lease_until < $1 - 86400000")
             .bind(now)
             .execute(&mut *tx)
@@ -600,29 +609,69 @@ impl PgStore {
     }
 }
 
-/// Applies the counter changes of tests taken from lost runners and settles
-/// Testruns whose last test just ended. Returns the Testruns touched.
-async fn apply_moved_counts(
+/// Takes running tests back from their runners: a test of a cancelled
+/// Testrun ends CANCELLED; otherwise a hand-back requeues it without using an
+/// attempt, and a lost runner's test is requeued or, attempts used up, ends
+/// in ERROR. Counters follow, and a Testrun whose last test just ended is
+/// settled. Returns the Testruns touched.
+async fn take_back(
     tx: &mut Transaction<'_, Postgres>,
-    moved: &[(i64, String)],
+    ids: &[i64],
+    why: TakeBack,
     now: Millis,
 ) -> Result<Vec<i64>> {
-    let mut touched: Vec<i64> = moved.iter().map(|(id, _)| *id).collect();
-    touched.sort_unstable();
-    touched.dedup();
-    for &id in &touched {
-        let of = |s: &str| moved.iter().filter(|(r, st)| *r == id && st == s).count() as i64;
-        let (cancelled, errored) = (of("CANCELLED"), of("ERROR"));
-        let all = moved.iter().filter(|(r, _)| *r == id).count() as i64;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Lock order as everywhere: the tests (by id), then their Testruns (by
+    // id), so the Testrun status read below is current.
+    let runs: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT testrun_id FROM \
+             (SELECT id, testrun_id FROM tests WHERE id = ANY($1) AND status = 'RUNNING' \
+              ORDER BY id FOR UPDATE) AS locked",
+    )
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query("SELECT id FROM testruns WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&runs)
+        .execute(&mut **tx)
+        .await?;
+    let (consume, max_attempts) = why.attempts();
+    let moved: Vec<(i64, String)> = sqlx::query_as(
+        "UPDATE tests t SET \
+             status = CASE WHEN r.status = 'CANCELLED' THEN 'CANCELLED' \
+                           WHEN $2 AND t.attempt >= $3 THEN 'ERROR' ELSE 'QUEUED' END, \
+             attempt = CASE WHEN NOT $2 AND r.status <> 'CANCELLED' THEN t.attempt - 1 \
+                            ELSE t.attempt END, \
+             error = CASE WHEN r.status <> 'CANCELLED' AND $2 AND t.attempt >= $3 \
+                          THEN 'runner lost on every one of ' || t.attempt || ' attempts' \
+                          ELSE t.error END, \
+             finished_at = CASE WHEN r.status = 'CANCELLED' OR ($2 AND t.attempt >= $3) \
+                                THEN $4 ELSE NULL END, \
+             started_at = CASE WHEN r.status = 'CANCELLED' OR ($2 AND t.attempt >= $3) \
+                               THEN t.started_at ELSE NULL END, \
+             queued_at = $4, assignment_id = NULL, runner_id = NULL \
+         FROM testruns r \
+         WHERE t.testrun_id = r.id AND t.id = ANY($1) AND t.status = 'RUNNING' \
+         RETURNING t.testrun_id, t.status",
+    )
+    .bind(ids)
+    .bind(consume)
+    .bind(max_attempts)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (id, tally) in tally_moved(&moved) {
         sqlx::query(
             "UPDATE testruns SET tests_running = tests_running - $2, \
                  tests_cancelled = tests_cancelled + $3, tests_failed = tests_failed + $4 \
              WHERE id = $1",
         )
         .bind(id)
-        .bind(all)
-        .bind(cancelled)
-        .bind(errored)
+        .bind(tally.all)
+        .bind(tally.cancelled)
+        .bind(tally.errored)
         .execute(&mut **tx)
         .await?;
         let run = PgStore::testrun_in(tx, id).await?;
@@ -635,5 +684,5 @@ async fn apply_moved_counts(
                 .await?;
         }
     }
-    Ok(touched)
+    Ok(runs)
 }

@@ -15,8 +15,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{
     AppendOutcome, AssignmentRow, CancelOutcome, Claim, FinishOutcome, LogCursorRow, QueueStats,
-    Resumed, RunningAssignment, Store, TestRow, TestrunRow, claimed, decided_status, new_lines,
-    sanitize_line,
+    Registration, ResumeRow, Resumed, RunningAssignment, Store, TakeBack, TestRow, TestrunRow,
+    claimed, decided_status, new_lines, per_testrun, sanitize_line, tally_moved,
 };
 use crate::domain::{
     Bucket, ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult, Testrun,
@@ -248,8 +248,21 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn claim_tests(&self, runner: &RunnerInfo, n: i64, now: Millis) -> Result<Claim> {
+    async fn claim_tests(
+        &self,
+        runner: &RunnerInfo,
+        epoch: i64,
+        n: i64,
+        now: Millis,
+    ) -> Result<Claim> {
         let mut tx = self.write.begin().await?;
+        let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM runners WHERE id = ?1")
+            .bind(&runner.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if current != Some(epoch) {
+            return Ok(Claim::stale());
+        }
         let rows: Vec<AssignmentRow> = sqlx::query_as(
             "UPDATE tests SET status = 'RUNNING', attempt = attempt + 1, \
                  assignment_id = lower(hex(randomblob(16))), runner_id = ?1, runner_name = ?2, \
@@ -268,19 +281,15 @@ impl Store for SqliteStore {
         if rows.is_empty() {
             return Ok(Claim::default());
         }
-        let mut per_run: Vec<(i64, i64)> = Vec::new();
-        for r in &rows {
-            match per_run.iter_mut().find(|(id, _)| *id == r.testrun_id) {
-                Some((_, count)) => *count += 1,
-                None => per_run.push((r.testrun_id, 1)),
-            }
-        }
-        let mut settings = Vec::with_capacity(per_run.len());
-        for (id, count) in per_run {
-            let s: TestrunRow = sqlx::query_as(concat!(
-                "UPDATE testruns SET tests_running = tests_running + ?2, \
+        let mut runs = Vec::new();
+        for (id, count) in per_testrun(&rows) {
+            let run: TestrunRow = sqlx::query_as(concat!(
+                "UPDATE testruns SET \
+                     tests_running = tests_running + CASE WHEN status = 'CANCELLED' THEN 0 ELSE ?2 END, \
+                     tests_cancelled = tests_cancelled + CASE WHEN status = 'CANCELLED' THEN ?2 ELSE 0 END, \
                      status = CASE WHEN status = 'CREATED' THEN 'RUNNING' ELSE status END, \
-                     started_at = COALESCE(started_at, ?3) \
+                     started_at = CASE WHEN status = 'CANCELLED' THEN started_at \
+                                       ELSE COALESCE(started_at, ?3) END \
                  WHERE id = ?1 RETURNING ",
                 testrun_columns!()
             ))
@@ -289,30 +298,32 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-            settings.push(s);
+            runs.push(run);
+        }
+        let claim = claimed(rows, runs)?;
+        if !claim.cancelled.is_empty() {
+            sqlx::query(
+                "UPDATE tests SET status = 'CANCELLED', finished_at = ?2, assignment_id = NULL, \
+                     runner_id = NULL WHERE assignment_id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(json(&claim.cancelled))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
-        claimed(rows, settings)
+        Ok(claim)
     }
 
-    async fn release_assignment(&self, assignment_id: &str, _now: Millis) -> Result<Option<i64>> {
+    async fn release_assignment(&self, assignment_id: &str, now: Millis) -> Result<Option<i64>> {
         let mut tx = self.write.begin().await?;
-        let testrun_id: Option<i64> = sqlx::query_scalar(
-            "UPDATE tests SET status = 'QUEUED', attempt = attempt - 1, assignment_id = NULL, \
-                 runner_id = NULL, started_at = NULL \
-             WHERE assignment_id = ?1 AND status = 'RUNNING' RETURNING testrun_id",
-        )
-        .bind(assignment_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(id) = testrun_id {
-            sqlx::query("UPDATE testruns SET tests_running = tests_running - 1 WHERE id = ?1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM tests WHERE assignment_id = ?1")
+            .bind(assignment_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let touched = take_back(&mut tx, &ids, TakeBack::Release, now).await?;
         tx.commit().await?;
-        Ok(testrun_id)
+        Ok(touched.first().copied())
     }
 
     async fn append_logs(
@@ -433,50 +444,57 @@ impl Store for SqliteStore {
         Ok(Some(FinishOutcome { test, testrun }))
     }
 
-    async fn resume_assignments(&self, runner_id: &str, ids: &[String]) -> Result<Vec<Resumed>> {
-        let rows: Vec<(String, i64, i64, String, i32, i64, bool)> = sqlx::query_as(
-            "SELECT assignment_id, testrun_id, id, name, attempt, log_seq, \
-                 (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) = 'CANCELLED' \
-             FROM tests \
-             WHERE assignment_id IN (SELECT value FROM json_each(?1)) AND runner_id = ?2 \
-               AND status = 'RUNNING'",
-        )
-        .bind(json(ids))
-        .bind(runner_id)
-        .fetch_all(&self.write)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(assignment_id, testrun_id, test_id, name, attempt, last_seq, cancelled)| {
-                    Resumed {
-                        assignment_id,
-                        testrun_id,
-                        test_id,
-                        name,
-                        attempt,
-                        last_seq,
-                        cancelled,
-                    }
-                },
-            )
-            .collect())
-    }
-
-    async fn register_runner(&self, runner: &RunnerInfo, lease_until: Millis) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO runners (id, name, slots, version, registered_at, lease_until) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
-             ON CONFLICT (id) DO UPDATE SET name = ?2, slots = ?3, version = ?4, lease_until = ?5",
+    async fn register_runner(
+        &self,
+        runner: &RunnerInfo,
+        lease_until: Millis,
+        resume: &[String],
+        now: Millis,
+    ) -> Result<Registration> {
+        let mut tx = self.write.begin().await?;
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO runners (id, name, slots, version, registered_at, lease_until, epoch) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1) \
+             ON CONFLICT (id) DO UPDATE SET name = ?2, slots = ?3, version = ?4, \
+                 lease_until = ?5, epoch = runners.epoch + 1 \
+             RETURNING epoch",
         )
         .bind(&runner.id)
         .bind(&runner.name)
         .bind(runner.slots)
         .bind(&runner.version)
         .bind(lease_until)
-        .execute(&self.write)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(())
+        let resume = json(resume);
+        let rows: Vec<ResumeRow> = sqlx::query_as(
+            "SELECT assignment_id, testrun_id, id, name, attempt, log_seq, \
+                 (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) = 'CANCELLED' \
+                     AS cancelled \
+             FROM tests WHERE assignment_id IN (SELECT value FROM json_each(?1)) \
+                 AND runner_id = ?2 AND status = 'RUNNING'",
+        )
+        .bind(&resume)
+        .bind(&runner.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Tests the database says this runner holds but the runner does not
+        // list: their Assign never reached it. Hand them back.
+        let orphans: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM tests WHERE runner_id = ?1 AND status = 'RUNNING' \
+                 AND assignment_id NOT IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(&runner.id)
+        .bind(&resume)
+        .fetch_all(&mut *tx)
+        .await?;
+        let requeued = take_back(&mut tx, &orphans, TakeBack::Release, now).await?;
+        tx.commit().await?;
+        Ok(Registration {
+            epoch,
+            resumed: rows.into_iter().map(Resumed::from).collect(),
+            requeued,
+        })
     }
 
     async fn renew_lease(&self, runner_id: &str, lease_until: Millis) -> Result<()> {
@@ -490,56 +508,14 @@ impl Store for SqliteStore {
 
     async fn expire_leases(&self, now: Millis, max_attempts: i32) -> Result<Vec<i64>> {
         let mut tx = self.write.begin().await?;
-        let moved: Vec<(i64, String)> = sqlx::query_as(
-            "UPDATE tests SET \
-                 status = CASE \
-                     WHEN (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) = 'CANCELLED' \
-                         THEN 'CANCELLED' \
-                     WHEN attempt >= ?2 THEN 'ERROR' ELSE 'QUEUED' END, \
-                 error = CASE \
-                     WHEN (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) <> 'CANCELLED' \
-                          AND attempt >= ?2 \
-                         THEN 'runner lost on every one of ' || attempt || ' attempts' \
-                     ELSE error END, \
-                 finished_at = CASE \
-                     WHEN (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) = 'CANCELLED' \
-                          OR attempt >= ?2 THEN ?1 ELSE NULL END, \
-                 queued_at = ?1, assignment_id = NULL, runner_id = NULL \
-             WHERE status = 'RUNNING' AND runner_id IN \
-                 (SELECT id FROM runners WHERE lease_until < ?1) \
-             RETURNING testrun_id, status",
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM tests WHERE status = 'RUNNING' AND runner_id IN \
+                 (SELECT id FROM runners WHERE lease_until < ?1)",
         )
         .bind(now)
-        .bind(max_attempts)
         .fetch_all(&mut *tx)
         .await?;
-        let mut touched: Vec<i64> = moved.iter().map(|(id, _)| *id).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        for &id in &touched {
-            let of = |s: &str| moved.iter().filter(|(r, st)| *r == id && st == s).count() as i64;
-            let all = moved.iter().filter(|(r, _)| *r == id).count() as i64;
-            sqlx::query(
-                "UPDATE testruns SET tests_running = tests_running - ?2, \
-                     tests_cancelled = tests_cancelled + ?3, tests_failed = tests_failed + ?4 \
-                 WHERE id = ?1",
-            )
-            .bind(id)
-            .bind(all)
-            .bind(of("CANCELLED"))
-            .bind(of("ERROR"))
-            .execute(&mut *tx)
-            .await?;
-            let run = Self::testrun_in(&mut tx, id).await?;
-            if let Some(status) = decided_status(run.status, &run.counts) {
-                sqlx::query("UPDATE testruns SET status = ?2, finished_at = ?3 WHERE id = ?1")
-                    .bind(id)
-                    .bind(status.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        let touched = take_back(&mut tx, &ids, TakeBack::Lost { max_attempts }, now).await?;
         sqlx::query("DELETE FROM runners WHERE lease_until < ?1 - 86400000")
             .bind(now)
             .execute(&mut *tx)
@@ -622,4 +598,71 @@ impl Store for SqliteStore {
             oldest_queued_at: oldest,
         })
     }
+}
+
+/// Takes running tests back from their runners (see the Postgres twin for
+/// the rules); SQLite's single writer needs no row locks. Returns the
+/// Testruns touched.
+async fn take_back(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &[i64],
+    why: TakeBack,
+    now: Millis,
+) -> Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (consume, max_attempts) = why.attempts();
+    let moved: Vec<(i64, String)> = sqlx::query_as(
+        "UPDATE tests SET \
+             status = CASE WHEN (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) \
+                                = 'CANCELLED' THEN 'CANCELLED' \
+                           WHEN ?2 AND attempt >= ?3 THEN 'ERROR' ELSE 'QUEUED' END, \
+             attempt = CASE WHEN NOT ?2 AND (SELECT status FROM testruns r \
+                                WHERE r.id = tests.testrun_id) <> 'CANCELLED' \
+                            THEN attempt - 1 ELSE attempt END, \
+             error = CASE WHEN (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) \
+                                <> 'CANCELLED' AND ?2 AND attempt >= ?3 \
+                          THEN 'runner lost on every one of ' || attempt || ' attempts' \
+                          ELSE error END, \
+             finished_at = CASE WHEN (SELECT status FROM testruns r \
+                                WHERE r.id = tests.testrun_id) = 'CANCELLED' \
+                                OR (?2 AND attempt >= ?3) THEN ?4 ELSE NULL END, \
+             started_at = CASE WHEN (SELECT status FROM testruns r \
+                                WHERE r.id = tests.testrun_id) = 'CANCELLED' \
+                                OR (?2 AND attempt >= ?3) THEN started_at ELSE NULL END, \
+             queued_at = ?4, assignment_id = NULL, runner_id = NULL \
+         WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'RUNNING' \
+         RETURNING testrun_id, status",
+    )
+    .bind(json(ids))
+    .bind(consume)
+    .bind(max_attempts)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    let tallies = tally_moved(&moved);
+    for (id, tally) in &tallies {
+        sqlx::query(
+            "UPDATE testruns SET tests_running = tests_running - ?2, \
+                 tests_cancelled = tests_cancelled + ?3, tests_failed = tests_failed + ?4 \
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(tally.all)
+        .bind(tally.cancelled)
+        .bind(tally.errored)
+        .execute(&mut **tx)
+        .await?;
+        let run = SqliteStore::testrun_in(tx, *id).await?;
+        if let Some(status) = decided_status(run.status, &run.counts) {
+            sqlx::query("UPDATE testruns SET status = ?2, finished_at = ?3 WHERE id = ?1")
+                .bind(id)
+                .bind(status.as_str())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(tallies.into_iter().map(|(id, _)| id).collect())
 }
