@@ -444,6 +444,58 @@ fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim> {
     })
 }
 
+/// A stored log line as both databases return it.
+#[derive(Debug, sqlx::FromRow)]
+struct LogLineRow {
+    test_id: i64,
+    attempt: i32,
+    line_no: i64,
+    run_seq: i64,
+    line: String,
+}
+
+impl From<LogLineRow> for LogLine {
+    fn from(r: LogLineRow) -> Self {
+        LogLine {
+            test_id: r.test_id,
+            attempt: r.attempt,
+            line_no: r.line_no,
+            run_seq: r.run_seq,
+            text: r.line,
+        }
+    }
+}
+
+/// The lines a batch stored, numbered as they were stored.
+fn stored_lines(cursor: &LogCursorRow, run_start: i64, texts: Vec<String>) -> Vec<LogLine> {
+    texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| LogLine {
+            test_id: cursor.id,
+            attempt: cursor.attempt,
+            line_no: cursor.log_lines + i as i64,
+            run_seq: run_start + i as i64,
+            text,
+        })
+        .collect()
+}
+
+/// A cancel's outcome from the Testrun and its `(assignment, runner)` pairs
+/// still running.
+fn cancel_outcome(testrun: Testrun, running: Vec<(String, String)>) -> CancelOutcome {
+    CancelOutcome {
+        testrun,
+        running: running
+            .into_iter()
+            .map(|(assignment_id, runner_id)| RunningAssignment {
+                assignment_id,
+                runner_id,
+            })
+            .collect(),
+    }
+}
+
 /// The state of an assignment's test, read before storing its log lines.
 #[derive(Debug, sqlx::FromRow)]
 struct LogCursorRow {

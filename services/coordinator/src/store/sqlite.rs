@@ -14,9 +14,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::{
-    AppendOutcome, AssignmentRow, CancelOutcome, Claim, FinishOutcome, LogCursorRow, QueueStats,
-    Registration, ResumeRow, Resumed, RunningAssignment, Store, TakeBack, TestRow, TestrunRow,
-    claimed, decided_status, new_lines, per_testrun, sanitize_line, tally_moved,
+    AppendOutcome, AssignmentRow, CancelOutcome, Claim, FinishOutcome, LogCursorRow, LogLineRow,
+    QueueStats, Registration, ResumeRow, Resumed, Store, TakeBack, TestRow, TestrunRow,
+    cancel_outcome, claimed, decided_status, new_lines, per_testrun, sanitize_line, stored_lines,
+    tally_moved,
 };
 use crate::domain::{
     Bucket, ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult, Testrun,
@@ -224,16 +225,7 @@ impl Store for SqliteStore {
         .await?;
         let testrun = Self::testrun_in(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(CancelOutcome {
-            testrun,
-            running: running
-                .into_iter()
-                .map(|(assignment_id, runner_id)| RunningAssignment {
-                    assignment_id,
-                    runner_id,
-                })
-                .collect(),
-        })
+        Ok(cancel_outcome(testrun, running))
     }
 
     async fn delete_testrun(&self, id: i64) -> Result<()> {
@@ -380,18 +372,10 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        let lines = texts
-            .into_iter()
-            .enumerate()
-            .map(|(i, text)| LogLine {
-                test_id: cursor.id,
-                attempt: cursor.attempt,
-                line_no: cursor.log_lines + i as i64,
-                run_seq: run_start + i as i64,
-                text,
-            })
-            .collect();
-        Ok(AppendOutcome::Stored { last_seq, lines })
+        Ok(AppendOutcome::Stored {
+            last_seq,
+            lines: stored_lines(&cursor, run_start, texts),
+        })
     }
 
     async fn finish_test(
@@ -550,7 +534,7 @@ impl Store for SqliteStore {
     }
 
     async fn read_run_log(&self, testrun_id: i64, after: i64, limit: i64) -> Result<Vec<LogLine>> {
-        let rows: Vec<(i64, i32, i64, i64, String)> = sqlx::query_as(
+        let rows: Vec<LogLineRow> = sqlx::query_as(
             "SELECT test_id, attempt, line_no, run_seq, line FROM log_lines \
              WHERE testrun_id = ?1 AND run_seq > ?2 ORDER BY run_seq LIMIT ?3",
         )
@@ -559,16 +543,7 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(test_id, attempt, line_no, run_seq, text)| LogLine {
-                test_id,
-                attempt,
-                line_no,
-                run_seq,
-                text,
-            })
-            .collect())
+        Ok(rows.into_iter().map(LogLine::from).collect())
     }
 
     async fn read_test_log(&self, test_id: i64, offset: i64, limit: i64) -> Result<Vec<String>> {
