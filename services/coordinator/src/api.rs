@@ -8,6 +8,7 @@ use testrunner_proto::v1::{
     self as pb, get_test_log_request, testrun_service_server::TestrunService,
 };
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -30,11 +31,28 @@ pub struct TestrunApi {
     pub api_token: Arc<str>,
 }
 
-type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl TestrunApi {
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
         check_bearer(request.metadata(), &self.api_token, "API token")
+    }
+
+    /// Starts a watch; its events are shared (see `shared_watch`).
+    pub async fn watch_shared(
+        &self,
+        r: pb::WatchTestrunRequest,
+    ) -> Result<EventStream<Arc<pb::TestrunEvent>>, Status> {
+        // Unknown ids fail the call itself, not the first message.
+        self.service.get(r.id).await?;
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let start = if r.from_end {
+            watch::Start::End
+        } else {
+            watch::Start::After(r.after)
+        };
+        tokio::spawn(watch::watch_testrun(self.service.clone(), r.id, start, tx));
+        Ok(Box::pin(ReceiverStream::new(rx)))
     }
 }
 
@@ -118,17 +136,12 @@ impl TestrunService for TestrunApi {
         &self,
         request: Request<pb::WatchTestrunRequest>,
     ) -> Result<Response<Self::WatchTestrunStream>, Status> {
-        let r = request.into_inner();
-        // Unknown ids fail the call itself, not the first message.
-        self.service.get(r.id).await?;
-        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        let start = if r.from_end {
-            watch::Start::End
-        } else {
-            watch::Start::After(r.after)
-        };
-        tokio::spawn(watch::watch_testrun(self.service.clone(), r.id, start, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        // Normally served by `shared_watch` (no copies); this is the same
+        // watch for anything that reaches the generated service.
+        let shared = self.watch_shared(request.into_inner()).await?;
+        Ok(Response::new(Box::pin(
+            shared.map(|event| event.map(Arc::unwrap_or_clone)),
+        )))
     }
 
     type WatchTestrunsStream = EventStream<pb::TestrunsEvent>;

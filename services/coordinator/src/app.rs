@@ -10,11 +10,11 @@ use testrunner_proto::v1::runner_service_server::RunnerServiceServer;
 use testrunner_proto::v1::testrun_service_server::TestrunServiceServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_web::GrpcWebLayer;
-use tower::Layer as _;
+use tower::{Layer as _, ServiceExt as _};
 
 use crate::api::TestrunApi;
 use crate::cluster::{self, Cluster};
@@ -24,6 +24,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::runner_service::RunnerApi;
 use crate::service::Testruns;
+use crate::shared_watch::{self, SharedWatchRoute};
 use crate::{http, reaper, store};
 
 /// How long in-flight calls get to finish after a shutdown signal.
@@ -36,7 +37,6 @@ pub struct Application {
     routes: Routes,
     tls: Option<ServerTlsConfig>,
     runner_token: String,
-    max_request_bytes: usize,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -96,12 +96,13 @@ impl Application {
             limits: config.limits.clone(),
         };
         let max = config.limits.max_request_bytes;
-        let testrun_api = TestrunServiceServer::new(TestrunApi {
+        let testrun_api_handle = TestrunApi {
             service: service.clone(),
             api_token: config.api_token.as_str().into(),
-        })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+        };
+        let testrun_api = TestrunServiceServer::new(testrun_api_handle.clone())
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
         let runner_api = RunnerServiceServer::new(RunnerApi {
             store: Arc::clone(&store),
             hub: Arc::clone(&hub),
@@ -140,8 +141,18 @@ impl Application {
             .add_service(reflection_v1alpha)
             .clone()
             .routes();
+        // WatchTestrun through the shared-event codec (see shared_watch).
+        let shared_watch = web.layer(SharedWatchRoute {
+            api: testrun_api_handle,
+            max_encoding_message_size: max,
+        });
+        let grpc_router = grpc.into_axum_router().route_service(
+            shared_watch::PATH,
+            shared_watch
+                .map_request(|r: ::http::Request<axum::body::Body>| r.map(tonic::body::Body::new)),
+        );
         let router = http::routes(
-            grpc.into_axum_router(),
+            grpc_router,
             service,
             metrics,
             dispatcher,
@@ -159,7 +170,6 @@ impl Application {
             routes: Routes::from(router),
             tls,
             runner_token,
-            max_request_bytes: max,
             tasks,
         })
     }
@@ -204,10 +214,13 @@ impl Application {
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls).context("configuring TLS")?;
         }
-        let _ = self.max_request_bytes;
+        // serve_with_incoming ignores Server::tcp_nodelay: set it here, or
+        // every small message (ResultAck then Assign) may wait ~40 ms for a
+        // delayed ACK, which capped dispatch at ~200 tests/s in the bench.
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let serve = builder
             .add_routes(self.routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         let grace = async move {
             let _ = stopped_rx.await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;

@@ -27,6 +27,10 @@ pub enum RunEvent {
     Log {
         test_name: String,
         lines: Vec<LogLine>,
+        /// The same lines as the wire event a caught-up watcher sends,
+        /// built once for all watchers (see `shared_watch`); `None` for
+        /// batches too large to send as one event.
+        shared: Option<Arc<testrunner_proto::v1::TestrunEvent>>,
     },
     /// The Testrun's status or counts changed (no tests).
     Testrun(Testrun),

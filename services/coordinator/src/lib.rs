@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod reaper;
 pub mod runner_service;
 pub mod service;
+pub mod shared_watch;
 pub mod store;
 pub mod telemetry;
 pub mod testing;

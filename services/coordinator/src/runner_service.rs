@@ -284,11 +284,13 @@ impl RunnerApi {
             AppendOutcome::Stored { last_seq, lines } => {
                 self.metrics.lines_ingested(lines.len());
                 if !lines.is_empty() {
+                    let shared = shared_log_event(&held.name, &lines);
                     self.hub.publish(
                         held.testrun_id,
                         RunEvent::Log {
                             test_name: held.name.clone(),
                             lines,
+                            shared,
                         },
                     );
                 }
@@ -397,6 +399,26 @@ impl RunnerApi {
         self.dispatcher.wake();
         Ok(())
     }
+}
+
+/// Largest batch sent to watchers as one prebuilt event.
+const MAX_SHARED_EVENT_BYTES: usize = 4 << 20;
+
+/// The wire event every caught-up watcher sends for these lines, built once.
+fn shared_log_event(
+    test_name: &str,
+    lines: &[crate::domain::LogLine],
+) -> Option<Arc<pb::TestrunEvent>> {
+    let bytes: usize = lines.iter().map(|l| l.text.len() + 8).sum();
+    if bytes > MAX_SHARED_EVENT_BYTES {
+        return None;
+    }
+    Some(Arc::new(pb::TestrunEvent {
+        cursor: lines.last()?.run_seq.max(0) as u64,
+        event: Some(pb::testrun_event::Event::Log(crate::convert::log_lines(
+            test_name, lines,
+        ))),
+    }))
 }
 
 fn to_pb_duration(d: Duration) -> prost_types::Duration {

@@ -28,7 +28,7 @@ const CATCH_UP_PAGE: i64 = 5000;
 /// Most lines per LogLines event.
 const MAX_LINES_PER_EVENT: usize = 1000;
 
-type Tx = mpsc::Sender<Result<pb::TestrunEvent, Status>>;
+type Tx = mpsc::Sender<Result<Arc<pb::TestrunEvent>, Status>>;
 
 /// Why a watch ended early.
 enum Stop {
@@ -112,10 +112,26 @@ impl Watcher {
                 Err(RecvError::Closed) => return Ok(()),
             };
             match &*event {
-                RunEvent::Log { test_name, lines } => {
+                RunEvent::Log {
+                    test_name,
+                    lines,
+                    shared,
+                } => {
                     let Some(first) = lines.first() else { continue };
                     if first.run_seq > self.cursor + 1 {
                         self.catch_up(first.run_seq - 1).await?;
+                    }
+                    // Caught up exactly: send the event built once for all.
+                    if let (Some(shared), Some(last)) = (shared, lines.last())
+                        && first.run_seq == self.cursor + 1
+                    {
+                        self.cursor = last.run_seq;
+                        run.log_seq = run.log_seq.max(self.cursor);
+                        self.tx
+                            .send(Ok(Arc::clone(shared)))
+                            .await
+                            .map_err(|_| Stop::Gone)?;
+                        continue;
                     }
                     let fresh: Vec<LogLine> = lines
                         .iter()
@@ -223,10 +239,10 @@ impl Watcher {
 
     async fn send(&self, event: Event) -> Result<(), Stop> {
         self.tx
-            .send(Ok(pb::TestrunEvent {
+            .send(Ok(Arc::new(pb::TestrunEvent {
                 cursor: self.cursor.max(0) as u64,
                 event: Some(event),
-            }))
+            })))
             .await
             .map_err(|_| Stop::Gone)
     }

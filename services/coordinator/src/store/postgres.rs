@@ -206,6 +206,11 @@ impl Store for PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // log_lines has no foreign key (migration 0003): delete them here.
+        sqlx::query("DELETE FROM log_lines WHERE testrun_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let deleted = sqlx::query("DELETE FROM testruns WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
