@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use crate::cluster::{Cluster, Signal};
-use crate::domain::{LogLine, Test, Testrun};
+use crate::domain::{Test, Testrun};
 
 /// Events kept per Testrun channel before slow watchers lag.
-const RUN_CHANNEL_CAPACITY: usize = 1024;
+const RUN_CHANNEL_CAPACITY: usize = 256;
 /// Events kept on the list channel before slow watchers lag.
 const LIST_CHANNEL_CAPACITY: usize = 4096;
 
@@ -23,13 +23,14 @@ const LIST_CHANNEL_CAPACITY: usize = 4096;
 pub enum RunEvent {
     /// A test changed.
     Test(Test),
-    /// New log lines of one test, contiguous in run_seq.
+    /// Lines `first_seq..=last_seq` (run_seq) of one test are stored. A
+    /// watcher exactly caught up sends `shared`, the wire event built once
+    /// for all watchers (see `shared_watch`); any other watcher, or any batch
+    /// too large to share (`None`), reads the lines from the store. Events
+    /// carry no other copy of the lines, so the channel's memory stays small.
     Log {
-        test_name: String,
-        lines: Vec<LogLine>,
-        /// The same lines as the wire event a caught-up watcher sends,
-        /// built once for all watchers (see `shared_watch`); `None` for
-        /// batches too large to send as one event.
+        first_seq: i64,
+        last_seq: i64,
         shared: Option<Arc<testrunner_proto::v1::TestrunEvent>>,
     },
     /// The Testrun's status or counts changed (no tests).
@@ -109,9 +110,7 @@ impl Hub {
         if self.cluster.is_enabled() {
             let t = testrun_id;
             let signal = match &event {
-                RunEvent::Log { lines, .. } => {
-                    lines.last().map(|l| Signal::Log { t, seq: l.run_seq })
-                }
+                RunEvent::Log { last_seq, .. } => Some(Signal::Log { t, seq: *last_seq }),
                 RunEvent::Test(test) => Some(Signal::Test { t, id: test.id }),
                 RunEvent::Testrun(_) => Some(Signal::Run { t }),
                 RunEvent::Resync => Some(Signal::Resync { t }),

@@ -283,14 +283,13 @@ impl RunnerApi {
         match outcome {
             AppendOutcome::Stored { last_seq, lines } => {
                 self.metrics.lines_ingested(lines.len());
-                if !lines.is_empty() {
-                    let shared = shared_log_event(&held.name, &lines);
+                if let (Some(first), Some(last)) = (lines.first(), lines.last()) {
                     self.hub.publish(
                         held.testrun_id,
                         RunEvent::Log {
-                            test_name: held.name.clone(),
-                            lines,
-                            shared,
+                            first_seq: first.run_seq,
+                            last_seq: last.run_seq,
+                            shared: shared_log_event(&held.name, &lines),
                         },
                     );
                 }

@@ -113,33 +113,24 @@ impl Watcher {
             };
             match &*event {
                 RunEvent::Log {
-                    test_name,
-                    lines,
+                    first_seq,
+                    last_seq,
                     shared,
                 } => {
-                    let Some(first) = lines.first() else { continue };
-                    if first.run_seq > self.cursor + 1 {
-                        self.catch_up(first.run_seq - 1).await?;
+                    match shared {
+                        // Caught up exactly: send the event built once for all.
+                        Some(shared) if *first_seq == self.cursor + 1 => {
+                            self.cursor = *last_seq;
+                            self.tx
+                                .send(Ok(Arc::clone(shared)))
+                                .await
+                                .map_err(|_| Stop::Gone)?;
+                        }
+                        // Behind, or a batch too large to share: the store
+                        // has every line up to last_seq (published after
+                        // commit) and lines at or below the cursor are skipped.
+                        _ => self.catch_up(*last_seq).await?,
                     }
-                    // Caught up exactly: send the event built once for all.
-                    if let (Some(shared), Some(last)) = (shared, lines.last())
-                        && first.run_seq == self.cursor + 1
-                    {
-                        self.cursor = last.run_seq;
-                        run.log_seq = run.log_seq.max(self.cursor);
-                        self.tx
-                            .send(Ok(Arc::clone(shared)))
-                            .await
-                            .map_err(|_| Stop::Gone)?;
-                        continue;
-                    }
-                    let fresh: Vec<LogLine> = lines
-                        .iter()
-                        .filter(|l| l.run_seq > self.cursor)
-                        .cloned()
-                        .collect();
-                    self.names.insert(first.test_id, test_name.clone());
-                    self.send_lines(&fresh).await?;
                     run.log_seq = run.log_seq.max(self.cursor);
                 }
                 RunEvent::Test(test) => {
