@@ -649,6 +649,17 @@ def check_production_external_db(objs) -> list[str]:
         p.append(f"production database-url host {url.hostname} is an in-cluster Service")
     if "sslmode=require" not in url.query and "sslmode=verify" not in url.query:
         p.append("production database-url does not require TLS (sslmode)")
+    # Several coordinators need a shared Postgres (checked above) and a PDB
+    # that lets a drain evict them one at a time.
+    coord = one(objs, "Deployment", "coordinator")
+    if coord["spec"].get("replicas", 1) < 2:
+        p.append("production runs fewer than two coordinators")
+    coord_pdbs = [
+        b for b in find(objs, "PodDisruptionBudget")
+        if selector_matches(b["spec"].get("selector"), pod_labels(coord))
+    ]
+    if len(coord_pdbs) != 1 or coord_pdbs[0]["spec"].get("maxUnavailable") != 1:
+        p.append("production coordinators need one PDB with maxUnavailable: 1")
     return p
 
 

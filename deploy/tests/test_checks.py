@@ -133,6 +133,15 @@ class ChecksCatchBreakage(unittest.TestCase):
         self.objs.extend(o for o in render("dev") if o["kind"] == "StatefulSet")
         self.assertCaught(checks.check_production_external_db)
 
+    def test_single_coordinator_in_production(self):
+        checks.one(self.objs, "Deployment", "coordinator")["spec"]["replicas"] = 1
+        self.assertCaught(checks.check_production_external_db)
+
+    def test_production_coordinators_without_pdb(self):
+        self.objs[:] = [o for o in self.objs
+                        if not (o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "coordinator")]
+        self.assertCaught(checks.check_production_external_db)
+
     def test_wrong_namespace(self):
         checks.one(self.objs, "Service", "coordinator")["metadata"]["namespace"] = "default"
         self.assertCaught(checks.check_namespace)
