@@ -90,6 +90,15 @@ struct Api {
 }
 
 impl Api {
+    async fn get(&mut self, id: i64) -> anyhow::Result<testrunner_proto::v1::Testrun> {
+        Ok(self
+            .client
+            .get_testrun(GetTestrunRequest { id })
+            .await
+            .map_err(status_err)?
+            .into_inner())
+    }
+
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(token) = &self.token {
@@ -190,13 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Get { id } => {
-            let r = api
-                .client
-                .get_testrun(GetTestrunRequest { id })
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            print!("{}", output::run_details(&r));
+            print!("{}", output::run_details(&api.get(id).await?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch { id } => follow(&mut api, id).await,
@@ -326,12 +329,7 @@ async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
 }
 
 async fn summary(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
-    let r = api
-        .client
-        .get_testrun(GetTestrunRequest { id })
-        .await
-        .map_err(status_err)?
-        .into_inner();
+    let r = api.get(id).await?;
     eprint!("{}", output::run_details(&r));
     Ok(if r.status == testrun::Status::Success as i32 {
         ExitCode::SUCCESS

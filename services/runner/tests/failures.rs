@@ -211,264 +211,63 @@ on_both_stores! {
     }
 }
 
-/// A hand-written client of the runner protocol that breaks its rules.
-mod misbehaving_runners {
+/// A hand-written runner: one authenticated stream of raw protocol messages.
+mod raw {
     use super::*;
-    use testrunner_proto::v1::runner_message::Message as Out;
+    pub use testrunner_proto::v1::coordinator_message::Message as In;
+    pub use testrunner_proto::v1::runner_message::Message as Out;
     use testrunner_proto::v1::runner_service_client::RunnerServiceClient;
     use testrunner_proto::v1::{
-        Finished, Heartbeat, Logs, ProtocolVersion, Register, RunnerMessage,
+        Assign, CoordinatorMessage, ProtocolVersion, Register, RunnerMessage,
     };
     use tokio::sync::mpsc;
 
-    /// Sends `messages` on an authenticated stream; the status it ends with.
-    async fn session(coord: &Coordinator, messages: Vec<Out>) -> tonic::Status {
-        let (tx, rx) = mpsc::channel(16);
-        for m in messages {
-            tx.send(RunnerMessage { message: Some(m) }).await.unwrap();
-        }
-        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-        let mut client = RunnerServiceClient::connect(coord.url()).await.unwrap();
-        let mut inbound = client.attach(request).await.unwrap().into_inner();
-        let status = loop {
-            match inbound.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => break tonic::Status::ok("stream ended"),
-                Err(status) => break status,
-            }
-        };
-        drop(tx);
-        status
-    }
-
-    fn register() -> Out {
-        Out::Register(Register {
-            instance_id: uuid::Uuid::new_v4().to_string(),
-            name: "rogue".into(),
+    pub fn register(instance: &str, resume: Vec<String>) -> Register {
+        Register {
+            instance_id: instance.into(),
+            name: "scripted".into(),
             slots: 1,
             protocol: ProtocolVersion::ProtocolVersion1 as i32,
+            resume,
             ..Default::default()
-        })
+        }
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn protocol_violations_end_the_stream_with_a_clear_error_and_harm_nothing() {
-        let coord = Coordinator::start(Backend::Sqlite, &[]).await;
-        let mut client = coord.client().await;
-
-        let s = session(&coord, vec![Out::Heartbeat(Heartbeat {})]).await;
-        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
-        assert!(
-            s.message().contains("first message must be Register"),
-            "{s:?}"
-        );
-
-        let s = session(&coord, vec![register(), register()]).await;
-        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
-        assert!(s.message().starts_with("register"), "{s:?}");
-
-        let s = session(
-            &coord,
-            vec![
-                register(),
-                Out::Finished(Finished {
-                    assignment_id: "not-mine".into(),
-                    outcome: 1,
-                    ..Default::default()
-                }),
-            ],
-        )
-        .await;
-        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
-        assert!(s.message().starts_with("finished.assignment_id"), "{s:?}");
-
-        let s = session(
-            &coord,
-            vec![
-                register(),
-                Out::Logs(Logs {
-                    assignment_id: "not-mine".into(),
-                    first_seq: 1,
-                    lines: vec!["x".into()],
-                }),
-            ],
-        )
-        .await;
-        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
-
-        let mut bad = match register() {
-            Out::Register(r) => r,
-            _ => unreachable!(),
-        };
-        bad.slots = 0;
-        let s = session(&coord, vec![Out::Register(bad)]).await;
-        assert_eq!(s.code(), tonic::Code::InvalidArgument);
-        assert!(s.message().starts_with("register.slots"), "{s:?}");
-
-        let mut old = match register() {
-            Out::Register(r) => r,
-            _ => unreachable!(),
-        };
-        old.protocol = 99;
-        let s = session(&coord, vec![Out::Register(old)]).await;
-        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
-
-        // A runner that takes a test, then sends a gap and an oversized batch.
-        let run = create(&mut client, vec![file("t.sh", "echo ok\n")], None, None).await;
-        let (tx, rx) = mpsc::channel(16);
-        tx.send(RunnerMessage {
-            message: Some(register()),
-        })
-        .await
-        .unwrap();
-        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-        let mut rc = RunnerServiceClient::connect(coord.url()).await.unwrap();
-        let mut inbound = rc.attach(request).await.unwrap().into_inner();
-        let assignment = loop {
-            let m = inbound.message().await.unwrap().expect("a message");
-            if let Some(testrunner_proto::v1::coordinator_message::Message::Assign(a)) = m.message {
-                break a;
-            }
-        };
-        tx.send(RunnerMessage {
-            message: Some(Out::Logs(Logs {
-                assignment_id: assignment.assignment_id.clone(),
-                first_seq: 5,
-                lines: vec!["gap".into()],
-            })),
-        })
-        .await
-        .unwrap();
-        let status = loop {
-            match inbound.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("expected an error"),
-                Err(s) => break s,
-            }
-        };
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert!(status.message().starts_with("logs.first_seq"), "{status:?}");
-        drop(tx);
-
-        // A batch over the line limit (10,000 by default) is refused too.
-        let (tx2, mut inbound2, assignment2) = assigned_session(&coord, &mut client).await;
-        tx2.send(RunnerMessage {
-            message: Some(Out::Logs(Logs {
-                assignment_id: assignment2.assignment_id.clone(),
-                first_seq: 1,
-                lines: vec!["x".into(); 10_001],
-            })),
-        })
-        .await
-        .unwrap();
-        let status = loop {
-            match inbound2.message().await {
-                Ok(Some(_)) => continue,
-                Ok(None) => panic!("expected an error"),
-                Err(s) => break s,
-            }
-        };
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert!(status.message().starts_with("logs.lines"), "{status:?}");
-        drop(tx2);
-
-        // Nothing was corrupted: a real runner completes the Testrun after
-        // the rogue's lease runs out, and the coordinator still serves.
-        let _r = Runner::start(&coord, "honest", 1);
-        let run = wait_done(&mut client, run.id).await;
-        assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
-        assert_eq!(log_of(&mut client, run.id, "t.sh").await, ["ok"]);
-        let second = wait_done(&mut client, assignment2.testrun_id).await;
-        assert_eq!(
-            second.status,
-            testrun::Status::Success as i32,
-            "{second:#?}"
-        );
-        assert_eq!(log_of(&mut client, second.id, "t2.sh").await, ["ok"]);
+    /// A fresh runner's Register.
+    pub fn fresh() -> Out {
+        Out::Register(register(&uuid::Uuid::new_v4().to_string(), vec![]))
     }
 
-    /// A registered rogue runner holding a fresh test's assignment.
-    async fn assigned_session(
-        coord: &Coordinator,
-        client: &mut Client,
-    ) -> (
-        mpsc::Sender<RunnerMessage>,
-        tonic::Streaming<testrunner_proto::v1::CoordinatorMessage>,
-        testrunner_proto::v1::Assign,
-    ) {
-        let (tx, rx) = mpsc::channel(16);
-        tx.send(RunnerMessage {
-            message: Some(register()),
-        })
-        .await
-        .unwrap();
-        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-        let mut rc = RunnerServiceClient::connect(coord.url()).await.unwrap();
-        let mut inbound = rc.attach(request).await.unwrap().into_inner();
-        create(client, vec![file("t2.sh", "echo ok\n")], None, None).await;
-        let assignment = loop {
-            let m = inbound.message().await.unwrap().expect("a message");
-            if let Some(testrunner_proto::v1::coordinator_message::Message::Assign(a)) = m.message {
-                break a;
-            }
-        };
-        (tx, inbound, assignment)
-    }
-}
-
-/// The protocol's recovery rules, driven by a hand-written runner.
-mod recovery {
-    use super::*;
-    use testrunner_proto::v1::coordinator_message::Message as In;
-    use testrunner_proto::v1::runner_message::Message as Out;
-    use testrunner_proto::v1::runner_service_client::RunnerServiceClient;
-    use testrunner_proto::v1::{
-        CoordinatorMessage, Finished, Outcome, ProtocolVersion, Register, Release, RunnerMessage,
-    };
-    use tokio::sync::mpsc;
-
-    /// One stream of a scripted runner.
-    struct Scripted {
+    pub struct Stream {
         tx: mpsc::Sender<RunnerMessage>,
         inbound: tonic::Streaming<CoordinatorMessage>,
     }
 
-    impl Scripted {
-        async fn attach(coord: &Coordinator, instance: &str, resume: Vec<String>) -> Self {
+    impl Stream {
+        /// Opens an authenticated stream that starts with `first`.
+        pub async fn open(coord: &Coordinator, first: Vec<Out>) -> Self {
             let (tx, rx) = mpsc::channel(16);
-            tx.send(RunnerMessage {
-                message: Some(Out::Register(Register {
-                    instance_id: instance.into(),
-                    name: "scripted".into(),
-                    slots: 1,
-                    protocol: ProtocolVersion::ProtocolVersion1 as i32,
-                    resume,
-                    ..Default::default()
-                })),
-            })
-            .await
-            .unwrap();
+            for m in first {
+                tx.send(RunnerMessage { message: Some(m) }).await.unwrap();
+            }
             let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
             request
                 .metadata_mut()
                 .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
             let mut client = RunnerServiceClient::connect(coord.url()).await.unwrap();
             let inbound = client.attach(request).await.unwrap().into_inner();
-            let mut s = Self { tx, inbound };
-            assert!(matches!(s.next().await, In::Welcome(_)));
-            s
+            Self { tx, inbound }
         }
 
-        async fn next(&mut self) -> In {
+        pub async fn send(&self, m: Out) {
+            self.tx
+                .send(RunnerMessage { message: Some(m) })
+                .await
+                .unwrap();
+        }
+
+        /// The next message from the coordinator (bounded wait).
+        pub async fn next(&mut self) -> In {
             let m = tokio::time::timeout(Duration::from_secs(20), self.inbound.message())
                 .await
                 .expect("a message in time")
@@ -477,12 +276,125 @@ mod recovery {
             m.message.expect("non-empty message")
         }
 
-        async fn send(&self, m: Out) {
-            self.tx
-                .send(RunnerMessage { message: Some(m) })
-                .await
-                .unwrap();
+        /// Skips to the next Assign.
+        pub async fn next_assign(&mut self) -> Assign {
+            loop {
+                if let In::Assign(a) = self.next().await {
+                    return a;
+                }
+            }
         }
+
+        /// Reads until the stream ends; the status it ended with.
+        pub async fn end(mut self) -> tonic::Status {
+            loop {
+                match self.inbound.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return tonic::Status::ok("stream ended"),
+                    Err(status) => return status,
+                }
+            }
+        }
+    }
+}
+
+/// Runners that break the protocol's rules.
+mod misbehaving_runners {
+    use super::raw::{Out, Stream, fresh, register};
+    use super::*;
+    use testrunner_proto::v1::{Finished, Heartbeat, Logs};
+
+    async fn ends_with(coord: &Coordinator, messages: Vec<Out>) -> tonic::Status {
+        Stream::open(coord, messages).await.end().await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn protocol_violations_end_the_stream_with_a_clear_error_and_harm_nothing() {
+        let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+        let mut client = coord.client().await;
+
+        let s = ends_with(&coord, vec![Out::Heartbeat(Heartbeat {})]).await;
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            s.message().contains("first message must be Register"),
+            "{s:?}"
+        );
+
+        let s = ends_with(&coord, vec![fresh(), fresh()]).await;
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(s.message().starts_with("register"), "{s:?}");
+
+        let not_mine = Finished {
+            assignment_id: "not-mine".into(),
+            outcome: 1,
+            ..Default::default()
+        };
+        let s = ends_with(&coord, vec![fresh(), Out::Finished(not_mine)]).await;
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(s.message().starts_with("finished.assignment_id"), "{s:?}");
+
+        let lines = Logs {
+            assignment_id: "not-mine".into(),
+            first_seq: 1,
+            lines: vec!["x".into()],
+        };
+        let s = ends_with(&coord, vec![fresh(), Out::Logs(lines)]).await;
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+
+        let mut bad = register("r", vec![]);
+        bad.slots = 0;
+        let s = ends_with(&coord, vec![Out::Register(bad)]).await;
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(s.message().starts_with("register.slots"), "{s:?}");
+
+        let mut old = register("r", vec![]);
+        old.protocol = 99;
+        let s = ends_with(&coord, vec![Out::Register(old)]).await;
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+
+        // Runners that take a test, then send a gap, or too many lines.
+        let mut refused = Vec::new();
+        for (name, first_seq, count, field) in [
+            ("gap.sh", 5, 1, "logs.first_seq"),
+            ("flood.sh", 1, 10_001, "logs.lines"),
+        ] {
+            let mut s = Stream::open(&coord, vec![fresh()]).await;
+            let run = create(&mut client, vec![file(name, "echo ok\n")], None, None).await;
+            let a = s.next_assign().await;
+            s.send(Out::Logs(Logs {
+                assignment_id: a.assignment_id,
+                first_seq,
+                lines: vec!["x".into(); count],
+            }))
+            .await;
+            let status = s.end().await;
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{name}");
+            assert!(status.message().starts_with(field), "{status:?}");
+            refused.push((run.id, name));
+        }
+
+        // Nothing was corrupted: a real runner completes both Testruns after
+        // the rogues' leases run out, and the coordinator still serves.
+        let _r = Runner::start(&coord, "honest", 1);
+        for (id, name) in refused {
+            let run = wait_done(&mut client, id).await;
+            assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
+            assert_eq!(log_of(&mut client, id, name).await, ["ok"]);
+        }
+    }
+}
+
+/// The protocol's recovery rules, driven by a hand-written runner.
+mod recovery {
+    use super::raw::{In, Out, Stream, register};
+    use super::*;
+    use testrunner_proto::v1::{Finished, Outcome, Release};
+
+    /// Registers `instance` (listing `resume`) and expects the Welcome.
+    async fn attach(coord: &Coordinator, instance: &str, resume: Vec<String>) -> Stream {
+        let mut s = Stream::open(coord, vec![Out::Register(register(instance, resume))]).await;
+        assert!(matches!(s.next().await, In::Welcome(_)));
+        s
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -490,16 +402,12 @@ mod recovery {
         let coord = Coordinator::start(Backend::Sqlite, &[]).await;
         let mut client = coord.client().await;
         let run = create(&mut client, vec![file("t.sh", "echo ok\n")], None, None).await;
-        let mut first = Scripted::attach(&coord, "same-runner", vec![]).await;
-        let In::Assign(lost) = first.next().await else {
-            panic!("expected Assign")
-        };
+        let mut first = attach(&coord, "same-runner", vec![]).await;
+        let lost = first.next_assign().await;
         // The runner never saw that Assign: it reconnects listing nothing.
         drop(first);
-        let mut second = Scripted::attach(&coord, "same-runner", vec![]).await;
-        let In::Assign(again) = second.next().await else {
-            panic!("expected Assign")
-        };
+        let mut second = attach(&coord, "same-runner", vec![]).await;
+        let again = second.next_assign().await;
         assert_eq!(again.test_id, lost.test_id);
         assert_ne!(again.assignment_id, lost.assignment_id);
         assert_eq!(again.attempt, 1, "a lost Assign uses up no attempt");
@@ -522,7 +430,7 @@ mod recovery {
         let coord = Coordinator::start(Backend::Sqlite, &[]).await;
         let mut client = coord.client().await;
         // One slot, and a resume listing an assignment nobody knows.
-        let mut s = Scripted::attach(&coord, "r", vec!["unknown-assignment".into()]).await;
+        let mut s = attach(&coord, "r", vec!["unknown-assignment".into()]).await;
         let In::Cancel(c) = s.next().await else {
             panic!("expected Cancel")
         };
@@ -543,10 +451,8 @@ mod recovery {
         let coord = Coordinator::start(Backend::Postgres, &[]).await;
         let mut client = coord.client().await;
         let run = create(&mut client, vec![file("t.sh", "sleep 60\n")], None, None).await;
-        let mut s = Scripted::attach(&coord, "r", vec![]).await;
-        let In::Assign(a) = s.next().await else {
-            panic!("expected Assign")
-        };
+        let mut s = attach(&coord, "r", vec![]).await;
+        let a = s.next_assign().await;
         client
             .cancel_testrun(CancelTestrunRequest { id: run.id })
             .await
