@@ -26,7 +26,6 @@ pub type Outbound = mpsc::Sender<Result<CoordinatorMessage, Status>>;
 #[derive(Debug, Clone)]
 pub struct Held {
     pub testrun_id: i64,
-    pub test_id: i64,
     pub name: String,
     /// No longer current (moved elsewhere or unknown after a reconnect):
     /// what the runner says about it is acknowledged and dropped.
@@ -326,7 +325,6 @@ impl Dispatcher {
             a.assignment_id.clone(),
             Held {
                 testrun_id: a.testrun_id,
-                test_id: a.test_id,
                 name: a.name.clone(),
                 revoked: false,
             },

@@ -116,7 +116,6 @@ impl RunnerApi {
                 r.assignment_id.clone(),
                 Held {
                     testrun_id: r.testrun_id,
-                    test_id: r.test_id,
                     name: r.name.clone(),
                     revoked: false,
                 },
@@ -133,7 +132,6 @@ impl RunnerApi {
                 id.clone(),
                 Held {
                     testrun_id: 0,
-                    test_id: 0,
                     name: String::new(),
                     revoked: true,
                 },

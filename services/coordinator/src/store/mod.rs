@@ -91,10 +91,7 @@ impl TakeBack {
 struct ResumeRow {
     assignment_id: String,
     testrun_id: i64,
-    id: i64,
     name: String,
-    attempt: i32,
-    log_seq: i64,
     cancelled: bool,
 }
 
@@ -103,10 +100,7 @@ impl From<ResumeRow> for Resumed {
         Resumed {
             assignment_id: r.assignment_id,
             testrun_id: r.testrun_id,
-            test_id: r.id,
             name: r.name,
-            attempt: r.attempt,
-            last_seq: r.log_seq,
             cancelled: r.cancelled,
         }
     }
@@ -159,11 +153,8 @@ fn per_testrun(rows: &[AssignmentRow]) -> Vec<(i64, i64)> {
 pub struct Resumed {
     pub assignment_id: String,
     pub testrun_id: i64,
-    pub test_id: i64,
+    /// The test's file name (named in live log events).
     pub name: String,
-    pub attempt: i32,
-    /// Last log line stored for this assignment.
-    pub last_seq: i64,
     /// Its Testrun was cancelled while the runner was away.
     pub cancelled: bool,
 }

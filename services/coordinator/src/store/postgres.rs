@@ -449,7 +449,7 @@ impl Store for PgStore {
         .fetch_one(&mut *tx)
         .await?;
         let rows: Vec<ResumeRow> = sqlx::query_as(
-            "SELECT assignment_id, testrun_id, id, name, attempt, log_seq, \
+            "SELECT assignment_id, testrun_id, name, \
                  (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) = 'CANCELLED' \
                      AS cancelled \
              FROM tests WHERE assignment_id = ANY($1) AND runner_id = $2 AND status = 'RUNNING'",

@@ -452,7 +452,7 @@ impl Store for SqliteStore {
         .await?;
         let resume = json(resume);
         let rows: Vec<ResumeRow> = sqlx::query_as(
-            "SELECT assignment_id, testrun_id, id, name, attempt, log_seq, \
+            "SELECT assignment_id, testrun_id, name, \
                  (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) = 'CANCELLED' \
                      AS cancelled \
              FROM tests WHERE assignment_id IN (SELECT value FROM json_each(?1)) \
