@@ -36,6 +36,22 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
 
+/// Scrapes `addr` until metric `name` reads `value` (gauges follow the
+/// database by a moment); the last scrape. Bounded: a wait, not a timing.
+async fn eventually(addr: &str, name: &str, value: f64) -> String {
+    for _ in 0..100 {
+        let text = http_get(addr, "/metrics").await;
+        if metric(&text, name) == value {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{name} never reached {value}:\n{}",
+        http_get(addr, "/metrics").await
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_a_known_workload() {
     let coord = Coordinator::start(Backend::Sqlite, &[]).await;
@@ -59,7 +75,7 @@ async fn metrics_count_a_known_workload() {
     .await;
     wait_done(&mut client, run.id).await;
 
-    let text = http_get(&coord.addr, "/metrics").await;
+    let text = eventually(&coord.addr, "testrunner_runner_free_slots", 3.0).await;
     assert_eq!(
         metric(&text, "testrunner_tests_finished_total{outcome=\"PASSED\"}"),
         2.0
@@ -98,10 +114,11 @@ async fn metrics_count_a_known_workload() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(metric(&text, "testrunner_tests_queued"), 2.0);
-    assert_eq!(metric(&text, "testrunner_runner_free_slots"), 0.0);
+    let text = eventually(&coord.addr, "testrunner_runner_free_slots", 0.0).await;
+    assert_eq!(metric(&text, "testrunner_tests_queued"), 2.0);
     assert!(metric(&text, "testrunner_oldest_queued_seconds") >= 0.0);
 
-    let runner_text = http_get(&metrics_addr, "/metrics").await;
+    let runner_text = eventually(&metrics_addr, "testrunner_runner_running_tests", 3.0).await;
     assert_eq!(metric(&runner_text, "testrunner_runner_slots"), 3.0);
     assert_eq!(metric(&runner_text, "testrunner_runner_running_tests"), 3.0);
     assert_eq!(metric(&runner_text, "testrunner_runner_connected"), 1.0);
