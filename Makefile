@@ -1,5 +1,5 @@
 # TestRunner tasks. `make help` lists them.
-.PHONY: help run test test-rust test-web e2e lint bench validate-deploy clean
+.PHONY: help run test test-rust test-web e2e screenshot lint bench validate-deploy clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -20,6 +20,11 @@ test-web: ## Console typecheck and unit tests
 e2e: ## Console end-to-end tests in headless Chromium
 	cargo build --bins
 	cd web-client && npm run build && TESTRUNNER_BIN_DIR=$(CURDIR)/target/debug npm run e2e
+
+screenshot: ## Refresh the README's screenshot (docs/screenshots) from the end-to-end run
+	cargo build --bins
+	cd web-client && npm run build && TESTRUNNER_BIN_DIR=$(CURDIR)/target/debug \
+	  TESTRUNNER_SCREENSHOT=$(CURDIR)/docs/screenshots/testrun-detail.png npm run e2e
 
 lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all --check
