@@ -78,6 +78,7 @@ async fn session(echo: Arc<Echo>, mut inbound: Streaming<RunnerMessage>, tx: Tx)
         lease: Some(testrunner_proto::duration_from_millis(15_000)),
         max_lines_per_batch: 10_000,
         max_line_bytes: 64 << 10,
+        max_batch_bytes: 0,
     };
     if !send(&tx, Out::Welcome(welcome)).await {
         return;

@@ -42,7 +42,7 @@ impl TestrunApi {
     pub async fn watch_shared(
         &self,
         r: pb::WatchTestrunRequest,
-    ) -> Result<EventStream<Arc<pb::TestrunEvent>>, Status> {
+    ) -> Result<EventStream<watch::WireEvent>, Status> {
         // Unknown ids fail the call itself, not the first message.
         self.service.get(r.id).await?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
@@ -136,12 +136,12 @@ impl TestrunService for TestrunApi {
         &self,
         request: Request<pb::WatchTestrunRequest>,
     ) -> Result<Response<Self::WatchTestrunStream>, Status> {
-        // Normally served by `shared_watch` (no copies); this is the same
+        // Normally served by `shared_watch` (encoded once); this is the same
         // watch for anything that reaches the generated service.
         let shared = self.watch_shared(request.into_inner()).await?;
-        Ok(Response::new(Box::pin(
-            shared.map(|event| event.map(Arc::unwrap_or_clone)),
-        )))
+        Ok(Response::new(Box::pin(shared.map(|event| {
+            event.and_then(watch::WireEvent::into_message)
+        }))))
     }
 
     type WatchTestrunsStream = EventStream<pb::TestrunsEvent>;

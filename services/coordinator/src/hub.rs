@@ -24,14 +24,14 @@ pub enum RunEvent {
     /// A test changed.
     Test(Test),
     /// Lines `first_seq..=last_seq` (run_seq) of one test are stored. A
-    /// watcher exactly caught up sends `shared`, the wire event built once
+    /// watcher exactly caught up sends `encoded`, the wire event encoded once
     /// for all watchers (see `shared_watch`); any other watcher, or any batch
     /// too large to share (`None`), reads the lines from the store. Events
     /// carry no other copy of the lines, so the channel's memory stays small.
     Log {
         first_seq: i64,
         last_seq: i64,
-        shared: Option<Arc<testrunner_proto::v1::TestrunEvent>>,
+        encoded: Option<prost::bytes::Bytes>,
     },
     /// The Testrun's status or counts changed (no tests).
     Testrun(Testrun),

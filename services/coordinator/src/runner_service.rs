@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use prost::Message as _;
 use testrunner_proto::v1::{
     self as pb, Cancel, CoordinatorMessage, LogAck, ResultAck, RunnerMessage, Welcome,
     coordinator_message::Message as Out, runner_message::Message as In,
@@ -145,6 +146,7 @@ impl RunnerApi {
                 lease: Some(to_pb_duration(self.settings.lease)),
                 max_lines_per_batch: self.settings.max_lines_per_batch,
                 max_line_bytes: self.settings.max_line_bytes,
+                max_batch_bytes: max_batch_bytes(&self.settings),
             }))
             .await;
         for id in stale {
@@ -287,7 +289,7 @@ impl RunnerApi {
                         RunEvent::Log {
                             first_seq: first.run_seq,
                             last_seq: last.run_seq,
-                            shared: shared_log_event(&held.name, &lines),
+                            encoded: encoded_log_event(&held.name, &lines),
                         },
                     );
                 }
@@ -398,24 +400,39 @@ impl RunnerApi {
     }
 }
 
+/// Line bytes a Logs batch may hold and still fit the message size limit
+/// with its other fields and per-line framing (a tag and a length each).
+fn max_batch_bytes(settings: &RunnerSettings) -> u32 {
+    let framing_per_line =
+        1 + prost::encoding::encoded_len_varint(u64::from(settings.max_line_bytes));
+    let framing = settings.max_lines_per_batch as usize * framing_per_line + 1024;
+    settings
+        .max_runner_message_bytes
+        .saturating_sub(framing)
+        .clamp(1, u32::MAX as usize) as u32
+}
+
 /// Largest batch sent to watchers as one prebuilt event.
 const MAX_SHARED_EVENT_BYTES: usize = 4 << 20;
 
-/// The wire event every caught-up watcher sends for these lines, built once.
-fn shared_log_event(
+/// The wire event every caught-up watcher sends for these lines, encoded
+/// once: with hundreds of watchers, encoding per watcher was most of the
+/// coordinator's fan-out work (bench scenario 5).
+fn encoded_log_event(
     test_name: &str,
     lines: &[crate::domain::LogLine],
-) -> Option<Arc<pb::TestrunEvent>> {
+) -> Option<prost::bytes::Bytes> {
     let bytes: usize = lines.iter().map(|l| l.text.len() + 8).sum();
     if bytes > MAX_SHARED_EVENT_BYTES {
         return None;
     }
-    Some(Arc::new(pb::TestrunEvent {
+    let event = pb::TestrunEvent {
         cursor: lines.last()?.run_seq.max(0) as u64,
         event: Some(pb::testrun_event::Event::Log(crate::convert::log_lines(
             test_name, lines,
         ))),
-    }))
+    };
+    Some(event.encode_to_vec().into())
 }
 
 fn to_pb_duration(d: Duration) -> prost_types::Duration {

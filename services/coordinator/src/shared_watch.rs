@@ -2,32 +2,33 @@
 //!
 //! With 500 watchers of one busy Testrun, copying every log line once per
 //! watcher (clone, then encode) spent most of the coordinator's time in
-//! malloc and starved ingestion (bench scenario 5). Live log events are built
-//! once, as `Arc<TestrunEvent>`, when their lines are stored; this route's
-//! encoder writes straight from the `Arc`, so a caught-up watcher costs a
-//! reference count and an encode, not an allocation per line. The generated
-//! service keeps its own `watch_testrun` (same watcher, events cloned out of
-//! their `Arc`); this route takes precedence for the method's path.
+//! malloc, and encoding each event per watcher still most of the rest
+//! (bench scenario 5). Live log events are encoded once, when their lines
+//! are stored; this route's encoder copies those bytes into the frame, so a
+//! caught-up watcher costs one `memcpy` per event. The generated service
+//! keeps its own `watch_testrun` (same watcher, shared events decoded
+//! again); this route takes precedence for the method's path.
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
 use prost::Message as _;
-use testrunner_proto::v1::{TestrunEvent, WatchTestrunRequest};
+use prost::bytes::BufMut as _;
+use testrunner_proto::v1::WatchTestrunRequest;
 use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, ServerStreamingService};
 use tonic::{Request, Response, Status};
 
 use crate::api::TestrunApi;
+use crate::watch::WireEvent;
 
 /// The gRPC path this route serves.
 pub const PATH: &str = "/testrunner.v1.TestrunService/WatchTestrun";
 
-/// Encodes `Arc<TestrunEvent>`, decodes `WatchTestrunRequest`.
+/// Encodes `WireEvent`, decodes `WatchTestrunRequest`.
 #[derive(Debug, Default, Clone, Copy)]
 struct SharedCodec;
 
@@ -38,7 +39,7 @@ struct SharedEncoder;
 struct RequestDecoder;
 
 impl Codec for SharedCodec {
-    type Encode = Arc<TestrunEvent>;
+    type Encode = WireEvent;
     type Decode = WatchTestrunRequest;
     type Encoder = SharedEncoder;
     type Decoder = RequestDecoder;
@@ -53,12 +54,19 @@ impl Codec for SharedCodec {
 }
 
 impl Encoder for SharedEncoder {
-    type Item = Arc<TestrunEvent>;
+    type Item = WireEvent;
     type Error = Status;
 
     fn encode(&mut self, item: Self::Item, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(buf)
-            .map_err(|e| Status::internal(format!("encoding an event: {e}")))
+        match item {
+            WireEvent::Encoded(bytes) => {
+                buf.put_slice(&bytes);
+                Ok(())
+            }
+            WireEvent::Message(event) => event
+                .encode(buf)
+                .map_err(|e| Status::internal(format!("encoding an event: {e}"))),
+        }
     }
 }
 
@@ -73,12 +81,12 @@ impl Decoder for RequestDecoder {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<Arc<TestrunEvent>, Status>> + Send>>;
+type EventStream = Pin<Box<dyn Stream<Item = Result<WireEvent, Status>> + Send>>;
 
 struct Method(TestrunApi);
 
 impl ServerStreamingService<WatchTestrunRequest> for Method {
-    type Response = Arc<TestrunEvent>;
+    type Response = WireEvent;
     type ResponseStream = EventStream;
     type Future = Pin<Box<dyn Future<Output = Result<Response<EventStream>, Status>> + Send>>;
 

@@ -28,7 +28,27 @@ const CATCH_UP_PAGE: i64 = 5000;
 /// Most lines per LogLines event.
 const MAX_LINES_PER_EVENT: usize = 1000;
 
-type Tx = mpsc::Sender<Result<Arc<pb::TestrunEvent>, Status>>;
+/// One `TestrunEvent` on its way to a watcher's client.
+#[derive(Debug, Clone)]
+pub enum WireEvent {
+    /// Already encoded, once for every watcher that is caught up.
+    Encoded(prost::bytes::Bytes),
+    /// This watcher's own event (snapshots, catch-up pages, changes).
+    Message(pb::TestrunEvent),
+}
+
+impl WireEvent {
+    /// The event as a message, for transports that cannot take raw bytes.
+    pub fn into_message(self) -> Result<pb::TestrunEvent, Status> {
+        match self {
+            WireEvent::Message(event) => Ok(event),
+            WireEvent::Encoded(bytes) => <pb::TestrunEvent as prost::Message>::decode(bytes)
+                .map_err(|e| Status::internal(format!("decoding a shared event: {e}"))),
+        }
+    }
+}
+
+type Tx = mpsc::Sender<Result<WireEvent, Status>>;
 
 /// Why a watch ended early.
 enum Stop {
@@ -115,14 +135,14 @@ impl Watcher {
                 RunEvent::Log {
                     first_seq,
                     last_seq,
-                    shared,
+                    encoded,
                 } => {
-                    match shared {
-                        // Caught up exactly: send the event built once for all.
-                        Some(shared) if *first_seq == self.cursor + 1 => {
+                    match encoded {
+                        // Caught up exactly: send the bytes encoded once for all.
+                        Some(bytes) if *first_seq == self.cursor + 1 => {
                             self.cursor = *last_seq;
                             self.tx
-                                .send(Ok(Arc::clone(shared)))
+                                .send(Ok(WireEvent::Encoded(bytes.clone())))
                                 .await
                                 .map_err(|_| Stop::Gone)?;
                         }
@@ -230,7 +250,7 @@ impl Watcher {
 
     async fn send(&self, event: Event) -> Result<(), Stop> {
         self.tx
-            .send(Ok(Arc::new(pb::TestrunEvent {
+            .send(Ok(WireEvent::Message(pb::TestrunEvent {
                 cursor: self.cursor.max(0) as u64,
                 event: Some(event),
             })))

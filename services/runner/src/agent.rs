@@ -22,7 +22,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::config::Config;
 use crate::exec::{self, ExecEvent, ExecSettings, Job, Report, Stop};
-use crate::outbox::Outbox;
+use crate::outbox::{BatchLimit, Outbox};
 use crate::stats::Stats;
 
 /// Reconnect backoff bounds.
@@ -273,13 +273,19 @@ impl Agent {
                 Duration::from_millis(testrunner_proto::duration_to_millis(d) as u64)
             })
             .max(Duration::from_millis(50));
-        let batch_max = (welcome.max_lines_per_batch as usize)
-            .min(self.config.batch_lines)
-            .max(1);
+        // Within the coordinator's limits (0: it sets none).
+        let limit_of = |theirs: u32, ours: usize| match theirs {
+            0 => ours,
+            theirs => ours.min(theirs as usize),
+        };
+        let batch = BatchLimit {
+            lines: limit_of(welcome.max_lines_per_batch, self.config.batch_lines).max(1),
+            bytes: limit_of(welcome.max_batch_bytes, self.config.batch_bytes),
+        };
         tracing::info!(runner_id = %welcome.runner_id, name = %self.name, slots = self.slots, resumed = self.held.len(), "attached to coordinator");
         self.stats.set_connected(true);
 
-        let mut link = Link { tx, batch_max };
+        let mut link = Link { tx, batch };
         // Say we are draining before anything else, so no Assign is sent.
         if self.draining.is_some() {
             link.send(Out::Drain(Drain {})).await;
@@ -469,7 +475,7 @@ impl Agent {
                 slot.outbox.push(text);
                 self.stats.set_buffered(self.buffered);
                 if let Some(link) = link
-                    && slot.outbox.unsent() >= link.batch_max as u64
+                    && slot.outbox.fills(link.batch)
                 {
                     Self::flush(&assignment_id, slot, link).await;
                 }
@@ -502,7 +508,7 @@ impl Agent {
 
     /// Sends what one assignment has unsent: lines, then its result.
     async fn flush(assignment_id: &str, slot: &mut Slot, link: &mut Link) {
-        while let Some((first_seq, lines)) = slot.outbox.next_batch(link.batch_max) {
+        while let Some((first_seq, lines)) = slot.outbox.next_batch(link.batch) {
             link.send(Out::Logs(Logs {
                 assignment_id: assignment_id.to_owned(),
                 first_seq,
@@ -560,7 +566,7 @@ impl Agent {
 /// The current stream's sending half.
 struct Link {
     tx: mpsc::Sender<RunnerMessage>,
-    batch_max: usize,
+    batch: BatchLimit,
 }
 
 impl Link {

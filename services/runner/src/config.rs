@@ -78,9 +78,16 @@ pub struct Config {
     #[arg(long, env = "TESTRUNNER_MAX_BUFFERED_BYTES", default_value_t = 64 << 20)]
     pub max_buffered_bytes: usize,
 
-    /// Lines per Logs batch.
-    #[arg(long, env = "TESTRUNNER_BATCH_LINES", default_value_t = 2000)]
+    /// Most lines per Logs batch (the coordinator may set fewer). Large
+    /// batches cost the coordinator one transaction, and each watcher one
+    /// message, per batch.
+    #[arg(long, env = "TESTRUNNER_BATCH_LINES", default_value_t = 10_000)]
     pub batch_lines: usize,
+
+    /// Most bytes of line text per Logs batch (the coordinator may set
+    /// fewer, to fit its message size limit).
+    #[arg(long, env = "TESTRUNNER_BATCH_BYTES", default_value_t = 1 << 20)]
+    pub batch_bytes: usize,
 
     /// Longest time a log line waits before it is sent.
     #[arg(long, env = "TESTRUNNER_FLUSH_INTERVAL", default_value = "20ms", value_parser = humantime::parse_duration)]

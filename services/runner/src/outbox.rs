@@ -8,6 +8,14 @@ use std::collections::VecDeque;
 
 use testrunner_proto::v1::Finished;
 
+/// The most one Logs batch may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimit {
+    pub lines: usize,
+    /// Bytes of line text; a single longer line still goes alone.
+    pub bytes: usize,
+}
+
 /// Unacknowledged lines and result of one assignment.
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -18,6 +26,8 @@ pub struct Outbox {
     sent: u64,
     /// Bytes held in `lines`.
     bytes: usize,
+    /// Bytes of the held lines up to `sent`.
+    sent_bytes: usize,
     /// The result, once the test ended; kept until acknowledged.
     pub result: Option<Finished>,
     /// Whether `result` went out on the current stream.
@@ -57,31 +67,47 @@ impl Outbox {
             self.first_seq += 1;
         }
         self.bytes -= freed;
+        // Normally only sent lines are acknowledged; past `sent`, none of
+        // the remaining lines has been sent.
+        self.sent_bytes = self.sent_bytes.saturating_sub(freed);
         self.sent = self.sent.max(self.first_seq - 1);
         freed
     }
 
-    /// The next unsent batch (at most `max` lines): its first seq and lines.
-    pub fn next_batch(&mut self, max: usize) -> Option<(u64, Vec<String>)> {
+    /// The next unsent batch within `limit` (never empty while lines are
+    /// unsent): its first seq and lines.
+    pub fn next_batch(&mut self, limit: BatchLimit) -> Option<(u64, Vec<String>)> {
         let start = self.sent.max(self.first_seq - 1) + 1;
         if start > self.last_seq() {
             return None;
         }
         let skip = (start - self.first_seq) as usize;
-        let batch: Vec<String> = self.lines.iter().skip(skip).take(max).cloned().collect();
+        let mut batch: Vec<String> = Vec::new();
+        let mut bytes = 0;
+        for line in self.lines.iter().skip(skip).take(limit.lines.max(1)) {
+            if !batch.is_empty() && bytes + line.len() > limit.bytes {
+                break;
+            }
+            bytes += line.len();
+            batch.push(line.clone());
+        }
         self.sent = start + batch.len() as u64 - 1;
+        self.sent_bytes += bytes;
         Some((start, batch))
     }
 
-    /// Lines not yet sent on this stream.
-    pub fn unsent(&self) -> u64 {
-        self.last_seq()
-            .saturating_sub(self.sent.max(self.first_seq - 1))
+    /// Whether the unsent lines fill a batch.
+    pub fn fills(&self, limit: BatchLimit) -> bool {
+        let unsent = self
+            .last_seq()
+            .saturating_sub(self.sent.max(self.first_seq - 1));
+        unsent >= limit.lines as u64 || self.bytes - self.sent_bytes >= limit.bytes
     }
 
     /// A new stream: everything unacknowledged must go again.
     pub fn rewind(&mut self) {
         self.sent = self.first_seq - 1;
+        self.sent_bytes = 0;
         self.result_sent = false;
     }
 
@@ -95,6 +121,13 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    fn lines(n: usize) -> BatchLimit {
+        BatchLimit {
+            lines: n,
+            bytes: usize::MAX,
+        }
+    }
+
     fn filled(n: usize) -> Outbox {
         let mut o = Outbox::new();
         for i in 1..=n {
@@ -107,23 +140,56 @@ mod tests {
     fn batches_continue_where_the_last_one_stopped() {
         let mut o = filled(5);
         assert_eq!(
-            o.next_batch(2).unwrap(),
+            o.next_batch(lines(2)).unwrap(),
             (1, vec!["line 1".into(), "line 2".into()])
         );
-        assert_eq!(o.next_batch(10).unwrap().0, 3);
-        assert!(o.next_batch(10).is_none());
-        assert_eq!(o.unsent(), 0);
+        assert_eq!(o.next_batch(lines(10)).unwrap().0, 3);
+        assert!(o.next_batch(lines(10)).is_none());
+        assert!(!o.fills(lines(1)));
+    }
+
+    #[test]
+    fn batches_stop_at_the_byte_limit_but_never_go_empty() {
+        // "line N" is 6 bytes.
+        let mut o = filled(5);
+        let limit = BatchLimit {
+            lines: 100,
+            bytes: 13,
+        };
+        assert!(o.fills(limit));
+        assert_eq!(o.next_batch(limit).unwrap().1.len(), 2);
+        let tiny = BatchLimit {
+            lines: 100,
+            bytes: 1,
+        };
+        assert_eq!(o.next_batch(tiny).unwrap(), (3, vec!["line 3".into()]));
+        // 2 lines (12 bytes) left unsent.
+        assert!(!o.fills(limit));
+        assert!(o.fills(BatchLimit {
+            lines: 100,
+            bytes: 12
+        }));
+        o.ack(3);
+        o.rewind();
+        assert!(o.fills(BatchLimit {
+            lines: 100,
+            bytes: 12
+        }));
+        assert_eq!(
+            o.next_batch(limit).unwrap(),
+            (4, vec!["line 4".into(), "line 5".into()])
+        );
     }
 
     #[test]
     fn acknowledged_lines_are_dropped_and_the_rest_resent_after_rewind() {
         let mut o = filled(5);
-        o.next_batch(10);
+        o.next_batch(lines(10));
         o.ack(3);
         assert_eq!(o.bytes(), "line 4".len() + "line 5".len());
         o.rewind();
         assert_eq!(
-            o.next_batch(10).unwrap(),
+            o.next_batch(lines(10)).unwrap(),
             (4, vec!["line 4".into(), "line 5".into()])
         );
     }
@@ -131,9 +197,9 @@ mod tests {
     #[test]
     fn numbering_survives_an_empty_buffer() {
         let mut o = filled(2);
-        o.next_batch(10);
+        o.next_batch(lines(10));
         o.ack(2);
         assert_eq!(o.push("three".into()), 3);
-        assert_eq!(o.next_batch(10).unwrap().0, 3);
+        assert_eq!(o.next_batch(lines(10)).unwrap().0, 3);
     }
 }
