@@ -95,7 +95,15 @@ async fn run(ctx: &Ctx, stack: &mut Stack, base: &Baseline) -> anyhow::Result<Ve
     }
     api::wait_runners(&stack.coord.addr, runners, Duration::from_secs(30)).await?;
     let mut client = api::client(&stack.coord.url()).await?;
+    let runners_cpu = |stack: &Stack| -> f64 {
+        stack
+            .runners
+            .iter()
+            .filter_map(|r| cpu_seconds(r.pid()))
+            .sum()
+    };
     let cpu_before = cpu_seconds(stack.coord.pid()).unwrap_or(0.0);
+    let runners_cpu_before = runners_cpu(stack);
     let (id, t0) = api::create(&mut client, USER, trivial_files("t", n)).await?;
     let limit = limit_for(n, Duration::from_millis(100), Duration::from_secs(60));
     let run = api::wait_success(&mut client, USER, id, limit)
@@ -103,6 +111,8 @@ async fn run(ctx: &Ctx, stack: &mut Stack, base: &Baseline) -> anyhow::Result<Ve
         .context("waiting for the Testrun")?;
     let seconds = api::create_to_finish(&run, t0)?;
     let cpu = cpu_seconds(stack.coord.pid()).unwrap_or(0.0) - cpu_before;
+    // The runners' own CPU; their tests' processes are not counted.
+    let runner_cpu = runners_cpu(stack) - runners_cpu_before;
     let rate = n as f64 / seconds;
     let ratio = rate / base.rate;
     let row = Row::new(
@@ -121,6 +131,7 @@ async fn run(ctx: &Ctx, stack: &mut Stack, base: &Baseline) -> anyhow::Result<Ve
         "baseline_seconds": base.seconds,
         "baseline": "plain parallel loop: `sh FILE` with output captured, same total slots, no coordinator",
         "coordinator_cpu_seconds": cpu,
+        "runner_cpu_seconds": runner_cpu,
     }));
     Ok(vec![row])
 }

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::exec::{self, ExecEvent, ExecSettings, Job, Report, Stop};
 use crate::outbox::{BatchLimit, Outbox};
 use crate::stats::Stats;
+use crate::workdir::WorkDirs;
 
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -81,7 +82,8 @@ impl Agent {
             kill_grace: config.kill_grace,
             max_line_bytes: config.max_line_bytes,
             max_output_bytes: config.max_output_bytes,
-            work_dir: config.work_dir.clone(),
+            work_dirs: WorkDirs::new(config.work_dir.as_deref())
+                .map_err(|e| anyhow::anyhow!("creating the work directory root: {e}"))?,
             test_path: config.test_path.clone(),
         });
         let (events_tx, events_rx) = mpsc::channel(4096);

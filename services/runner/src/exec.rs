@@ -1,13 +1,12 @@
 //! Runs one test file as a child process and reports its lines and outcome.
 //!
-//! Each test gets a fresh temporary directory holding only its file, its own
+//! Each test gets an empty work directory holding only its file, its own
 //! process group (so a timeout or cancel kills everything it started), a
 //! scrubbed environment (it never sees the runner's token), and capped
 //! output. Anything that prevents running it is a FAILED test with the
 //! reason in its log, never a runner crash.
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
+use crate::workdir::WorkDirs;
+
 /// What a test is asked to stop for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -29,13 +30,13 @@ pub enum Stop {
 }
 
 /// How tests are run on this runner.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ExecSettings {
     pub interpreters: Vec<(String, Vec<String>)>,
     pub kill_grace: Duration,
     pub max_line_bytes: usize,
     pub max_output_bytes: u64,
-    pub work_dir: Option<PathBuf>,
+    pub work_dirs: WorkDirs,
     pub test_path: String,
 }
 
@@ -158,17 +159,18 @@ async fn execute(
     events: &mpsc::Sender<ExecEvent>,
     mut stop: watch::Receiver<Stop>,
 ) -> Result<Report, String> {
-    let dir = match &settings.work_dir {
-        Some(root) => tempfile::Builder::new().prefix("test-").tempdir_in(root),
-        None => tempfile::Builder::new().prefix("testrunner-").tempdir(),
-    }
-    .map_err(|e| format!("cannot create a work directory: {e}"))?;
-    let file = dir.path().join(&job.name);
-    std::fs::write(&file, &job.content).map_err(|e| format!("cannot write {:?}: {e}", job.name))?;
-    if job.content.starts_with("#!") {
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("cannot make {:?} executable: {e}", job.name))?;
-    }
+    let mut dir = settings
+        .work_dirs
+        .take()
+        .map_err(|e| format!("cannot create a work directory: {e}"))?;
+    let mode = if job.content.starts_with("#!") {
+        0o755
+    } else {
+        0o644
+    };
+    let file = dir
+        .write_file(&job.name, job.content.as_bytes(), mode)
+        .map_err(|e| format!("cannot write {:?}: {e}", job.name))?;
     let mut argv = command_for(job, &file, &settings.interpreters)?;
     // Resolve the program against the test's PATH ourselves: given a bare
     // name and a child PATH, std must fork (copying the runner's page

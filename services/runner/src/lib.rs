@@ -8,6 +8,7 @@ pub mod config;
 pub mod exec;
 pub mod outbox;
 pub mod stats;
+pub mod workdir;
 
 pub use agent::Agent;
 pub use config::Config;
