@@ -400,18 +400,20 @@ impl Store for PgStore {
         let Some(row) = row else { return Ok(None) };
         let test = row.into_domain()?;
         let bucket = test.status.bucket();
-        sqlx::query(
+        // Counts and reads back in one round trip.
+        let mut testrun = sqlx::query_as::<_, TestrunRow>(concat!(
             "UPDATE testruns SET tests_running = tests_running - 1, \
                  tests_passed = tests_passed + $2, tests_failed = tests_failed + $3, \
-                 tests_cancelled = tests_cancelled + $4 WHERE id = $1",
-        )
+                 tests_cancelled = tests_cancelled + $4 WHERE id = $1 RETURNING ",
+            testrun_columns!()
+        ))
         .bind(test.testrun_id)
         .bind(i64::from(bucket == Bucket::Passed))
         .bind(i64::from(bucket == Bucket::Failed))
         .bind(i64::from(bucket == Bucket::Cancelled))
-        .execute(&mut *tx)
-        .await?;
-        let mut testrun = Self::testrun_in(&mut tx, test.testrun_id).await?;
+        .fetch_one(&mut *tx)
+        .await?
+        .into_domain()?;
         if let Some(status) = decided_status(testrun.status, &testrun.counts) {
             sqlx::query("UPDATE testruns SET status = $2, finished_at = $3 WHERE id = $1")
                 .bind(testrun.id)

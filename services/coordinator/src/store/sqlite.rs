@@ -248,19 +248,15 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<Claim> {
         let mut tx = self.write.begin().await?;
-        let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM runners WHERE id = ?1")
-            .bind(&runner.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if current != Some(epoch) {
-            return Ok(Claim::stale());
-        }
+        // The epoch check rides in the claim itself (one round trip to the
+        // worker thread fewer per claim); only an empty claim asks why.
         let rows: Vec<AssignmentRow> = sqlx::query_as(
             "UPDATE tests SET status = 'RUNNING', attempt = attempt + 1, \
                  assignment_id = lower(hex(randomblob(16))), runner_id = ?1, runner_name = ?2, \
                  started_at = ?3, log_seq = 0 \
              WHERE id IN (SELECT id FROM tests WHERE status = 'QUEUED' \
                           ORDER BY testrun_id, id LIMIT ?4) \
+                 AND EXISTS (SELECT 1 FROM runners WHERE id = ?1 AND epoch = ?5) \
              RETURNING assignment_id, testrun_id, id AS test_id, name, content, attempt, queued_at, \
                        log_lines, size_bytes",
         )
@@ -268,10 +264,20 @@ impl Store for SqliteStore {
         .bind(&runner.name)
         .bind(now)
         .bind(n)
+        .bind(epoch)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
-            return Ok(Claim::default());
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT epoch FROM runners WHERE id = ?1")
+                    .bind(&runner.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Ok(if current == Some(epoch) {
+                Claim::default()
+            } else {
+                Claim::stale()
+            });
         }
         let mut runs = Vec::new();
         for (id, count) in per_testrun(&rows) {
@@ -402,18 +408,21 @@ impl Store for SqliteStore {
         let Some(row) = row else { return Ok(None) };
         let test = row.into_domain()?;
         let bucket = test.status.bucket();
-        sqlx::query(
+        // One statement both counts and reads back: every statement is a
+        // round trip to SQLite's worker thread.
+        let mut testrun = sqlx::query_as::<_, TestrunRow>(concat!(
             "UPDATE testruns SET tests_running = tests_running - 1, \
                  tests_passed = tests_passed + ?2, tests_failed = tests_failed + ?3, \
-                 tests_cancelled = tests_cancelled + ?4 WHERE id = ?1",
-        )
+                 tests_cancelled = tests_cancelled + ?4 WHERE id = ?1 RETURNING ",
+            testrun_columns!()
+        ))
         .bind(test.testrun_id)
         .bind(i64::from(bucket == Bucket::Passed))
         .bind(i64::from(bucket == Bucket::Failed))
         .bind(i64::from(bucket == Bucket::Cancelled))
-        .execute(&mut *tx)
-        .await?;
-        let mut testrun = Self::testrun_in(&mut tx, test.testrun_id).await?;
+        .fetch_one(&mut *tx)
+        .await?
+        .into_domain()?;
         if let Some(status) = decided_status(testrun.status, &testrun.counts) {
             sqlx::query("UPDATE testruns SET status = ?2, finished_at = ?3 WHERE id = ?1")
                 .bind(testrun.id)
