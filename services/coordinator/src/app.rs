@@ -20,6 +20,7 @@ use crate::api::TestrunApi;
 use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
+use crate::finisher::Finisher;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::runner_service::RunnerApi;
@@ -69,6 +70,9 @@ impl Application {
             config.runner_token.clone()
         };
 
+        let (finisher, finishing) =
+            Finisher::new(Arc::clone(&store), Arc::clone(&hub), Arc::clone(&metrics));
+        tasks.push(tokio::spawn(finishing));
         tasks.push(tokio::spawn(Arc::clone(&dispatcher).run()));
         tasks.push(tokio::spawn(reaper::run(
             Arc::clone(&store),
@@ -107,6 +111,7 @@ impl Application {
             store: Arc::clone(&store),
             hub: Arc::clone(&hub),
             dispatcher: Arc::clone(&dispatcher),
+            finisher,
             metrics: Arc::clone(&metrics),
             settings: config.runners.clone(),
             token: runner_token.as_str().into(),

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod dispatch;
 pub mod domain;
 pub mod error;
+pub mod finisher;
 pub mod http;
 pub mod hub;
 pub mod metrics;

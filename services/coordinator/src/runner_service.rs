@@ -21,6 +21,7 @@ use crate::auth::check_bearer;
 use crate::config::RunnerSettings;
 use crate::dispatch::{Dispatcher, Held, Session};
 use crate::domain::{RunnerInfo, TestResult, TestStatus, now_millis};
+use crate::finisher::Finisher;
 use crate::hub::{Hub, ListEvent, RunEvent};
 use crate::metrics::Metrics;
 use crate::store::{AppendOutcome, Store};
@@ -36,6 +37,7 @@ pub struct RunnerApi {
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     pub dispatcher: Arc<Dispatcher>,
+    pub finisher: Finisher,
     pub metrics: Arc<Metrics>,
     pub settings: RunnerSettings,
     pub token: Arc<str>,
@@ -342,26 +344,14 @@ impl RunnerApi {
                     .map_or(0, testrunner_proto::duration_to_millis),
                 error: finished.error.chars().take(4096).collect(),
             };
-            match self
-                .store
-                .finish_test(&finished.assignment_id, &result, now_millis())
-                .await
-                .map_err(Status::from)?
-            {
-                Some(outcome) => {
-                    self.metrics.test_finished(outcome.test.status);
-                    tracing::debug!(runner = %session.info.name, test_id = outcome.test.id, status = %outcome.test.status, "test finished");
-                    let run = outcome.testrun;
-                    self.hub.publish(run.id, RunEvent::Test(outcome.test));
-                    self.hub.publish(run.id, RunEvent::Testrun(run.clone()));
-                    self.hub.publish_list(ListEvent::Changed(run));
-                    true
-                }
-                None => {
-                    tracing::info!(runner = %session.info.name, assignment_id = %finished.assignment_id, "late result refused: assignment moved elsewhere");
-                    false
-                }
+            let accepted = self
+                .finisher
+                .finish(&finished.assignment_id, result)
+                .await?;
+            if !accepted {
+                tracing::info!(runner = %session.info.name, assignment_id = %finished.assignment_id, "late result refused: assignment moved elsewhere");
             }
+            accepted
         };
         // Acknowledge before the slot is reused, so the runner never sees an
         // Assign while it still counts this assignment (rule 3).

@@ -388,7 +388,7 @@ mod misbehaving_runners {
 mod recovery {
     use super::raw::{In, Out, Stream, register};
     use super::*;
-    use testrunner_proto::v1::{Finished, Outcome, Release};
+    use testrunner_proto::v1::{Finished, Outcome, Register, Release};
 
     /// Registers `instance` (listing `resume`) and expects the Welcome.
     async fn attach(coord: &Coordinator, instance: &str, resume: Vec<String>) -> Stream {
@@ -423,6 +423,80 @@ mod recovery {
         let done = wait_done(&mut client, run.id).await;
         assert_eq!(done.status, testrun::Status::Success as i32);
         assert_eq!(done.counts.unwrap().passed, 1);
+    }
+
+    /// Results sent back to back are stored together (one transaction per
+    /// batch); each is still acknowledged and counted exactly once.
+    async fn results_sent_together(backend: Backend) {
+        let coord = Coordinator::start(backend, &[]).await;
+        let mut client = coord.client().await;
+        let files = |n: usize| {
+            (0..n)
+                .map(|i| file(&format!("t{i}.sh"), "exit 0\n"))
+                .collect()
+        };
+        let a = create(&mut client, files(5), None, None).await;
+        let b = create(&mut client, files(3), None, None).await;
+        let mut s = Stream::open(
+            &coord,
+            vec![Out::Register(Register {
+                slots: 8,
+                ..register("batch-runner", vec![])
+            })],
+        )
+        .await;
+        assert!(matches!(s.next().await, In::Welcome(_)));
+        let mut assigned = Vec::new();
+        while assigned.len() < 8 {
+            assigned.push(s.next_assign().await);
+        }
+        // Two of run A's tests fail; everything else passes.
+        let failing: Vec<String> = assigned
+            .iter()
+            .filter(|x| x.testrun_id == a.id)
+            .take(2)
+            .map(|x| x.assignment_id.clone())
+            .collect();
+        for x in &assigned {
+            let passed = !failing.contains(&x.assignment_id);
+            s.send(Out::Finished(Finished {
+                assignment_id: x.assignment_id.clone(),
+                outcome: if passed {
+                    Outcome::Passed
+                } else {
+                    Outcome::Failed
+                } as i32,
+                exit_code: Some(i32::from(!passed)),
+                ..Default::default()
+            }))
+            .await;
+        }
+        let mut acked = std::collections::HashSet::new();
+        while acked.len() < 8 {
+            if let In::ResultAck(ack) = s.next().await {
+                assert!(ack.accepted, "{} refused", ack.assignment_id);
+                assert!(acked.insert(ack.assignment_id), "acknowledged twice");
+            }
+        }
+        let (a, b) = (
+            wait_done(&mut client, a.id).await,
+            wait_done(&mut client, b.id).await,
+        );
+        assert_eq!(a.status, testrun::Status::Failed as i32);
+        let counts = a.counts.unwrap();
+        assert_eq!((counts.passed, counts.failed, counts.running), (3, 2, 0));
+        assert_eq!(b.status, testrun::Status::Success as i32);
+        assert_eq!(b.counts.unwrap().passed, 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn results_sent_together_are_each_stored_once_on_sqlite() {
+        results_sent_together(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn results_sent_together_are_each_stored_once_on_postgres() {
+        results_sent_together(Backend::Postgres).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

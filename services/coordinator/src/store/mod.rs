@@ -15,8 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Assignment, Counts, ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult,
-    TestStatus, Testrun, TestrunStatus,
+    Assignment, Bucket, Counts, ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test,
+    TestResult, TestStatus, Testrun, TestrunStatus,
 };
 use crate::error::{Error, Result};
 
@@ -47,12 +47,48 @@ pub enum AppendOutcome {
     Refused,
 }
 
-/// What storing a result did.
-#[derive(Debug, Clone)]
+/// What storing a batch of results did.
+#[derive(Debug, Clone, Default)]
 pub struct FinishOutcome {
-    pub test: Test,
-    /// The Testrun after the result (without tests).
-    pub testrun: Testrun,
+    /// Per result, in order: its test, or `None` if the assignment is no
+    /// longer current (the result is refused).
+    pub tests: Vec<Option<Test>>,
+    /// The Testruns the results changed, after them (without tests).
+    pub testruns: Vec<Testrun>,
+}
+
+/// Finished tests of one Testrun in a batch, by bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct FinishedTally {
+    finished: i64,
+    passed: i64,
+    failed: i64,
+    cancelled: i64,
+}
+
+/// Counts finished tests per Testrun, in Testrun id order (the order rows
+/// are locked in, so coordinators sharing a database never deadlock).
+fn tally_finished(tests: &[Option<Test>]) -> Vec<(i64, FinishedTally)> {
+    let mut tallies: Vec<(i64, FinishedTally)> = Vec::new();
+    for test in tests.iter().flatten() {
+        let i = match tallies.iter().position(|(id, _)| *id == test.testrun_id) {
+            Some(i) => i,
+            None => {
+                tallies.push((test.testrun_id, FinishedTally::default()));
+                tallies.len() - 1
+            }
+        };
+        let t = &mut tallies[i].1;
+        t.finished += 1;
+        match test.status.bucket() {
+            Bucket::Passed => t.passed += 1,
+            Bucket::Failed => t.failed += 1,
+            Bucket::Cancelled => t.cancelled += 1,
+            Bucket::Open => {}
+        }
+    }
+    tallies.sort_unstable_by_key(|(id, _)| *id);
+    tallies
 }
 
 /// What registering a runner (a new stream) did.
@@ -204,14 +240,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         first_seq: i64,
         lines: &[String],
     ) -> Result<AppendOutcome>;
-    /// Stores an assignment's result; `None` if the assignment is no longer
-    /// current (the result is refused).
-    async fn finish_test(
+    /// Stores results (assignment id, result) in one transaction.
+    async fn finish_tests(
         &self,
-        assignment_id: &str,
-        result: &TestResult,
+        results: &[(String, TestResult)],
         now: Millis,
-    ) -> Result<Option<FinishOutcome>>;
+    ) -> Result<FinishOutcome>;
     /// Records a runner's new stream (a new epoch) and its lease, keeps the
     /// assignments in `resume` that are still its own, and hands back the
     /// ones it holds without knowing.
@@ -588,6 +622,58 @@ mod tests {
                 cancelled: 1,
                 errored: 0
             }
+        );
+    }
+
+    #[test]
+    fn results_are_tallied_per_testrun_in_id_order_and_refused_ones_skipped() {
+        let test = |testrun_id, status| {
+            Some(Test {
+                id: 1,
+                testrun_id,
+                name: "t".into(),
+                status,
+                attempt: 1,
+                runner_name: None,
+                exit_code: None,
+                error: String::new(),
+                started_at: None,
+                finished_at: None,
+                duration_ms: None,
+                log_lines: 0,
+                size_bytes: 0,
+            })
+        };
+        let tests = [
+            test(9, TestStatus::Passed),
+            None,
+            test(4, TestStatus::TimedOut),
+            test(9, TestStatus::Cancelled),
+            test(9, TestStatus::Passed),
+        ];
+        let t = tally_finished(&tests);
+        assert_eq!(
+            t,
+            [
+                (
+                    4,
+                    FinishedTally {
+                        finished: 1,
+                        passed: 0,
+                        failed: 1,
+                        cancelled: 0
+                    }
+                ),
+                (
+                    9,
+                    FinishedTally {
+                        finished: 3,
+                        passed: 2,
+                        failed: 0,
+                        cancelled: 1
+                    }
+                ),
+            ]
         );
     }
 

@@ -17,10 +17,10 @@ use super::{
     AppendOutcome, AssignmentRow, CancelOutcome, Claim, FinishOutcome, LogCursorRow, LogLineRow,
     QueueStats, Registration, ResumeRow, Resumed, Store, TakeBack, TestRow, TestrunRow,
     cancel_outcome, claimed, decided_status, new_lines, per_testrun, sanitize_line, stored_lines,
-    tally_moved,
+    tally_finished, tally_moved,
 };
 use crate::domain::{
-    Bucket, ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult, Testrun,
+    ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult, Testrun,
 };
 use crate::error::{Error, Result};
 
@@ -384,57 +384,63 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn finish_test(
+    async fn finish_tests(
         &self,
-        assignment_id: &str,
-        result: &TestResult,
+        results: &[(String, TestResult)],
         now: Millis,
-    ) -> Result<Option<FinishOutcome>> {
+    ) -> Result<FinishOutcome> {
+        // One transaction for every result that arrived together: results
+        // queue while the previous batch commits (see `finisher`).
         let mut tx = self.write.begin().await?;
-        let row: Option<TestRow> = sqlx::query_as(concat!(
-            "UPDATE tests SET status = ?2, exit_code = ?3, error = ?4, duration_ms = ?5, \
-                 finished_at = ?6, assignment_id = NULL \
-             WHERE assignment_id = ?1 AND status = 'RUNNING' RETURNING ",
-            test_columns!()
-        ))
-        .bind(assignment_id)
-        .bind(result.status.as_str())
-        .bind(result.exit_code)
-        .bind(&result.error)
-        .bind(result.duration_ms)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let test = row.into_domain()?;
-        let bucket = test.status.bucket();
-        // One statement both counts and reads back: every statement is a
-        // round trip to SQLite's worker thread.
-        let mut testrun = sqlx::query_as::<_, TestrunRow>(concat!(
-            "UPDATE testruns SET tests_running = tests_running - 1, \
-                 tests_passed = tests_passed + ?2, tests_failed = tests_failed + ?3, \
-                 tests_cancelled = tests_cancelled + ?4 WHERE id = ?1 RETURNING ",
-            testrun_columns!()
-        ))
-        .bind(test.testrun_id)
-        .bind(i64::from(bucket == Bucket::Passed))
-        .bind(i64::from(bucket == Bucket::Failed))
-        .bind(i64::from(bucket == Bucket::Cancelled))
-        .fetch_one(&mut *tx)
-        .await?
-        .into_domain()?;
-        if let Some(status) = decided_status(testrun.status, &testrun.counts) {
-            sqlx::query("UPDATE testruns SET status = ?2, finished_at = ?3 WHERE id = ?1")
-                .bind(testrun.id)
-                .bind(status.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            testrun.status = status;
-            testrun.finished_at = Some(now);
+        let mut tests = Vec::with_capacity(results.len());
+        for (assignment_id, result) in results {
+            let row: Option<TestRow> = sqlx::query_as(concat!(
+                "UPDATE tests SET status = ?2, exit_code = ?3, error = ?4, duration_ms = ?5, \
+                     finished_at = ?6, assignment_id = NULL \
+                 WHERE assignment_id = ?1 AND status = 'RUNNING' RETURNING ",
+                test_columns!()
+            ))
+            .bind(assignment_id)
+            .bind(result.status.as_str())
+            .bind(result.exit_code)
+            .bind(&result.error)
+            .bind(result.duration_ms)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tests.push(row.map(TestRow::into_domain).transpose()?);
+        }
+        let mut testruns = Vec::new();
+        for (testrun_id, t) in tally_finished(&tests) {
+            // Counts and reads back in one statement.
+            let mut testrun = sqlx::query_as::<_, TestrunRow>(concat!(
+                "UPDATE testruns SET tests_running = tests_running - ?2, \
+                     tests_passed = tests_passed + ?3, tests_failed = tests_failed + ?4, \
+                     tests_cancelled = tests_cancelled + ?5 WHERE id = ?1 RETURNING ",
+                testrun_columns!()
+            ))
+            .bind(testrun_id)
+            .bind(t.finished)
+            .bind(t.passed)
+            .bind(t.failed)
+            .bind(t.cancelled)
+            .fetch_one(&mut *tx)
+            .await?
+            .into_domain()?;
+            if let Some(status) = decided_status(testrun.status, &testrun.counts) {
+                sqlx::query("UPDATE testruns SET status = ?2, finished_at = ?3 WHERE id = ?1")
+                    .bind(testrun.id)
+                    .bind(status.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                testrun.status = status;
+                testrun.finished_at = Some(now);
+            }
+            testruns.push(testrun);
         }
         tx.commit().await?;
-        Ok(Some(FinishOutcome { test, testrun }))
+        Ok(FinishOutcome { tests, testruns })
     }
 
     async fn register_runner(
