@@ -146,6 +146,8 @@ pub async fn postgres_version(pg_admin: &str) -> Option<String> {
 pub struct CoordinatorProc {
     pub proc: Proc,
     pub addr: String,
+    /// Its runner listener (`--runner-listen`), which runners attach to.
+    pub runner_addr: String,
 }
 
 impl CoordinatorProc {
@@ -157,17 +159,34 @@ impl CoordinatorProc {
         extra: &[String],
         log: PathBuf,
     ) -> anyhow::Result<Self> {
+        // Runners on their own listener, as README recommends for fleets.
         let mut cmd = Command::new(&bins.coordinator);
         cmd.args(["--listen", "127.0.0.1:0", "--database-url", database_url])
+            .args(["--runner-listen", "127.0.0.1:0"])
             .args(["--runner-token", TOKEN])
             .args(extra);
-        let (proc, addr) =
+        let (mut proc, addr) =
             Proc::spawn_announcing(cmd, "coordinator listening on http://", log).await?;
-        Ok(Self { proc, addr })
+        let second = proc.next_line().await?;
+        let runner_addr = second
+            .trim()
+            .strip_prefix("runners: http://")
+            .with_context(|| format!("expected the runner listener, got {second:?}"))?
+            .to_owned();
+        Ok(Self {
+            proc,
+            addr,
+            runner_addr,
+        })
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The URL runners attach to.
+    pub fn runner_url(&self) -> String {
+        format!("http://{}", self.runner_addr)
     }
 
     pub fn pid(&self) -> u32 {
@@ -268,6 +287,23 @@ impl Proc {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The next line the process prints (after the announcement).
+    pub async fn next_line(&mut self) -> anyhow::Result<String> {
+        let mut reader = self._stdout.take().context("stdout not kept")?;
+        let (reader, line) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || {
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                (reader, line)
+            }),
+        )
+        .await
+        .context("no line within 10s")??;
+        self._stdout = Some(reader);
+        Ok(line)
     }
 
     /// Sends a signal.

@@ -125,7 +125,7 @@ impl Stack {
     /// Starts a runner process attached to this coordinator.
     pub fn runner(&mut self, ctx: &Ctx, name: &str, slots: u32) -> anyhow::Result<()> {
         let log = ctx.log(self.scenario, self.backend, &format!("runner-{name}"));
-        let proc = Proc::runner(&ctx.bins, &self.coord.url(), name, slots, log)?;
+        let proc = Proc::runner(&ctx.bins, &self.coord.runner_url(), name, slots, log)?;
         self.runners.push(proc);
         Ok(())
     }

@@ -89,7 +89,7 @@ async fn run(ctx: &Ctx, stack: &mut Stack, base: &Baseline) -> anyhow::Result<Ve
     let idle_rss = status_bytes(pid, "VmRSS").context("coordinator VmRSS")?;
 
     let attach_start = Instant::now();
-    let fleet = Fleet::start(&stack.coord.url(), TOKEN, runners, "sim");
+    let fleet = Fleet::start(&stack.coord.runner_url(), TOKEN, runners, "sim");
     fleet.wait_welcomed(attach_limit(runners)).await?;
     api::wait_runners(&stack.coord.addr, runners, Duration::from_secs(60)).await?;
     let attach_seconds = attach_start.elapsed().as_secs_f64();
@@ -166,7 +166,7 @@ async fn idle_footprints(
 ) -> anyhow::Result<(u64, u64)> {
     stack.runner(ctx, "idle", 4)?;
     let mut cmd = Command::new(&ctx.bins.bench);
-    cmd.args(["sim-runners", "--coordinator", &stack.coord.url()])
+    cmd.args(["sim-runners", "--coordinator", &stack.coord.runner_url()])
         .args(["--token", TOKEN, "--count", "1"]);
     let client = Proc::spawn(cmd, ctx.log("scale", stack.backend, "minimal-client"))?;
     bounded(

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use testrunner_proto::v1::runner_service_server::RunnerServiceServer;
 use testrunner_proto::v1::testrun_service_server::TestrunServiceServer;
 use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
@@ -26,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::runner_service::RunnerApi;
 use crate::service::Testruns;
 use crate::shared_watch::{self, SharedWatchRoute};
-use crate::{http, reaper, store};
+use crate::{http, reaper, runtime, store};
 
 /// How long in-flight calls get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -39,18 +40,47 @@ pub struct Application {
     tls: Option<ServerTlsConfig>,
     runner_token: String,
     tasks: Vec<JoinHandle<()>>,
+    plane: Option<RunnerPlane>,
+}
+
+/// RunnerService on its own listener and runtime (`--runner-listen`).
+struct RunnerPlane {
+    runtime: Runtime,
+    /// A std listener: it joins the plane's reactor when serving starts,
+    /// so accepting runners never waits on the API's threads.
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    routes: Routes,
+}
+
+/// Spawns on the runner plane if there is one, else here.
+fn spawn_on<F>(plane: Option<&Runtime>, task: F) -> JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match plane {
+        Some(runtime) => runtime.spawn(task),
+        None => tokio::spawn(task),
+    }
 }
 
 impl Application {
     /// Connects the store, starts the dispatcher and the lease reaper, and
     /// binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Built first, from this thread: threads inherit their creator's
+        // priority, and the plane's must not inherit the API's.
+        let plane_runtime = match config.runner_listen {
+            Some(_) => Some(runtime::runner_plane().context("starting the runner plane")?),
+            None => None,
+        };
+        let plane = plane_runtime.as_ref();
         let store = store::connect(&config.database_url).await?;
         let mut tasks = Vec::new();
         let (cluster, cluster_listener) = match store.shared_pool() {
             Some(pool) => {
                 let (cluster, origin, sender) = cluster::start(pool.clone());
-                tasks.push(tokio::spawn(sender.run()));
+                tasks.push(spawn_on(plane, sender.run()));
                 (cluster, Some((pool, origin)))
             }
             None => (Cluster::default(), None),
@@ -72,23 +102,29 @@ impl Application {
 
         let (finisher, finishing) =
             Finisher::new(Arc::clone(&store), Arc::clone(&hub), Arc::clone(&metrics));
-        tasks.push(tokio::spawn(finishing));
-        tasks.push(tokio::spawn(Arc::clone(&dispatcher).run()));
-        tasks.push(tokio::spawn(reaper::run(
-            Arc::clone(&store),
-            Arc::clone(&hub),
-            Arc::clone(&dispatcher),
-            config.runners.lease,
-            config.runners.max_attempts,
-        )));
-        if let Some((pool, origin)) = cluster_listener {
-            tasks.push(tokio::spawn(cluster::listen(
-                pool,
-                origin,
+        tasks.push(spawn_on(plane, finishing));
+        tasks.push(spawn_on(plane, Arc::clone(&dispatcher).run()));
+        tasks.push(spawn_on(
+            plane,
+            reaper::run(
                 Arc::clone(&store),
                 Arc::clone(&hub),
                 Arc::clone(&dispatcher),
-            )));
+                config.runners.lease,
+                config.runners.max_attempts,
+            ),
+        ));
+        if let Some((pool, origin)) = cluster_listener {
+            tasks.push(spawn_on(
+                plane,
+                cluster::listen(
+                    pool,
+                    origin,
+                    Arc::clone(&store),
+                    Arc::clone(&hub),
+                    Arc::clone(&dispatcher),
+                ),
+            ));
         }
         // Tests left queued by an earlier run of the coordinator.
         dispatcher.wake();
@@ -138,6 +174,11 @@ impl Application {
         // grpc-web per service, not server-wide: a server-wide layer would
         // answer 400 to plain HTTP (console files, /metrics).
         let web = GrpcWebLayer::new();
+        let plane_routes = Routes::builder()
+            .add_service(runner_api.clone())
+            .add_service(health.clone())
+            .clone()
+            .routes();
         let grpc = Routes::builder()
             .add_service(web.layer(testrun_api))
             .add_service(web.layer(health))
@@ -169,6 +210,21 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let plane = match (plane_runtime, config.runner_listen) {
+            (Some(runtime), Some(runner_listen)) => {
+                let listener = std::net::TcpListener::bind(runner_listen)
+                    .with_context(|| format!("binding {runner_listen}"))?;
+                listener.set_nonblocking(true)?;
+                let addr = listener.local_addr()?;
+                Some(RunnerPlane {
+                    runtime,
+                    listener,
+                    addr,
+                    routes: plane_routes,
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
             listener,
             addr,
@@ -176,6 +232,7 @@ impl Application {
             tls,
             runner_token,
             tasks,
+            plane,
         })
     }
 
@@ -187,6 +244,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The runner listener's address, with `--runner-listen`.
+    pub fn runner_addr(&self) -> Option<SocketAddr> {
+        self.plane.as_ref().map(|p| p.addr)
     }
 
     /// The token runners must present (generated when none was configured).
@@ -205,29 +267,59 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        };
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down");
-            let _ = stopped_tx.send(());
+            let _ = stopped_tx.send(true);
         };
-        let mut builder = Server::builder()
-            .accept_http1(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(20)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .max_frame_size(Some(1 << 20));
-        if let Some(tls) = self.tls {
-            builder = builder.tls_config(tls).context("configuring TLS")?;
-        }
+        let builder = || -> anyhow::Result<Server> {
+            let mut builder = Server::builder()
+                .accept_http1(true)
+                .http2_keepalive_interval(Some(Duration::from_secs(20)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+                .max_frame_size(Some(1 << 20));
+            if let Some(tls) = self.tls.clone() {
+                builder = builder.tls_config(tls).context("configuring TLS")?;
+            }
+            Ok(builder)
+        };
+        let plane = match self.plane {
+            Some(plane) => {
+                let mut server = builder()?;
+                let shutdown = stopped(stopped_rx.clone());
+                let serving = plane.runtime.spawn(async move {
+                    let served = match TcpListener::from_std(plane.listener) {
+                        Ok(listener) => {
+                            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                            server
+                                .add_routes(plane.routes)
+                                .serve_with_incoming_shutdown(incoming, shutdown)
+                                .await
+                                .map_err(anyhow::Error::from)
+                        }
+                        Err(err) => Err(err.into()),
+                    };
+                    if let Err(error) = served {
+                        tracing::error!(error = %error, "runner listener failed");
+                    }
+                });
+                Some((plane.runtime, serving))
+            }
+            None => None,
+        };
         // serve_with_incoming ignores Server::tcp_nodelay: set it here, or
         // every small message (ResultAck then Assign) may wait ~40 ms for a
         // delayed ACK, which capped dispatch at ~200 tests/s in the bench.
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let serve = builder
+        let serve = builder()?
             .add_routes(self.routes)
             .serve_with_incoming_shutdown(incoming, signal);
         let grace = async move {
-            let _ = stopped_rx.await;
+            stopped(stopped_rx).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
         let result = tokio::select! {
@@ -236,6 +328,11 @@ impl Application {
         };
         for task in self.tasks {
             task.abort();
+        }
+        if let Some((runtime, serving)) = plane {
+            serving.abort();
+            // Dropping a runtime from async code would panic.
+            runtime.shutdown_background();
         }
         result
     }

@@ -21,6 +21,18 @@ pub struct Config {
     #[arg(long, env = "TESTRUNNER_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
+    /// Also serve RunnerService on this address, on threads of its own that
+    /// get the CPU ahead of the public API's (see `--api-nice`), so runners'
+    /// logs and results never wait behind console traffic or watchers.
+    #[arg(long, env = "TESTRUNNER_RUNNER_LISTEN")]
+    pub runner_listen: Option<SocketAddr>,
+
+    /// Nice value (0 to 19) of the public API's threads when
+    /// `--runner-listen` is set; higher leaves more CPU to runners.
+    #[arg(long, env = "TESTRUNNER_API_NICE", default_value_t = 10,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub api_nice: i32,
+
     /// Database URL: `postgres://...` for a fleet, `sqlite://path.db` for a
     /// single machine (created if missing).
     #[arg(long, env = "TESTRUNNER_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]

@@ -18,6 +18,7 @@ pub mod hub;
 pub mod metrics;
 pub mod reaper;
 pub mod runner_service;
+pub mod runtime;
 pub mod service;
 pub mod shared_watch;
 pub mod store;

@@ -1,25 +1,33 @@
 use clap::Parser as _;
-use coordinator::{Application, Config, telemetry};
+use coordinator::{Application, Config, runtime, telemetry};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init(&config.log_format);
+    runtime::public(&config)?.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let generated_token = config.runner_token.is_empty();
     let console = config.console_dir.is_some();
     let app = Application::build(config).await?;
     let scheme = if app.is_tls() { "https" } else { "http" };
-    // One line on stdout that people and scripts can read.
-    println!("coordinator listening on {scheme}://{}", app.local_addr());
+    // Lines on stdout that people and scripts can read, written at once so
+    // a reader that stops after the first line never breaks the pipe early.
+    let mut banner = format!("coordinator listening on {scheme}://{}\n", app.local_addr());
+    if let Some(addr) = app.runner_addr() {
+        banner += &format!("runners: {scheme}://{addr}\n");
+    }
     if console {
-        println!("console: {scheme}://{}/", app.local_addr());
+        banner += &format!("console: {scheme}://{}/\n", app.local_addr());
     }
     if generated_token {
-        println!(
-            "runner token (generated; set --runner-token to choose one): {}",
+        banner += &format!(
+            "runner token (generated; set --runner-token to choose one): {}\n",
             app.runner_token()
         );
     }
+    print!("{banner}");
     app.run_until_stopped(shutdown_signal()).await
 }
 

@@ -1,5 +1,6 @@
 //! Operating the system: metrics after a known workload, TLS between runner
-//! and coordinator, and two coordinators sharing one Postgres.
+//! and coordinator, a separate runner listener, and two coordinators
+//! sharing one Postgres.
 
 mod support;
 
@@ -204,6 +205,68 @@ fn certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::p
         dir.join(format!("{name}.pem")),
         dir.join(format!("{name}.key")),
     )
+}
+
+/// Nice values of a process's threads, by thread name prefix.
+fn thread_nices(pid: u32, prefix: &str) -> Vec<i64> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the name in parentheses; nice is field 19 of the line.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        nices.push(fields[16].parse().unwrap());
+    }
+    nices
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runners_on_their_own_listener_get_the_cpu_before_the_api() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let coord = Coordinator::start(backend, &["--runner-listen", "127.0.0.1:0"]).await;
+        let runner_addr = coord.runner_addr.clone().expect("a runner listener");
+        assert_ne!(runner_addr, coord.addr);
+        let _r = Runner::start(&coord, "r1", 2);
+        let mut client = coord.client().await;
+        let run = create(
+            &mut client,
+            vec![file("a.sh", "echo from a\n"), file("b.sh", "exit 3\n")],
+            None,
+            None,
+        )
+        .await;
+        let done = wait_done(&mut client, run.id).await;
+        assert_eq!(done.status, testrun::Status::Failed as i32);
+        assert_eq!(log_of(&mut client, run.id, "a.sh").await, ["from a"]);
+
+        // The runner port serves runners (and health), not the user API.
+        let mut wrong = TestrunServiceClient::connect(format!("http://{runner_addr}"))
+            .await
+            .unwrap();
+        let err = wrong
+            .get_testrun(testrunner_proto::v1::GetTestrunRequest { id: run.id })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+
+        let api = thread_nices(coord.pid(), "api");
+        let plane = thread_nices(coord.pid(), "runner-plane");
+        assert!(!api.is_empty() && !plane.is_empty(), "{api:?} {plane:?}");
+        assert!(api.iter().all(|n| *n == 10), "API threads: {api:?}");
+        assert!(
+            plane.iter().all(|n| *n == 0),
+            "runner plane threads: {plane:?}"
+        );
+    }
 }
 
 async fn tls_client(

@@ -46,8 +46,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
+        // One writer, opened now and kept for good: its worker thread takes
+        // the priority of the thread that opens it, which must be this one,
+        // not a lower-priority API thread later (see `runtime`).
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.clone())
             .await

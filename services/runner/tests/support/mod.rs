@@ -54,6 +54,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Coordinator {
     child: Child,
     pub addr: String,
+    /// The runner listener (`--runner-listen`), if it has one.
+    pub runner_addr: Option<String>,
     /// `http` or `https`, as the coordinator announced itself.
     pub scheme: String,
     /// The database it owns; `None` when it shares another's.
@@ -91,10 +93,11 @@ impl Coordinator {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = std::env::temp_dir().join(format!("coordinator-{}.log", uuid::Uuid::new_v4()));
-        let (child, scheme, addr) = spawn_coordinator("127.0.0.1:0", &args, &log);
+        let (child, scheme, addr, runner_addr) = spawn_coordinator("127.0.0.1:0", &args, &log);
         Self {
             child,
             addr,
+            runner_addr,
             scheme,
             db: None,
             db_url: db_url.to_owned(),
@@ -114,6 +117,19 @@ impl Coordinator {
         }
     }
 
+    /// The URL runners attach to: the runner listener if there is one.
+    pub fn runner_url(&self) -> String {
+        match &self.runner_addr {
+            Some(addr) => format!("{}://{addr}", self.scheme),
+            None => self.url(),
+        }
+    }
+
+    /// The process id (to inspect its threads).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn client(&self) -> TestrunServiceClient<Channel> {
         TestrunServiceClient::connect(self.url())
             .await
@@ -128,7 +144,7 @@ impl Coordinator {
 
     /// Starts again on the same address and database.
     pub fn restart(&mut self) {
-        let (child, _, addr) = spawn_coordinator(&self.addr, &self.args, &self.log);
+        let (child, _, addr, _) = spawn_coordinator(&self.addr, &self.args, &self.log);
         assert_eq!(addr, self.addr);
         self.child = child;
     }
@@ -139,7 +155,13 @@ impl Coordinator {
     }
 }
 
-fn spawn_coordinator(listen: &str, args: &[String], log: &PathBuf) -> (Child, String, String) {
+/// Starts a coordinator; returns it with its scheme, address and runner
+/// listener's address (read from the lines it prints).
+fn spawn_coordinator(
+    listen: &str,
+    args: &[String],
+    log: &PathBuf,
+) -> (Child, String, String, Option<String>) {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -154,8 +176,9 @@ fn spawn_coordinator(listen: &str, args: &[String], log: &PathBuf) -> (Child, St
         .stderr(stderr)
         .spawn()
         .expect("coordinator binary runs");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
+    stdout
         .read_line(&mut first)
         .expect("coordinator prints its address");
     let url = first.trim().rsplit(' ').next().unwrap_or_default();
@@ -165,7 +188,16 @@ fn spawn_coordinator(listen: &str, args: &[String], log: &PathBuf) -> (Child, St
             std::fs::read_to_string(log).unwrap_or_default()
         )
     });
-    (child, scheme.to_owned(), addr.to_owned())
+    let runner_addr = args.iter().any(|a| a == "--runner-listen").then(|| {
+        let mut second = String::new();
+        stdout.read_line(&mut second).expect("the runner listener");
+        let url = second
+            .trim()
+            .strip_prefix("runners: ")
+            .expect("runners line");
+        url.split_once("://").expect("a URL").1.to_owned()
+    });
+    (child, scheme.to_owned(), addr.to_owned(), runner_addr)
 }
 
 impl Drop for Coordinator {
@@ -189,7 +221,7 @@ impl Runner {
     pub fn start_with(coordinator: &Coordinator, name: &str, slots: u32, extra: &[&str]) -> Self {
         let log = std::env::temp_dir().join(format!("runner-{name}-{}.log", uuid::Uuid::new_v4()));
         let child = Command::new(bin("runner"))
-            .args(["--coordinator", &coordinator.url(), "--name", name])
+            .args(["--coordinator", &coordinator.runner_url(), "--name", name])
             .args(["--slots", &slots.to_string()])
             .args(extra)
             .env(

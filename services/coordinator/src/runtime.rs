@@ -1,0 +1,44 @@
+//! The coordinator's two runtimes: the public API's, and the runner
+//! plane's.
+//!
+//! With `--runner-listen`, runner streams (logs, results) and the work that
+//! feeds runners (dispatch, result batches, lease reaping) run on threads of
+//! their own, and the public API's threads (console, grpcurl, watchers) run
+//! at a lower CPU priority (`--api-nice`). On a busy machine the kernel then
+//! gives runners' work the CPU first: in the bench, 500 watchers of one
+//! Testrun otherwise took most of two cores from the ingestion of its
+//! logs. Watchers that fall behind lose nothing; they catch up from the
+//! store.
+
+use tokio::runtime::{Builder, Runtime};
+
+use crate::config::Config;
+
+/// The runtime `main` serves the public API on. With a runner listener,
+/// its threads lower their priority to `api_nice` as they start (the
+/// calling thread keeps its own, so the runner plane it builds does too).
+pub fn public(config: &Config) -> std::io::Result<Runtime> {
+    let nice = config.runner_listen.map(|_| config.api_nice);
+    let mut builder = Builder::new_multi_thread();
+    builder.enable_all().thread_name("api");
+    if let Some(nice) = nice {
+        builder.on_thread_start(move || lower_priority(nice));
+    }
+    builder.build()
+}
+
+/// The runner plane's runtime, at the priority of the thread that builds it.
+pub fn runner_plane() -> std::io::Result<Runtime> {
+    Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("runner-plane")
+        .build()
+}
+
+/// Sets the calling thread's nice value: on Linux a nice value belongs to a
+/// thread, not to its process. Best effort: a failure only costs priority.
+fn lower_priority(nice: i32) {
+    if let Err(error) = rustix::process::setpriority_process(None, nice) {
+        tracing::warn!(%error, nice, "cannot lower the API threads' priority");
+    }
+}
