@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# TestRunner coordinator: API, grpc-web, console, metrics on :50051.
+# TestRunner coordinator: API, grpc-web, console, metrics on :50051; the
+# runner port :50052 when TESTRUNNER_RUNNER_LISTEN=0.0.0.0:50052 is set
+# (compose.yaml and the Kubernetes ConfigMap set it).
 # Build context is the repository root:
 #   docker build -f deploy/docker/coordinator.Dockerfile -t testrunner/coordinator:dev .
 
@@ -48,9 +50,14 @@ COPY --from=console /src/web-client/dist /usr/share/testrunner/console
 # Working directory for the default SQLite database (no Postgres URL given).
 COPY --from=builder --chown=65532:65532 /out/data /var/lib/testrunner
 WORKDIR /var/lib/testrunner
+# TESTRUNNER_LISTEN is set because the binary's default (127.0.0.1) is
+# unreachable from outside a container. TESTRUNNER_RUNNER_LISTEN is left to
+# deployments on purpose: it is off by default, it also lowers the API
+# threads' priority, and an image ENV could not be switched off again (an
+# empty value is not an address).
 ENV TESTRUNNER_LISTEN=0.0.0.0:50051 \
     TESTRUNNER_CONSOLE_DIR=/usr/share/testrunner/console \
     TESTRUNNER_LOG_FORMAT=json
 USER 65532:65532
-EXPOSE 50051
+EXPOSE 50051 50052
 ENTRYPOINT ["/usr/local/bin/coordinator"]

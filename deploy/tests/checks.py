@@ -27,7 +27,15 @@ TARGETS = {
     "production-tls": "tests/fixtures/production-tls",
 }
 
+# The coordinator's API port (TESTRUNNER_LISTEN; container/Service port
+# "api"): API, grpc-web, console, health probes, /metrics.
 COORDINATOR_PORT = 50051
+# Its runner port (TESTRUNNER_RUNNER_LISTEN; container/Service port
+# "runners"): the runner protocol on prioritised threads. Runners use it.
+COORDINATOR_RUNNER_PORT = 50052
+RUNNER_PORT_NAME = "runners"
+# TESTRUNNER_API_NICE, when set at all (the manifests leave the default).
+API_NICE_RANGE = range(0, 20)
 RUNNER_METRICS_PORT = 9091
 HEALTH_SERVICE = "testrunner.v1.TestrunService"
 COORDINATOR_LABELS = {"app.kubernetes.io/name": "testrunner-coordinator"}
@@ -372,12 +380,17 @@ def _peer_kinds(objs, peer, ns) -> str:
     return "local:nothing"
 
 
-def coordinator_peers(objs) -> tuple[set, list[str]]:
-    """Who the NetworkPolicies let reach the coordinator, and problems."""
+def coordinator_peers(objs) -> tuple[dict, list[str]]:
+    """Who the NetworkPolicies let reach which coordinator port, and problems.
+
+    Returns {container port: {peer}}; named policy ports are resolved
+    against the coordinator container. A rule without ports (every port) is
+    a problem and counts under None."""
     p = []
     coord = one(objs, "Deployment", "coordinator")
+    c = container(objs, "Deployment", "coordinator", "coordinator")
     ns = coord["metadata"].get("namespace")
-    peers: set = set()
+    peers: dict = {}
     pols = [
         n for n in find(objs, "NetworkPolicy")
         if n["metadata"].get("namespace") == ns and selector_matches(n["spec"].get("podSelector"), pod_labels(coord))
@@ -385,24 +398,37 @@ def coordinator_peers(objs) -> tuple[set, list[str]]:
     if not pols:
         return peers, ["no NetworkPolicy selects the coordinator pods"]
     for n in pols:
+        name = n["metadata"]["name"]
         if "Ingress" not in (n["spec"].get("policyTypes") or []):
-            p.append(f"NetworkPolicy {n['metadata']['name']} does not restrict Ingress")
+            p.append(f"NetworkPolicy {name} does not restrict Ingress")
         for rule in n["spec"].get("ingress") or []:
             if not rule.get("from"):
-                p.append(f"NetworkPolicy {n['metadata']['name']} has a rule open to every source")
-            ports = {pp.get("port") for pp in rule.get("ports") or []}
-            if ports != {COORDINATOR_PORT}:
-                p.append(f"NetworkPolicy {n['metadata']['name']} rule ports {ports}")
-            for peer in rule.get("from") or []:
-                peers.add(_peer_kinds(objs, peer, ns))
+                p.append(f"NetworkPolicy {name} has a rule open to every source")
+            ports = set()
+            for pp in rule.get("ports") or []:
+                if pp.get("protocol", "TCP") != "TCP" or "endPort" in pp:
+                    p.append(f"NetworkPolicy {name} rule port {pp} is not a single TCP port")
+                ports.add(container_port(c, pp.get("port")))
+            if not ports:
+                p.append(f"NetworkPolicy {name} has a rule open on every port")
+                ports = {None}
+            for port in ports:
+                for peer in rule.get("from") or []:
+                    peers.setdefault(port, set()).add(_peer_kinds(objs, peer, ns))
     return peers, p
 
 
 def check_network_policy(objs, extra: set = frozenset()) -> list[str]:
+    """Runners reach only the runner port, and only runners reach it; the
+    ingress controller (plus `extra`, e.g. Prometheus) reaches the API port."""
     peers, p = coordinator_peers(objs)
-    want = {"local:runner", "ns:ingress-nginx/pods:ingress-nginx"} | set(extra)
+    want = {
+        COORDINATOR_PORT: {"ns:ingress-nginx/pods:ingress-nginx"} | set(extra),
+        COORDINATOR_RUNNER_PORT: {"local:runner"},
+    }
     if peers and peers != want:
-        p.append(f"coordinator reachable from {sorted(peers)}, want {sorted(want)}")
+        got = {k: sorted(v) for k, v in peers.items()}
+        p.append(f"coordinator reachable as {got}, want {({k: sorted(v) for k, v in want.items()})}")
     return p
 
 
@@ -495,19 +521,75 @@ def check_shared_token(objs) -> list[str]:
 
 
 def check_runner_reaches_coordinator(objs, scheme: str = "http") -> list[str]:
+    """Runners' TESTRUNNER_COORDINATOR is the coordinator Service's runner
+    port, which leads to the coordinator's runner listener, and the
+    NetworkPolicies admit runner pods there."""
     r = env_map(objs, container(objs, "Deployment", "runner", "runner")).get("TESTRUNNER_COORDINATOR")
     u = urlparse(str(r))
     p = []
     if u.scheme != scheme:
         p.append(f"runner TESTRUNNER_COORDINATOR scheme {u.scheme!r}, want {scheme!r}")
+    if u.port != COORDINATOR_RUNNER_PORT:
+        p.append(f"runner TESTRUNNER_COORDINATOR port {u.port}, want the runner port {COORDINATOR_RUNNER_PORT}")
+    coord = one(objs, "Deployment", "coordinator")
     svcs = find(objs, "Service", u.hostname)
     if not svcs:
         p.append(f"runner TESTRUNNER_COORDINATOR host {u.hostname!r} is not a Service")
-    elif u.port not in {pp["port"] for pp in svcs[0]["spec"]["ports"]}:
+        return p
+    svc_ports = [pp for pp in svcs[0]["spec"]["ports"] if pp["port"] == u.port]
+    if not svc_ports:
         p.append(f"runner TESTRUNNER_COORDINATOR port {u.port} not on Service {u.hostname}")
-    elif not selector_matches({"matchLabels": svcs[0]["spec"].get("selector") or {}},
-                              pod_labels(one(objs, "Deployment", "coordinator"))):
+        return p
+    if not selector_matches({"matchLabels": svcs[0]["spec"].get("selector") or {}}, pod_labels(coord)):
         p.append(f"Service {u.hostname} does not select the coordinator")
+        return p
+    c = container(objs, "Deployment", "coordinator", "coordinator")
+    target = container_port(c, svc_ports[0].get("targetPort", svc_ports[0]["port"]))
+    runner_listen = env_map(objs, c).get("TESTRUNNER_RUNNER_LISTEN")
+    if not runner_listen or target != listen_port(runner_listen):
+        p.append(f"Service {u.hostname} port {u.port} leads to coordinator port {target}, "
+                 f"not its runner listener {runner_listen!r}")
+    peers, _ = coordinator_peers(objs)
+    if peers and "local:runner" not in peers.get(target, set()):
+        p.append(f"no NetworkPolicy admits runner pods to coordinator port {target}")
+    return p
+
+
+def check_coordinator_runner_port(objs) -> list[str]:
+    """The coordinator listens for runners on COORDINATOR_RUNNER_PORT,
+    declares it as container port "runners", and its Service exposes it
+    next to the API port."""
+    p = []
+    c = container(objs, "Deployment", "coordinator", "coordinator")
+    env = env_map(objs, c)
+    want = f"0.0.0.0:{COORDINATOR_RUNNER_PORT}"
+    if env.get("TESTRUNNER_RUNNER_LISTEN") != want:
+        p.append(f"coordinator TESTRUNNER_RUNNER_LISTEN is {env.get('TESTRUNNER_RUNNER_LISTEN')!r}, want {want}")
+    if env.get("TESTRUNNER_LISTEN") and env.get("TESTRUNNER_RUNNER_LISTEN") \
+            and listen_port(env["TESTRUNNER_LISTEN"]) == listen_port(env["TESTRUNNER_RUNNER_LISTEN"]):
+        p.append("coordinator TESTRUNNER_LISTEN and TESTRUNNER_RUNNER_LISTEN share a port")
+    nice = env.get("TESTRUNNER_API_NICE")
+    if nice is not None and not (str(nice).isdigit() and int(nice) in API_NICE_RANGE):
+        p.append(f"coordinator TESTRUNNER_API_NICE {nice!r} is not 0..19")
+    declared = {pp.get("name"): pp for pp in c.get("ports") or []}
+    rp = declared.get(RUNNER_PORT_NAME)
+    if not rp or rp.get("containerPort") != COORDINATOR_RUNNER_PORT or rp.get("protocol", "TCP") != "TCP":
+        p.append(f"coordinator does not declare TCP containerPort {COORDINATOR_RUNNER_PORT} "
+                 f"named {RUNNER_PORT_NAME!r} (got {rp})")
+    svcs = find(objs, "Service", "coordinator")
+    if len(svcs) != 1:
+        return p + [f"expected one Service coordinator, found {len(svcs)}"]
+    by_port = {pp["port"]: pp for pp in svcs[0]["spec"]["ports"]}
+    for port, name in ((COORDINATOR_PORT, "api"), (COORDINATOR_RUNNER_PORT, RUNNER_PORT_NAME)):
+        sp = by_port.get(port)
+        if not sp:
+            p.append(f"Service coordinator does not expose port {port}")
+            continue
+        if sp.get("name") != name:
+            p.append(f"Service coordinator port {port} is named {sp.get('name')!r}, want {name!r}")
+        if container_port(c, sp.get("targetPort", port)) != port:
+            p.append(f"Service coordinator port {port} targets {sp.get('targetPort')!r}, "
+                     f"not the coordinator's port {port}")
     return p
 
 
@@ -723,4 +805,5 @@ ALL_COMMON = [
     check_runner_probes,
     check_drain_grace,
     check_slots_fit_cpu,
+    check_coordinator_runner_port,
 ]

@@ -94,6 +94,30 @@ class ChecksCatchBreakage(unittest.TestCase):
         self.objs[:] = [o for o in self.objs if o["kind"] != "NetworkPolicy"]
         self.assertCaught(checks.check_network_policy)
 
+    def test_network_policy_admits_runners_to_api_port(self):
+        rule = [r for r in checks.one(self.objs, "NetworkPolicy", "coordinator-ingress")["spec"]["ingress"]
+                if any(pp["port"] == checks.COORDINATOR_RUNNER_PORT for pp in r["ports"])][0]
+        rule["ports"].append({"protocol": "TCP", "port": checks.COORDINATOR_PORT})
+        self.assertCaught(checks.check_network_policy)
+
+    def test_network_policy_admits_ingress_to_runner_port(self):
+        rule = [r for r in checks.one(self.objs, "NetworkPolicy", "coordinator-ingress")["spec"]["ingress"]
+                if any(pp["port"] == checks.COORDINATOR_PORT for pp in r["ports"])][0]
+        rule["ports"].append({"protocol": "TCP", "port": "runners"})  # named: resolved too
+        self.assertCaught(checks.check_network_policy)
+
+    def test_network_policy_rule_on_every_port(self):
+        for rule in checks.one(self.objs, "NetworkPolicy", "coordinator-ingress")["spec"]["ingress"]:
+            del rule["ports"]
+        self.assertCaught(checks.check_network_policy)
+
+    def test_network_policy_without_runner_rule(self):
+        pol = checks.one(self.objs, "NetworkPolicy", "coordinator-ingress")
+        pol["spec"]["ingress"] = [r for r in pol["spec"]["ingress"]
+                                  if all(pp["port"] != checks.COORDINATOR_RUNNER_PORT for pp in r["ports"])]
+        self.assertCaught(checks.check_network_policy)
+        self.assertCaught(checks.check_runner_reaches_coordinator)
+
     def test_network_policy_selects_other_pods(self):
         checks.one(self.objs, "NetworkPolicy", "coordinator-ingress")["spec"]["podSelector"] = {
             "matchLabels": {"app.kubernetes.io/name": "testrunner-runner"}}
@@ -112,8 +136,53 @@ class ChecksCatchBreakage(unittest.TestCase):
         self.assertCaught(checks.check_services)
 
     def test_runner_points_elsewhere(self):
-        checks.one(self.objs, "ConfigMap", "runner-env")["data"]["TESTRUNNER_COORDINATOR"] = "http://coord:50051"
+        checks.one(self.objs, "ConfigMap", "runner-env")["data"]["TESTRUNNER_COORDINATOR"] = "http://coord:50052"
         self.assertCaught(checks.check_runner_reaches_coordinator)
+
+    def test_runner_on_api_port(self):
+        checks.one(self.objs, "ConfigMap", "runner-env")["data"]["TESTRUNNER_COORDINATOR"] = "http://coordinator:50051"
+        self.assertCaught(checks.check_runner_reaches_coordinator)
+
+    def test_runner_port_leads_to_api_listener(self):
+        svc = checks.one(self.objs, "Service", "coordinator")
+        [p for p in svc["spec"]["ports"] if p["port"] == checks.COORDINATOR_RUNNER_PORT][0]["targetPort"] = "api"
+        self.assertCaught(checks.check_runner_reaches_coordinator)
+        self.assertCaught(checks.check_coordinator_runner_port)
+
+    def test_coordinator_without_runner_listener(self):
+        del checks.one(self.objs, "ConfigMap", "coordinator-env")["data"]["TESTRUNNER_RUNNER_LISTEN"]
+        self.assertCaught(checks.check_coordinator_runner_port)
+        self.assertCaught(checks.check_runner_reaches_coordinator)
+
+    def test_runner_listener_on_other_port(self):
+        checks.one(self.objs, "ConfigMap", "coordinator-env")["data"]["TESTRUNNER_RUNNER_LISTEN"] = "0.0.0.0:50053"
+        self.assertCaught(checks.check_coordinator_runner_port)
+        self.assertCaught(checks.check_runner_reaches_coordinator)
+
+    def test_runner_listener_on_api_port(self):
+        checks.one(self.objs, "ConfigMap", "coordinator-env")["data"]["TESTRUNNER_LISTEN"] = "0.0.0.0:50052"
+        self.assertCaught(checks.check_coordinator_runner_port)
+
+    def test_api_nice_out_of_range(self):
+        checks.one(self.objs, "ConfigMap", "coordinator-env")["data"]["TESTRUNNER_API_NICE"] = "-5"
+        self.assertCaught(checks.check_coordinator_runner_port)
+
+    def test_runner_container_port_missing(self):
+        c = coordinator_container(self.objs)
+        c["ports"] = [p for p in c["ports"] if p["name"] != "runners"]
+        self.assertCaught(checks.check_coordinator_runner_port)
+        self.assertCaught(checks.check_services)
+
+    def test_service_without_runner_port(self):
+        svc = checks.one(self.objs, "Service", "coordinator")
+        svc["spec"]["ports"] = [p for p in svc["spec"]["ports"] if p["port"] != checks.COORDINATOR_RUNNER_PORT]
+        self.assertCaught(checks.check_coordinator_runner_port)
+        self.assertCaught(checks.check_runner_reaches_coordinator)
+
+    def test_service_without_api_port(self):
+        svc = checks.one(self.objs, "Service", "coordinator")
+        svc["spec"]["ports"] = [p for p in svc["spec"]["ports"] if p["port"] != checks.COORDINATOR_PORT]
+        self.assertCaught(checks.check_coordinator_runner_port)
 
     def test_tokens_differ(self):
         e = [x for x in runner_container(self.objs)["env"] if x["name"] == "TESTRUNNER_RUNNER_TOKEN"][0]
@@ -178,6 +247,18 @@ class DevAndKedaChecksCatchBreakage(unittest.TestCase):
         objs = render("production-tls")
         coordinator_container(objs)["readinessProbe"] = {"grpc": {"port": 50051}}
         self.assertNotEqual(checks.check_coordinator_probes(objs, tls=True), [])
+
+    def test_tls_runner_on_api_port(self):
+        objs = render("production-tls")
+        e = [x for x in runner_container(objs)["env"] if x["name"] == "TESTRUNNER_COORDINATOR"][0]
+        e["value"] = "https://coordinator:50051"
+        self.assertNotEqual(checks.check_tls(objs), [])
+
+    def test_tls_runner_back_to_plaintext(self):
+        objs = render("production-tls")
+        e = [x for x in runner_container(objs)["env"] if x["name"] == "TESTRUNNER_COORDINATOR"][0]
+        e["value"] = "http://coordinator:50052"
+        self.assertNotEqual(checks.check_tls(objs), [])
 
     def test_tls_ca_not_mounted(self):
         objs = render("production-tls")

@@ -9,6 +9,7 @@ import re
 import shlex
 import sys
 import unittest
+from urllib.parse import urlparse
 
 import yaml
 
@@ -65,6 +66,11 @@ def env_of(stage):
             k, _, v = tok.partition("=")
             out[k] = v
     return out
+
+
+def exposed(stage):
+    """Ports of every EXPOSE in a stage (EXPOSE 1 2/tcp -> {"1", "2"})."""
+    return {tok.split("/")[0] for a in instrs(stage, "EXPOSE") for tok in a.split()}
 
 
 def copy_sources(stage):
@@ -155,12 +161,31 @@ class Dockerfiles(unittest.TestCase):
         self.assertTrue(console)
         self.assertTrue(any(a.split()[-1] == console and "--from=console" in a for a in instrs(final, "COPY")),
                         "the console is not copied to TESTRUNNER_CONSOLE_DIR")
-        self.assertIn("50051", instrs(final, "EXPOSE"))
+        self.assertIn(str(checks.COORDINATOR_PORT), exposed(final))
         self.assertIn("distroless", final[1])
         # Same uid as the Kubernetes securityContext.
         objs = checks.render("production")
         ps = checks.pod_spec(checks.one(objs, "Deployment", "coordinator"))
         self.assertEqual(ps["securityContext"]["runAsUser"], 65532)
+
+    def test_coordinator_runner_port(self):
+        """EXPOSE documents the runner port; the image leaves the runner
+        listener off (deployments opt in: an image ENV could not be unset),
+        and compose and Kubernetes turn it on at that port."""
+        stages, _ = parse_dockerfile(COORD)
+        final = stages[-1]
+        env = env_of(final)
+        self.assertIn(str(checks.COORDINATOR_RUNNER_PORT), exposed(final))
+        self.assertNotIn("TESTRUNNER_RUNNER_LISTEN", env)
+        self.assertNotIn("TESTRUNNER_API_NICE", env)
+        self.assertNotEqual(checks.listen_port(env["TESTRUNNER_LISTEN"]), checks.COORDINATOR_RUNNER_PORT)
+        objs = checks.render("production")
+        k8s = checks.env_map(objs, checks.container(objs, "Deployment", "coordinator", "coordinator"))
+        with open(os.path.join(DEPLOY, "compose.yaml"), encoding="utf-8") as fh:
+            compose = yaml.safe_load(fh)["services"]["coordinator"]["environment"]
+        for where, e in (("kubernetes", k8s), ("compose", compose)):
+            with self.subTest(where=where):
+                self.assertIn(str(checks.listen_port(e["TESTRUNNER_RUNNER_LISTEN"])), exposed(final))
 
     def test_runner(self):
         stages, final = self.common(RUNNER, "runner", 10001)
@@ -246,11 +271,31 @@ class Compose(unittest.TestCase):
         self.assertEqual(self.s["coordinator"]["depends_on"]["postgres"]["condition"], "service_healthy")
         self.assertIn("healthcheck", self.s["postgres"])
         r = self.s["runner"]["environment"]
-        self.assertEqual(r["TESTRUNNER_COORDINATOR"], "http://coordinator:50051")
+        self.assertEqual(r["TESTRUNNER_COORDINATOR"], f"http://coordinator:{checks.COORDINATOR_RUNNER_PORT}")
         self.assertEqual(r["TESTRUNNER_RUNNER_TOKEN"], coord["TESTRUNNER_RUNNER_TOKEN"])
         pg = self.s["postgres"]["environment"]["POSTGRES_PASSWORD"]
         self.assertIn(f":{pg}@postgres", coord["TESTRUNNER_DATABASE_URL"])
-        self.assertTrue(any(str(p).endswith(":50051") for p in self.s["coordinator"]["ports"]))
+        self.assertTrue(any(str(p).endswith(f":{checks.COORDINATOR_PORT}") for p in self.s["coordinator"]["ports"]))
+
+    def test_runners_use_the_runner_port(self):
+        coord = self.s["coordinator"]["environment"]
+        self.assertEqual(coord["TESTRUNNER_RUNNER_LISTEN"], f"0.0.0.0:{checks.COORDINATOR_RUNNER_PORT}")
+        self.assertNotIn("TESTRUNNER_API_NICE", coord)
+        url = urlparse(self.s["runner"]["environment"]["TESTRUNNER_COORDINATOR"])
+        self.assertEqual(url.hostname, "coordinator")
+        self.assertIn(url.hostname, self.s)
+        self.assertEqual(url.port, checks.listen_port(coord["TESTRUNNER_RUNNER_LISTEN"]))
+        # The API port comes from the image (TESTRUNNER_LISTEN) unless set
+        # here; the two listeners must not collide.
+        stages, _ = parse_dockerfile(COORD)
+        listen = coord.get("TESTRUNNER_LISTEN") or env_of(stages[-1])["TESTRUNNER_LISTEN"]
+        self.assertNotEqual(checks.listen_port(listen), url.port)
+
+    def test_runner_port_not_published(self):
+        """Only the runners on the compose network use 50052."""
+        for p in self.s["coordinator"].get("ports") or []:
+            target = p.get("target") if isinstance(p, dict) else str(p).rsplit(":", 1)[-1].split("/")[0]
+            self.assertNotEqual(str(target), str(checks.COORDINATOR_RUNNER_PORT), p)
 
     def test_hardened_and_writable_tmp(self):
         for name in ("coordinator", "runner"):

@@ -25,12 +25,19 @@ class Common(unittest.TestCase):
             with self.subTest(target=target):
                 self.assertEqual(checks.check_coordinator_probes(render(target)), [])
 
-    def test_runner_reaches_coordinator_service(self):
+    def test_runner_reaches_coordinator_service_on_runner_port(self):
+        # production-tls: the same check with https, in Tls.test_tls_wiring.
         for target in ("dev", "production", "production-autoscaled"):
             with self.subTest(target=target):
                 self.assertEqual(checks.check_runner_reaches_coordinator(render(target)), [])
 
-    def test_network_policy_admits_only_runners_and_ingress(self):
+    def test_coordinator_serves_runner_port(self):
+        # Also in ALL_COMMON; spelled out so a failure names the property.
+        for target in TARGETS:
+            with self.subTest(target=target):
+                self.assertEqual(checks.check_coordinator_runner_port(render(target)), [])
+
+    def test_network_policy_admits_runners_to_runner_port_and_ingress_to_api(self):
         for target in ("dev", "production"):
             with self.subTest(target=target):
                 self.assertEqual(checks.check_network_policy(render(target)), [])
@@ -81,6 +88,12 @@ class Production(unittest.TestCase):
     def test_images_pinned(self):
         self.assertEqual(checks.check_images(self.objs, production=True), [])
 
+    def test_ingress_serves_the_api_port_only(self):
+        ports = {p["backend"]["service"]["port"]["number"]
+                 for ing in checks.find(self.objs, "Ingress")
+                 for r in ing["spec"]["rules"] for p in r["http"]["paths"]}
+        self.assertEqual(ports, {checks.COORDINATOR_PORT})
+
     def test_only_database_url_differs_in_secret(self):
         base = checks.one(render("dev"), "Secret", "testrunner-secrets")
         prod = checks.one(self.objs, "Secret", "testrunner-secrets")
@@ -123,6 +136,15 @@ class Tls(unittest.TestCase):
 
     def test_keda_still_valid(self):
         self.assertEqual(checks.check_keda(self.objs), [])
+
+    def test_network_policy_unchanged_by_tls(self):
+        extra = {"ns:monitoring/pods:prometheus"}
+        self.assertEqual(checks.check_network_policy(self.objs, extra=extra), [])
+
+    def test_runners_use_tls_on_runner_port(self):
+        url = checks.env_map(self.objs, checks.container(self.objs, "Deployment", "runner", "runner"))[
+            "TESTRUNNER_COORDINATOR"]
+        self.assertEqual(url, f"https://coordinator:{checks.COORDINATOR_RUNNER_PORT}")
 
 
 if __name__ == "__main__":
