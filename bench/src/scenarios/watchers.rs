@@ -311,21 +311,81 @@ pub async fn measure(ctx: &Ctx, backend: Backend) -> anyhow::Result<Vec<Row>> {
     stack.shutdown(result).await
 }
 
+/// Rounds per backend; the round with the median ratio is reported (one
+/// ingestion lasts a fraction of a second, so a single one is noisy).
+const ROUNDS: usize = 3;
+
 async fn run(ctx: &Ctx, stack: &mut Stack) -> anyhow::Result<Vec<Row>> {
     let (w, n) = (ctx.sizes.watchers, ctx.sizes.watch_lines);
-    let script = format!("seq 1 {n}\n");
     let mut client = api::client(&stack.coord.url()).await?;
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        rounds.push(round(ctx, stack, &mut client, i).await?);
+    }
+    let ratios: Vec<f64> = rounds.iter().map(|r| r["ratio"].as_f64().unwrap_or(0.0)).collect();
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    order.sort_by(|a, b| ratios[*a].total_cmp(&ratios[*b]));
+    let median = &rounds[order[order.len() / 2]];
+    let exact = rounds
+        .iter()
+        .map(|r| r["watchers_exactly_once"].as_u64().unwrap_or(0))
+        .min()
+        .unwrap_or(0);
+    let (rate_alone, rate_watched) = (
+        median["rate_without_watchers"].as_f64().unwrap_or(0.0),
+        median["rate_with_watchers"].as_f64().unwrap_or(0.0),
+    );
+    let ratio = rate_watched / rate_alone;
+    let details = json!({
+        "watchers": w,
+        "lines": n,
+        "rounds": rounds,
+        "ratios": ratios,
+        "reported": "the round with the median ratio; exactly-once is the worst round",
+        "watcher_threads_nice": WATCHER_NICE,
+        "baseline": "the same Testrun on the same coordinator, without watchers, just before",
+    });
+    let backend = stack.backend.name();
+    Ok(vec![
+        Row::new(
+            NAME,
+            backend,
+            &format!("lines/s ingested with {w} watchers, `seq 1 {n}` (median of {ROUNDS})"),
+        )
+        .measured(rate_watched, "lines/s")
+        .baseline(rate_alone, "lines/s")
+        .target("drop < 20% (≥ 0.80×)", Verdict::of(ratio >= 1.0 - MAX_DROP))
+        .details(details.clone()),
+        Row::new(NAME, backend, "watchers with every line exactly once")
+            .measured(exact as f64, "watchers")
+            .baseline(w as f64, "watchers")
+            .target(format!("all {w}"), Verdict::of(exact == w as u64))
+            .details(details),
+    ])
+}
+
+/// Ingestion without, then with, the watchers; what it saw, as JSON.
+async fn round(
+    ctx: &Ctx,
+    stack: &mut Stack,
+    client: &mut api::Client,
+    i: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let (w, n) = (ctx.sizes.watchers, ctx.sizes.watch_lines);
+    let script = format!("seq 1 {n}\n");
     let pid = stack.coord.pid();
 
     // Without watchers.
     let cpu0 = cpu_seconds(pid).unwrap_or(0.0);
-    let (id, _) = api::create(&mut client, USER, vec![api::file("alone.sh", &script)]).await?;
+    let alone = format!("alone-{i}.sh");
+    let (id, _) = api::create(client, USER, vec![api::file(&alone, &script)]).await?;
     let (rate_alone, secs_alone) =
-        ingest(ctx, stack, &mut client, id, "alone.sh", "r-alone").await?;
+        ingest(ctx, stack, client, id, &alone, &format!("r-alone-{i}")).await?;
     let cpu_alone = cpu_seconds(pid).unwrap_or(0.0) - cpu0;
 
     // With W watchers, attached before the runner starts.
-    let (id, _) = api::create(&mut client, USER, vec![api::file("watched.sh", &script)]).await?;
+    let watched = format!("watched-{i}.sh");
+    let (id, _) = api::create(client, USER, vec![api::file(&watched, &script)]).await?;
     let ready = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Semaphore::new(50));
     let watchers_rt = low_priority_runtime()?;
@@ -356,7 +416,7 @@ async fn run(ctx: &Ctx, stack: &mut Stack) -> anyhow::Result<Vec<Row>> {
     let my_cpu0 = cpu_seconds(me).unwrap_or(0.0);
     let delivery_start = Instant::now();
     let (rate_watched, secs_watched) =
-        ingest(ctx, stack, &mut client, id, "watched.sh", "r-watched").await?;
+        ingest(ctx, stack, client, id, &watched, &format!("r-watched-{i}")).await?;
     let deliver_limit = limit_for(w * n, Duration::from_micros(20), Duration::from_secs(60));
     let seen = tokio::time::timeout(deliver_limit, futures::future::join_all(tasks))
         .await
@@ -382,40 +442,17 @@ async fn run(ctx: &Ctx, stack: &mut Stack) -> anyhow::Result<Vec<Row>> {
             Err(e) => problems.push(format!("task: {e}")),
         }
     }
-    let ratio = rate_watched / rate_alone;
-    let all_exact = exact == w;
-    let details = json!({
-        "watchers": w,
-        "lines": n,
+    Ok(json!({
+        "ratio": rate_watched / rate_alone,
         "rate_without_watchers": rate_alone,
         "rate_with_watchers": rate_watched,
         "ingest_seconds_without": secs_alone,
         "ingest_seconds_with": secs_watched,
-        "drop": 1.0 - ratio,
         "watchers_exactly_once": exact,
         "watcher_problems": problems.iter().take(5).collect::<Vec<_>>(),
         "seconds_until_every_watcher_had_every_line": deliver_seconds,
         "coordinator_cpu_seconds_without": cpu_alone,
         "coordinator_cpu_seconds_with": cpu_watched,
         "watcher_process_cpu_seconds": my_cpu,
-        "watcher_threads_nice": WATCHER_NICE,
-        "baseline": "the same Testrun on the same coordinator, without watchers",
-    });
-    let backend = stack.backend.name();
-    Ok(vec![
-        Row::new(
-            NAME,
-            backend,
-            &format!("lines/s ingested with {w} watchers, `seq 1 {n}`"),
-        )
-        .measured(rate_watched, "lines/s")
-        .baseline(rate_alone, "lines/s")
-        .target("drop < 20% (≥ 0.80×)", Verdict::of(ratio >= 1.0 - MAX_DROP))
-        .details(details.clone()),
-        Row::new(NAME, backend, "watchers with every line exactly once")
-            .measured(exact as f64, "watchers")
-            .baseline(w as f64, "watchers")
-            .target(format!("all {w}"), Verdict::of(all_exact))
-            .details(details),
-    ])
+    }))
 }
