@@ -322,7 +322,10 @@ async fn run(ctx: &Ctx, stack: &mut Stack) -> anyhow::Result<Vec<Row>> {
     for i in 0..ROUNDS {
         rounds.push(round(ctx, stack, &mut client, i).await?);
     }
-    let ratios: Vec<f64> = rounds.iter().map(|r| r["ratio"].as_f64().unwrap_or(0.0)).collect();
+    let ratios: Vec<f64> = rounds
+        .iter()
+        .map(|r| r["ratio"].as_f64().unwrap_or(0.0))
+        .collect();
     let mut order: Vec<usize> = (0..rounds.len()).collect();
     order.sort_by(|a, b| ratios[*a].total_cmp(&ratios[*b]));
     let median = &rounds[order[order.len() / 2]];

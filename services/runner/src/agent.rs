@@ -82,8 +82,10 @@ impl Agent {
             kill_grace: config.kill_grace,
             max_line_bytes: config.max_line_bytes,
             max_output_bytes: config.max_output_bytes,
-            work_dirs: WorkDirs::new(config.work_dir.as_deref())
-                .map_err(|e| anyhow::anyhow!("creating the work directory root: {e}"))?,
+            work_dirs: Arc::new(
+                WorkDirs::new(config.work_dir.as_deref())
+                    .map_err(|e| anyhow::anyhow!("creating the work directory root: {e}"))?,
+            ),
             test_path: config.test_path.clone(),
         });
         let (events_tx, events_rx) = mpsc::channel(4096);

@@ -36,7 +36,7 @@ pub struct ExecSettings {
     pub kill_grace: Duration,
     pub max_line_bytes: usize,
     pub max_output_bytes: u64,
-    pub work_dirs: WorkDirs,
+    pub work_dirs: Arc<WorkDirs>,
     pub test_path: String,
 }
 
