@@ -4,13 +4,14 @@
 //! results waiting at that moment in a single transaction. Under load,
 //! results arrive while the previous transaction commits, so a batch holds
 //! several and each costs a fraction of a transaction; alone, a result is
-//! stored at once. In the dispatch benchmark a transaction per result was
-//! most of the coordinator's work on SQLite, whose every statement is a
-//! round trip to its worker thread.
+//! stored at once. Up to `IN_FLIGHT` batches are stored at a time, so one
+//! result waiting on a lock (its Testrun being deleted) does not hold back
+//! every runner's; a batch that fails is retried one result at a time, so a
+//! result the database refuses fails alone.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::Status;
 
 use crate::domain::{TestResult, now_millis};
@@ -22,6 +23,8 @@ use crate::store::Store;
 const MAX_BATCH: usize = 256;
 /// Results waiting for the task before streams wait to hand theirs over.
 const QUEUE: usize = 1024;
+/// Batches being stored at once.
+const IN_FLIGHT: usize = 4;
 
 struct Request {
     assignment_id: String,
@@ -74,41 +77,94 @@ impl Finisher {
     }
 }
 
+/// What storing a batch needs.
+#[derive(Clone)]
+struct Ctx {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+}
+
 async fn run(
     mut rx: mpsc::Receiver<Request>,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let results: Vec<(String, TestResult)> = batch
-            .iter()
-            .map(|r| (r.assignment_id.clone(), r.result.clone()))
-            .collect();
-        match store.finish_tests(&results, now_millis()).await {
-            Ok(outcome) => {
-                // Watchers hear of every result before its runner does.
-                for test in outcome.tests.iter().flatten() {
-                    metrics.test_finished(test.status);
-                    tracing::debug!(test_id = test.id, status = %test.status, "test finished");
-                    hub.publish(test.testrun_id, RunEvent::Test(test.clone()));
-                }
-                for run in outcome.testruns {
-                    hub.publish(run.id, RunEvent::Testrun(run.clone()));
-                    hub.publish_list(ListEvent::Changed(run));
-                }
-                for (request, test) in batch.drain(..).zip(outcome.tests) {
-                    let _ = request.reply.send(Ok(test.is_some()));
-                }
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, results = batch.len(), "storing results failed");
-                let status = Status::from(err);
-                for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(status.clone()));
-                }
-            }
+    let ctx = Ctx {
+        store,
+        hub,
+        metrics,
+    };
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        // A slot first: while all are busy, results keep queueing and the
+        // next batch is larger.
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
         }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err((batch, error)) = store_batch(&ctx, batch).await {
+                if batch.len() == 1 {
+                    for request in batch {
+                        let _ = request.reply.send(Err(error.clone()));
+                    }
+                } else {
+                    tracing::warn!(error = %error.message(), results = batch.len(), "storing a batch of results failed; retrying them one by one");
+                    for request in batch {
+                        if let Err((failed, error)) = store_batch(&ctx, vec![request]).await {
+                            for request in failed {
+                                let _ = request.reply.send(Err(error.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+            drop(permit);
+        });
     }
+}
+
+/// Stores, publishes and answers a batch; on failure, hands it back.
+async fn store_batch(ctx: &Ctx, batch: Vec<Request>) -> Result<(), (Vec<Request>, Status)> {
+    let results: Vec<(String, TestResult)> = batch
+        .iter()
+        .map(|r| (r.assignment_id.clone(), r.result.clone()))
+        .collect();
+    let outcome = match ctx.store.finish_tests(&results, now_millis()).await {
+        Ok(outcome) if outcome.tests.len() == batch.len() => outcome,
+        Ok(outcome) => {
+            let message = format!(
+                "the store answered {} of {} results",
+                outcome.tests.len(),
+                batch.len()
+            );
+            tracing::error!("{message}");
+            return Err((batch, Status::internal(message)));
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, results = batch.len(), "storing results failed");
+            return Err((batch, Status::from(err)));
+        }
+    };
+    // Watchers hear of every result before its runner does.
+    for test in outcome.tests.iter().flatten() {
+        ctx.metrics.test_finished(test.status);
+        tracing::debug!(test_id = test.id, status = %test.status, "test finished");
+        ctx.hub
+            .publish(test.testrun_id, RunEvent::Test(test.clone()));
+    }
+    for run in outcome.testruns {
+        ctx.hub.publish(run.id, RunEvent::Testrun(run.clone()));
+        ctx.hub.publish_list(ListEvent::Changed(run));
+    }
+    for (request, test) in batch.into_iter().zip(outcome.tests) {
+        let _ = request.reply.send(Ok(test.is_some()));
+    }
+    Ok(())
 }

@@ -342,7 +342,14 @@ impl RunnerApi {
                     .duration
                     .as_ref()
                     .map_or(0, testrunner_proto::duration_to_millis),
-                error: finished.error.chars().take(4096).collect(),
+                // Postgres refuses NUL in text; a runner's message must not
+                // fail the batch it is stored in.
+                error: finished
+                    .error
+                    .chars()
+                    .take(4096)
+                    .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+                    .collect(),
             };
             let accepted = self
                 .finisher
@@ -391,7 +398,8 @@ impl RunnerApi {
 }
 
 /// Line bytes a Logs batch may hold and still fit the message size limit
-/// with its other fields and per-line framing (a tag and a length each).
+/// with its other fields and per-line framing (a tag and a length each),
+/// and well within what watchers are sent as one shared event.
 fn max_batch_bytes(settings: &RunnerSettings) -> u32 {
     let framing_per_line =
         1 + prost::encoding::encoded_len_varint(u64::from(settings.max_line_bytes));
@@ -399,6 +407,7 @@ fn max_batch_bytes(settings: &RunnerSettings) -> u32 {
     settings
         .max_runner_message_bytes
         .saturating_sub(framing)
+        .min(MAX_SHARED_EVENT_BYTES / 2)
         .clamp(1, u32::MAX as usize) as u32
 }
 

@@ -66,8 +66,8 @@ struct FinishedTally {
     cancelled: i64,
 }
 
-/// Counts finished tests per Testrun, in Testrun id order (the order rows
-/// are locked in, so coordinators sharing a database never deadlock).
+/// Counts finished tests per Testrun, in Testrun id order (the order
+/// Testrun rows are locked in everywhere, after the tests by id).
 fn tally_finished(tests: &[Option<Test>]) -> Vec<(i64, FinishedTally)> {
     let mut tallies: Vec<(i64, FinishedTally)> = Vec::new();
     for test in tests.iter().flatten() {

@@ -381,9 +381,21 @@ impl Store for PgStore {
         results: &[(String, TestResult)],
         now: Millis,
     ) -> Result<FinishOutcome> {
-        // One transaction for every result that arrived together: results
-        // queue while the previous batch commits (see `finisher`).
+        // One transaction for every result that arrived together (see
+        // `finisher`). Lock order as everywhere: the tests by id first (a
+        // batch arrives in any order; delete and lease expiry lock by id),
+        // then their Testruns by id.
         let mut tx = self.pool.begin().await?;
+        if results.len() > 1 {
+            let ids: Vec<&str> = results.iter().map(|(a, _)| a.as_str()).collect();
+            sqlx::query(
+                "SELECT id FROM tests WHERE assignment_id = ANY($1) AND status = 'RUNNING' \
+                 ORDER BY id FOR UPDATE",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
         let mut tests = Vec::with_capacity(results.len());
         for (assignment_id, result) in results {
             let row: Option<TestRow> = sqlx::query_as(concat!(

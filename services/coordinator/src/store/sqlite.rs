@@ -395,8 +395,8 @@ impl Store for SqliteStore {
         results: &[(String, TestResult)],
         now: Millis,
     ) -> Result<FinishOutcome> {
-        // One transaction for every result that arrived together: results
-        // queue while the previous batch commits (see `finisher`).
+        // One transaction for every result that arrived together (see
+        // `finisher`); the single writer connection means no lock order.
         let mut tx = self.write.begin().await?;
         let mut tests = Vec::with_capacity(results.len());
         for (assignment_id, result) in results {
