@@ -25,9 +25,10 @@ use crate::finisher::Finisher;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::runner_service::RunnerApi;
+use crate::runtime::{self, Plane};
 use crate::service::Testruns;
 use crate::shared_watch::{self, SharedWatchRoute};
-use crate::{http, reaper, runtime, store};
+use crate::{http, reaper, store};
 
 /// How long in-flight calls get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -45,7 +46,7 @@ pub struct Application {
 
 /// RunnerService on its own listener and runtime (`--runner-listen`).
 struct RunnerPlane {
-    runtime: Runtime,
+    runtime: Plane,
     /// A std listener: it joins the plane's reactor when serving starts,
     /// so accepting runners never waits on the API's threads.
     listener: std::net::TcpListener,
@@ -68,14 +69,30 @@ impl Application {
     /// Connects the store, starts the dispatcher and the lease reaper, and
     /// binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        // Built first, from this thread: threads inherit their creator's
-        // priority, and the plane's must not inherit the API's.
+        // Built first, from this thread (the main one, at normal priority):
+        // threads inherit their creator's priority.
         let plane_runtime = match config.runner_listen {
             Some(_) => Some(runtime::runner_plane().context("starting the runner plane")?),
             None => None,
         };
-        let plane = plane_runtime.as_ref();
-        let store = store::connect(&config.database_url).await?;
+        let plane = plane_runtime.as_deref();
+        // The runner side's store is opened on the plane: a Postgres
+        // connection is driven by the runtime that opened it, and SQLite's
+        // writer thread takes the priority of the thread that starts it.
+        // The API gets a pool of its own on Postgres, so runner-side queries
+        // never wait on the API's lower-priority threads.
+        let url = config.database_url.clone();
+        let store = match plane {
+            Some(runtime) => runtime
+                .spawn(async move { store::connect(&url).await })
+                .await
+                .context("opening the store on the runner plane")??,
+            None => store::connect(&url).await?,
+        };
+        let api_store = match (plane, store.shared_pool()) {
+            (Some(_), Some(_)) => store::connect(&config.database_url).await?,
+            _ => Arc::clone(&store),
+        };
         let mut tasks = Vec::new();
         let (cluster, cluster_listener) = match store.shared_pool() {
             Some(pool) => {
@@ -130,7 +147,7 @@ impl Application {
         dispatcher.wake();
 
         let service = Testruns {
-            store: Arc::clone(&store),
+            store: api_store,
             hub: Arc::clone(&hub),
             dispatcher: Arc::clone(&dispatcher),
             limits: config.limits.clone(),
@@ -292,20 +309,13 @@ impl Application {
                 let mut server = builder()?;
                 let shutdown = stopped(stopped_rx.clone());
                 let serving = plane.runtime.spawn(async move {
-                    let served = match TcpListener::from_std(plane.listener) {
-                        Ok(listener) => {
-                            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-                            server
-                                .add_routes(plane.routes)
-                                .serve_with_incoming_shutdown(incoming, shutdown)
-                                .await
-                                .map_err(anyhow::Error::from)
-                        }
-                        Err(err) => Err(err.into()),
-                    };
-                    if let Err(error) = served {
-                        tracing::error!(error = %error, "runner listener failed");
-                    }
+                    let listener = TcpListener::from_std(plane.listener)?;
+                    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                    server
+                        .add_routes(plane.routes)
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await
+                        .context("serving runners")
                 });
                 Some((plane.runtime, serving))
             }
@@ -322,19 +332,56 @@ impl Application {
             stopped(stopped_rx).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
-        let result = tokio::select! {
-            r = serve => r.context("serving"),
-            () = grace => Ok(()),
+        tokio::pin!(serve, grace);
+        // The runner listener failing is fatal: a coordinator that looks
+        // healthy but never gets its runners must not keep running.
+        // After a shutdown signal, both servers finish their calls within
+        // the same grace; whichever ends first waits for the other.
+        let mut plane = plane;
+        let mut plane_serving = plane.is_some();
+        let mut api_result = None;
+        let result = loop {
+            tokio::select! {
+                r = &mut serve, if api_result.is_none() => {
+                    let r = r.context("serving");
+                    if r.is_err() || !plane_serving {
+                        break r;
+                    }
+                    api_result = Some(r);
+                }
+                () = &mut grace => break api_result.unwrap_or(Ok(())),
+                r = ended(plane.as_mut().map(|(_, serving)| serving)), if plane_serving => {
+                    plane_serving = false;
+                    match r {
+                        Ok(Ok(())) => {
+                            if let Some(api) = api_result.take() {
+                                break api;
+                            }
+                        }
+                        Ok(Err(error)) => break Err(error),
+                        Err(join) => break Err(join.into()),
+                    }
+                }
+            }
         };
         for task in self.tasks {
             task.abort();
         }
         if let Some((runtime, serving)) = plane {
             serving.abort();
-            // Dropping a runtime from async code would panic.
-            runtime.shutdown_background();
+            drop(runtime);
         }
         result
+    }
+}
+
+/// Resolves when the runner plane's server ends (never without one).
+async fn ended(
+    serving: Option<&mut JoinHandle<anyhow::Result<()>>>,
+) -> Result<anyhow::Result<()>, tokio::task::JoinError> {
+    match serving {
+        Some(serving) => serving.await,
+        None => std::future::pending().await,
     }
 }
 

@@ -28,11 +28,34 @@ pub fn public(config: &Config) -> std::io::Result<Runtime> {
 }
 
 /// The runner plane's runtime, at the priority of the thread that builds it.
-pub fn runner_plane() -> std::io::Result<Runtime> {
-    Builder::new_multi_thread()
+pub fn runner_plane() -> std::io::Result<Plane> {
+    let runtime = Builder::new_multi_thread()
         .enable_all()
         .thread_name("runner-plane")
-        .build()
+        .build()?;
+    Ok(Plane(Some(runtime)))
+}
+
+/// The runner plane's runtime. Unlike a bare `Runtime` it may be dropped
+/// from async code (an error while building the coordinator, or its end),
+/// where dropping a runtime would panic.
+#[derive(Debug)]
+pub struct Plane(Option<Runtime>);
+
+impl std::ops::Deref for Plane {
+    type Target = Runtime;
+
+    fn deref(&self) -> &Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Sets the calling thread's nice value: on Linux a nice value belongs to a
