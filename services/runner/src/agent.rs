@@ -478,10 +478,21 @@ impl Agent {
                 self.buffered += text.len();
                 slot.outbox.push(text);
                 self.stats.set_buffered(self.buffered);
-                if let Some(link) = link
-                    && slot.outbox.fills(link.batch)
-                {
-                    Self::flush(&assignment_id, slot, link).await;
+                if let Some(link) = link {
+                    // Full batches go at once; the rest waits for the flush
+                    // timer, so a byte-limited batch is not chased by a
+                    // one-line remainder.
+                    while slot.outbox.fills(link.batch) {
+                        let Some((first_seq, lines)) = slot.outbox.next_batch(link.batch) else {
+                            break;
+                        };
+                        link.send(Out::Logs(Logs {
+                            assignment_id: assignment_id.clone(),
+                            first_seq,
+                            lines,
+                        }))
+                        .await;
+                    }
                 }
             }
             ExecEvent::Done {

@@ -265,6 +265,8 @@ async fn execute(
             .is_err()
         {
             abort.abort();
+            // It may be using the work directory too: no other test gets it.
+            dir.discard();
         }
     }
     let duration = started.elapsed();

@@ -1,6 +1,10 @@
 //! Work directories for tests, reused from one test to the next.
 //!
-//! Every test starts in an empty directory that no other running test uses.
+//! Every test starts in an empty directory that no other running test uses
+//! (checked when it is handed out). A process that escaped its test's
+//! process group could still write into it later, as it could anywhere the
+//! runner's user may write; when the runner sees one (it keeps the test's
+//! output pipe open past the test), the directory is deleted, not reused.
 //! Creating and deleting a directory per test was the runners' largest cost
 //! in the dispatch benchmark: ext4's `mkdir` took 16% of all CPU with eight
 //! slots contending for the parent directory's lock. So a directory is
@@ -21,7 +25,9 @@
 
 use std::fs;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,11 +53,19 @@ pub struct WorkDir {
     path: PathBuf,
     /// The file written by `write_file`, recycled when the test ends.
     file: Option<PathBuf>,
+    /// Whether the directory may go to another test once emptied.
+    reusable: bool,
 }
 
 impl WorkDir {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Deletes the directory when the test ends instead of reusing it
+    /// (something the test started may still be using it).
+    pub fn discard(&mut self) {
+        self.reusable = false;
     }
 
     /// Writes the test's file `name` with `mode` into the directory and
@@ -82,10 +96,22 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
+        let path = std::mem::take(&mut self.path);
+        if !self.reusable {
+            let delete = move || {
+                if let Err(error) = fs::remove_dir_all(&path) {
+                    tracing::warn!(dir = %path.display(), %error, "cannot delete a work directory");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(delete)),
+                Err(_) => delete(),
+            }
+            return;
+        }
         if let Some(file) = self.file.take() {
             self.dirs.keep_spare(&file);
         }
-        let path = std::mem::take(&mut self.path);
         if is_clean(&path) {
             lock(&self.dirs.free).push(path);
             return;
@@ -110,12 +136,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Replaces a spare's content and mode.
+/// Replaces a spare's content and mode. The spare must still be a plain
+/// file of its own: not a symbolic link (never followed), a FIFO (opening
+/// does not block) or a file linked elsewhere.
 fn fill(spare: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
-        .truncate(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(spare)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(io::Error::other("spare file changed"));
+    }
+    file.set_len(0)?;
     file.write_all(content)?;
     file.set_permissions(fs::Permissions::from_mode(mode))
 }
@@ -147,7 +180,12 @@ impl WorkDirs {
 
     /// An empty directory for one test.
     pub fn take(self: &Arc<Self>) -> io::Result<WorkDir> {
-        let reused = lock(&self.free).pop();
+        let mut reused = lock(&self.free).pop();
+        // Something outside the last test may have written since.
+        while let Some(path) = reused.take_if(|path| !is_clean(path)) {
+            let _ = fs::remove_dir_all(&path);
+            reused = lock(&self.free).pop();
+        }
         let path = match reused {
             Some(path) => path,
             None => {
@@ -160,6 +198,7 @@ impl WorkDirs {
             dirs: Arc::clone(self),
             path,
             file: None,
+            reusable: true,
         })
     }
 
@@ -256,6 +295,63 @@ mod tests {
         }
         assert!(lock(&dirs.free).contains(&first), "given back once emptied");
         assert_eq!(entries(&first), 0);
+    }
+
+    #[test]
+    fn a_discarded_directory_is_deleted_and_a_dirty_free_one_is_not_handed_out() {
+        let dirs = Arc::new(WorkDirs::new(None).unwrap());
+        let first = {
+            let mut dir = dirs.take().unwrap();
+            dir.write_file("t.sh", b"exit 0", 0o644).unwrap();
+            dir.discard();
+            dir.path().to_owned()
+        };
+        assert!(!first.exists());
+        assert!(lock(&dirs.spares).is_empty(), "nothing kept from it");
+        let second = dirs.take().unwrap().path().to_owned();
+        // Written into after it was given back.
+        fs::write(second.join("late"), "x").unwrap();
+        let third = dirs.take().unwrap();
+        assert_ne!(third.path(), second);
+        assert!(!second.exists());
+        assert_eq!(entries(third.path()), 0);
+    }
+
+    #[test]
+    fn a_spare_replaced_by_a_symlink_or_fifo_is_not_written_through() {
+        let dirs = Arc::new(WorkDirs::new(None).unwrap());
+        let target = dirs.root().join("target");
+        fs::write(&target, "keep").unwrap();
+        drop({
+            let mut dir = dirs.take().unwrap();
+            dir.write_file("t.sh", b"exit 0", 0o644).unwrap();
+            dir
+        });
+        let spare = lock(&dirs.spares)[0].clone();
+        fs::remove_file(&spare).unwrap();
+        std::os::unix::fs::symlink(&target, &spare).unwrap();
+        let mut dir = dirs.take().unwrap();
+        let path = dir.write_file("u.sh", b"new", 0o644).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"keep");
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert!(
+            !fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        drop(dir);
+
+        let spare = lock(&dirs.spares)[0].clone();
+        fs::remove_file(&spare).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&spare)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let mut dir = dirs.take().unwrap();
+        let path = dir.write_file("v.sh", b"fifo", 0o644).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"fifo");
     }
 
     #[test]

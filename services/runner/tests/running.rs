@@ -76,6 +76,46 @@ on_both_stores! {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn each_test_starts_in_an_empty_directory_that_an_escaped_process_never_shares() {
+    let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+    // One slot: the tests run one after another, in order.
+    let _r = Runner::start(&coord, "r1", 1);
+    let mut client = coord.client().await;
+    let look = "pwd\nls -A\ntouch left-behind\nmkdir -p sub/dir\n";
+    let run = create(
+        &mut client,
+        vec![
+            file("a.sh", look),
+            file("b.sh", look),
+            // Leaves the process group, keeping the output pipe open.
+            file("c.sh", "pwd\nsetsid sleep 4 &\nsleep 0.5\n"),
+            file("d.sh", look),
+        ],
+        None,
+        None,
+    )
+    .await;
+    let run = wait_done(&mut client, run.id).await;
+    assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
+    let mut dirs = Vec::new();
+    for name in ["a.sh", "b.sh", "c.sh", "d.sh"] {
+        let log = log_of(&mut client, run.id, name).await;
+        // `ls -A` shows only the test's own file: nothing left by the last.
+        if name != "c.sh" {
+            assert_eq!(log[1..], [name.to_owned()], "{name}: {log:?}");
+        }
+        dirs.push(log[0].clone());
+    }
+    assert_eq!(dirs[0], dirs[1], "an emptied directory is reused");
+    assert_eq!(dirs[1], dirs[2]);
+    assert_ne!(dirs[2], dirs[3], "not after a process escaped the test");
+    assert!(
+        !std::path::Path::new(&dirs[2]).exists(),
+        "and it is deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn tests_never_see_the_runners_environment_or_token() {
     let coord = Coordinator::start(Backend::Sqlite, &[]).await;
     let _r = Runner::start(&coord, "r1", 1);
