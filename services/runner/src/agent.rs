@@ -482,17 +482,7 @@ impl Agent {
                     // Full batches go at once; the rest waits for the flush
                     // timer, so a byte-limited batch is not chased by a
                     // one-line remainder.
-                    while slot.outbox.fills(link.batch) {
-                        let Some((first_seq, lines)) = slot.outbox.next_batch(link.batch) else {
-                            break;
-                        };
-                        link.send(Out::Logs(Logs {
-                            assignment_id: assignment_id.clone(),
-                            first_seq,
-                            lines,
-                        }))
-                        .await;
-                    }
+                    Self::send_lines(&assignment_id, slot, link, true).await;
                 }
             }
             ExecEvent::Done {
@@ -521,9 +511,13 @@ impl Agent {
         }
     }
 
-    /// Sends what one assignment has unsent: lines, then its result.
-    async fn flush(assignment_id: &str, slot: &mut Slot, link: &mut Link) {
-        while let Some((first_seq, lines)) = slot.outbox.next_batch(link.batch) {
+    /// Sends an assignment's unsent lines in batches (only full ones if
+    /// `full_only`).
+    async fn send_lines(assignment_id: &str, slot: &mut Slot, link: &mut Link, full_only: bool) {
+        while !full_only || slot.outbox.fills(link.batch) {
+            let Some((first_seq, lines)) = slot.outbox.next_batch(link.batch) else {
+                break;
+            };
             link.send(Out::Logs(Logs {
                 assignment_id: assignment_id.to_owned(),
                 first_seq,
@@ -531,6 +525,11 @@ impl Agent {
             }))
             .await;
         }
+    }
+
+    /// Sends what one assignment has unsent: lines, then its result.
+    async fn flush(assignment_id: &str, slot: &mut Slot, link: &mut Link) {
+        Self::send_lines(assignment_id, slot, link, false).await;
         if let Some(result) = &slot.outbox.result
             && !slot.outbox.result_sent
         {

@@ -98,15 +98,7 @@ impl Drop for WorkDir {
     fn drop(&mut self) {
         let path = std::mem::take(&mut self.path);
         if !self.reusable {
-            let delete = move || {
-                if let Err(error) = fs::remove_dir_all(&path) {
-                    tracing::warn!(dir = %path.display(), %error, "cannot delete a work directory");
-                }
-            };
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(delete)),
-                Err(_) => delete(),
-            }
+            off_thread(move || delete(&path));
             return;
         }
         if let Some(file) = self.file.take() {
@@ -116,13 +108,23 @@ impl Drop for WorkDir {
             lock(&self.dirs.free).push(path);
             return;
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let dirs = Arc::clone(&self.dirs);
-                runtime.spawn_blocking(move || dirs.give_back(path));
-            }
-            Err(_) => self.dirs.give_back(path),
-        }
+        let dirs = Arc::clone(&self.dirs);
+        off_thread(move || dirs.give_back(path));
+    }
+}
+
+/// Runs file-system work on a blocking thread when inside the runtime (the
+/// runner has one thread for everything else), else here.
+fn off_thread(work: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(work)),
+        Err(_) => work(),
+    }
+}
+
+fn delete(dir: &Path) {
+    if let Err(error) = fs::remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), %error, "cannot delete a work directory");
     }
 }
 
@@ -183,7 +185,7 @@ impl WorkDirs {
         let mut reused = lock(&self.free).pop();
         // Something outside the last test may have written since.
         while let Some(path) = reused.take_if(|path| !is_clean(path)) {
-            let _ = fs::remove_dir_all(&path);
+            off_thread(move || delete(&path));
             reused = lock(&self.free).pop();
         }
         let path = match reused {
@@ -227,9 +229,7 @@ impl WorkDirs {
             Ok(()) => lock(&self.free).push(path),
             Err(error) => {
                 tracing::debug!(dir = %path.display(), %error, "work directory not reusable; deleting it");
-                if let Err(error) = fs::remove_dir_all(&path) {
-                    tracing::warn!(dir = %path.display(), %error, "cannot delete a work directory");
-                }
+                delete(&path);
             }
         }
     }
