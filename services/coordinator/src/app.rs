@@ -89,8 +89,8 @@ impl Application {
                 .context("opening the store on the runner plane")??,
             None => store::connect(&url).await?,
         };
-        let api_store = match (plane, store.shared_pool()) {
-            (Some(_), Some(_)) => store::connect(&config.database_url).await?,
+        let api_store: Arc<dyn store::Store> = match (plane, store.shared_pool()) {
+            (Some(_), Some(_)) => Arc::new(store::PgStore::open(&config.database_url).await?),
             _ => Arc::clone(&store),
         };
         let mut tasks = Vec::new();

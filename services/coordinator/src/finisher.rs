@@ -109,24 +109,33 @@ async fn run(
         }
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err((batch, error)) = store_batch(&ctx, batch).await {
-                if batch.len() == 1 {
-                    for request in batch {
-                        let _ = request.reply.send(Err(error.clone()));
-                    }
-                } else {
-                    tracing::warn!(error = %error.message(), results = batch.len(), "storing a batch of results failed; retrying them one by one");
-                    for request in batch {
-                        if let Err((failed, error)) = store_batch(&ctx, vec![request]).await {
-                            for request in failed {
-                                let _ = request.reply.send(Err(error.clone()));
-                            }
-                        }
-                    }
-                }
-            }
+            store_or_retry(&ctx, batch).await;
             drop(permit);
         });
+    }
+}
+
+/// Stores a batch; if that fails, each of its results alone, so only the
+/// ones the store refuses fail.
+async fn store_or_retry(ctx: &Ctx, batch: Vec<Request>) {
+    let Err((batch, error)) = store_batch(ctx, batch).await else {
+        return;
+    };
+    if batch.len() > 1 {
+        tracing::warn!(error = %error.message(), results = batch.len(), "storing a batch of results failed; retrying them one by one");
+        for request in batch {
+            if let Err((failed, error)) = store_batch(ctx, vec![request]).await {
+                fail(failed, &error);
+            }
+        }
+    } else {
+        fail(batch, &error);
+    }
+}
+
+fn fail(batch: Vec<Request>, error: &Status) {
+    for request in batch {
+        let _ = request.reply.send(Err(error.clone()));
     }
 }
 

@@ -28,6 +28,17 @@ impl PgStore {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         use anyhow::Context as _;
+        let store = Self::open(url).await?;
+        MIGRATOR
+            .run(&store.pool)
+            .await
+            .context("applying Postgres migrations")?;
+        Ok(store)
+    }
+
+    /// A pool of its own on a database `connect` has migrated.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
         let options = PgConnectOptions::from_str(url).context("parsing the Postgres url")?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -35,10 +46,6 @@ impl PgStore {
             .connect_with(options)
             .await
             .context("connecting to Postgres")?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .context("applying Postgres migrations")?;
         Ok(Self { pool })
     }
 
