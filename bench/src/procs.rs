@@ -167,7 +167,7 @@ impl CoordinatorProc {
             .args(extra);
         let (mut proc, addr) =
             Proc::spawn_announcing(cmd, "coordinator listening on http://", log).await?;
-        let second = proc.next_line().await?;
+        let second = proc.next_line(Duration::from_secs(10)).await?;
         let runner_addr = second
             .trim()
             .strip_prefix("runners: http://")
@@ -261,21 +261,13 @@ impl Proc {
         let stdout = child.stdout.take().context("child stdout")?;
         let mut proc = Self {
             child,
-            _stdout: None,
+            _stdout: Some(BufReader::new(stdout)),
             log,
         };
-        let (reader, first) = tokio::time::timeout(
-            Duration::from_secs(60),
-            tokio::task::spawn_blocking(move || {
-                let mut reader = BufReader::new(stdout);
-                let mut first = String::new();
-                let _ = reader.read_line(&mut first);
-                (reader, first)
-            }),
-        )
-        .await
-        .with_context(|| format!("{cmd:?} printed no address within 60s"))??;
-        proc._stdout = Some(reader);
+        let first = proc
+            .next_line(Duration::from_secs(60))
+            .await
+            .with_context(|| format!("{cmd:?} printed no address"))?;
         match first.trim().strip_prefix(prefix) {
             Some(addr) if !addr.is_empty() => Ok((proc, addr.to_owned())),
             _ => bail!(
@@ -289,11 +281,11 @@ impl Proc {
         self.child.id()
     }
 
-    /// The next line the process prints (after the announcement).
-    pub async fn next_line(&mut self) -> anyhow::Result<String> {
+    /// The next line the process prints on stdout, waiting up to `limit`.
+    pub async fn next_line(&mut self, limit: Duration) -> anyhow::Result<String> {
         let mut reader = self._stdout.take().context("stdout not kept")?;
         let (reader, line) = tokio::time::timeout(
-            Duration::from_secs(10),
+            limit,
             tokio::task::spawn_blocking(move || {
                 let mut line = String::new();
                 let _ = reader.read_line(&mut line);
@@ -301,7 +293,7 @@ impl Proc {
             }),
         )
         .await
-        .context("no line within 10s")??;
+        .with_context(|| format!("no line within {}s", limit.as_secs()))??;
         self._stdout = Some(reader);
         Ok(line)
     }

@@ -322,27 +322,17 @@ async fn run(ctx: &Ctx, stack: &mut Stack) -> anyhow::Result<Vec<Row>> {
     for i in 0..ROUNDS {
         rounds.push(round(ctx, stack, &mut client, i).await?);
     }
-    let ratios: Vec<f64> = rounds
-        .iter()
-        .map(|r| r["ratio"].as_f64().unwrap_or(0.0))
-        .collect();
-    let mut order: Vec<usize> = (0..rounds.len()).collect();
-    order.sort_by(|a, b| ratios[*a].total_cmp(&ratios[*b]));
-    let median = &rounds[order[order.len() / 2]];
-    let exact = rounds
-        .iter()
-        .map(|r| r["watchers_exactly_once"].as_u64().unwrap_or(0))
-        .min()
-        .unwrap_or(0);
-    let (rate_alone, rate_watched) = (
-        median["rate_without_watchers"].as_f64().unwrap_or(0.0),
-        median["rate_with_watchers"].as_f64().unwrap_or(0.0),
-    );
+    let ratios: Vec<f64> = rounds.iter().map(Round::ratio).collect();
+    let mut sorted: Vec<&Round> = rounds.iter().collect();
+    sorted.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
+    let median = sorted.get(sorted.len() / 2).context("no round")?;
+    let exact = rounds.iter().map(|r| r.exact).min().unwrap_or(0);
+    let (rate_alone, rate_watched) = (median.rate_alone, median.rate_watched);
     let ratio = rate_watched / rate_alone;
     let details = json!({
         "watchers": w,
         "lines": n,
-        "rounds": rounds,
+        "rounds": rounds.iter().map(Round::to_json).collect::<Vec<_>>(),
         "ratios": ratios,
         "reported": "the round with the median ratio; exactly-once is the worst round",
         "watcher_threads_nice": WATCHER_NICE,
@@ -362,18 +352,56 @@ async fn run(ctx: &Ctx, stack: &mut Stack) -> anyhow::Result<Vec<Row>> {
         Row::new(NAME, backend, "watchers with every line exactly once")
             .measured(exact as f64, "watchers")
             .baseline(w as f64, "watchers")
-            .target(format!("all {w}"), Verdict::of(exact == w as u64))
+            .target(format!("all {w}"), Verdict::of(exact == w))
             .details(details),
     ])
 }
 
-/// Ingestion without, then with, the watchers; what it saw, as JSON.
+/// What one round (ingestion without, then with, the watchers) saw.
+#[derive(Debug)]
+struct Round {
+    rate_alone: f64,
+    rate_watched: f64,
+    secs_alone: f64,
+    secs_watched: f64,
+    /// Watchers that got every line exactly once.
+    exact: usize,
+    problems: Vec<String>,
+    deliver_seconds: f64,
+    cpu_alone: f64,
+    cpu_watched: f64,
+    watcher_cpu: f64,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.rate_watched / self.rate_alone
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "ratio": self.ratio(),
+            "rate_without_watchers": self.rate_alone,
+            "rate_with_watchers": self.rate_watched,
+            "ingest_seconds_without": self.secs_alone,
+            "ingest_seconds_with": self.secs_watched,
+            "watchers_exactly_once": self.exact,
+            "watcher_problems": self.problems.iter().take(5).collect::<Vec<_>>(),
+            "seconds_until_every_watcher_had_every_line": self.deliver_seconds,
+            "coordinator_cpu_seconds_without": self.cpu_alone,
+            "coordinator_cpu_seconds_with": self.cpu_watched,
+            "watcher_process_cpu_seconds": self.watcher_cpu,
+        })
+    }
+}
+
+/// Ingestion without, then with, the watchers.
 async fn round(
     ctx: &Ctx,
     stack: &mut Stack,
     client: &mut api::Client,
     i: usize,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<Round> {
     let (w, n) = (ctx.sizes.watchers, ctx.sizes.watch_lines);
     let script = format!("seq 1 {n}\n");
     let pid = stack.coord.pid();
@@ -445,17 +473,16 @@ async fn round(
             Err(e) => problems.push(format!("task: {e}")),
         }
     }
-    Ok(json!({
-        "ratio": rate_watched / rate_alone,
-        "rate_without_watchers": rate_alone,
-        "rate_with_watchers": rate_watched,
-        "ingest_seconds_without": secs_alone,
-        "ingest_seconds_with": secs_watched,
-        "watchers_exactly_once": exact,
-        "watcher_problems": problems.iter().take(5).collect::<Vec<_>>(),
-        "seconds_until_every_watcher_had_every_line": deliver_seconds,
-        "coordinator_cpu_seconds_without": cpu_alone,
-        "coordinator_cpu_seconds_with": cpu_watched,
-        "watcher_process_cpu_seconds": my_cpu,
-    }))
+    Ok(Round {
+        rate_alone,
+        rate_watched,
+        secs_alone,
+        secs_watched,
+        exact,
+        problems,
+        deliver_seconds,
+        cpu_alone,
+        cpu_watched,
+        watcher_cpu: my_cpu,
+    })
 }
