@@ -467,6 +467,13 @@ mod recovery {
                     Outcome::Failed
                 } as i32,
                 exit_code: Some(i32::from(!passed)),
+                // A NUL (Postgres refuses it in text) must lose neither this
+                // result nor the others stored with it.
+                error: if passed {
+                    String::new()
+                } else {
+                    "boom\0".into()
+                },
                 ..Default::default()
             }))
             .await;
@@ -485,6 +492,13 @@ mod recovery {
         assert_eq!(a.status, testrun::Status::Failed as i32);
         let counts = a.counts.unwrap();
         assert_eq!((counts.passed, counts.failed, counts.running), (3, 2, 0));
+        let errors: Vec<&str> = a
+            .tests
+            .iter()
+            .map(|t| t.error.as_str())
+            .filter(|e| !e.is_empty())
+            .collect();
+        assert_eq!(errors, ["boom\u{FFFD}", "boom\u{FFFD}"]);
         assert_eq!(b.status, testrun::Status::Success as i32);
         assert_eq!(b.counts.unwrap().passed, 3);
     }
