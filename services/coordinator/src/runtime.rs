@@ -28,8 +28,16 @@ pub fn public(config: &Config) -> std::io::Result<Runtime> {
 }
 
 /// The runner plane's runtime, at the priority of the thread that builds it.
+///
+/// One worker thread: the plane's tasks (runner streams, dispatch, result
+/// batches) hand work to each other several times per test, and across
+/// threads every hand-off is a futex wake-up. In the dispatch bench a
+/// second worker cost the coordinator a third more CPU per test and bought
+/// no throughput: the rest of the work runs on the store's own threads
+/// (SQLite's writer, or the Postgres server).
 pub fn runner_plane() -> std::io::Result<Plane> {
     let runtime = Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .thread_name("runner-plane")
         .build()?;
