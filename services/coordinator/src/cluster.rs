@@ -25,6 +25,13 @@ use crate::store::Store;
 pub const CHANNEL: &str = "testrunner_events";
 /// Stay well below Postgres' 8000-byte payload limit.
 const MAX_PAYLOAD: usize = 7000;
+/// Signals are gathered this long before they go out. Every `pg_notify` is
+/// a transaction that every coordinator listening (this one included)
+/// receives; sent per burst, a busy Testrun made one per finished test,
+/// and notifications were most of Postgres' work in the dispatch bench.
+/// Watchers on other coordinators see changes this much later; watchers
+/// on the coordinator where a change happens see it at once.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// A change another coordinator should know about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,14 +116,16 @@ pub struct SenderTask {
 
 impl SenderTask {
     pub async fn run(mut self) {
-        while let Some(first) = self.rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < 500 {
-                match self.rx.try_recv() {
-                    Ok(s) => batch.push(s),
-                    Err(_) => break,
-                }
+        let mut batch = Vec::new();
+        loop {
+            if self.rx.recv_many(&mut batch, 4096).await == 0 {
+                return;
             }
+            tokio::time::sleep(GATHER).await;
+            while let Ok(signal) = self.rx.try_recv() {
+                batch.push(signal);
+            }
+            let batch = std::mem::take(&mut batch);
             let payloads = encode(&self.origin, coalesce(batch));
             if let Err(err) = sqlx::query("SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p")
                 .bind(CHANNEL)
