@@ -162,6 +162,8 @@ async fn sim(
             name: name.to_owned(),
             labels: Default::default(),
             slots: 1,
+            // No queue: each simulated runner holds one test at a time.
+            queue: 0,
             version: "bench".into(),
             protocol: ProtocolVersion::ProtocolVersion1 as i32,
             resume: Vec::new(),

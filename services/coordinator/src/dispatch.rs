@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use testrunner_proto::v1::{Assign, Cancel, CoordinatorMessage, coordinator_message::Message};
 use tokio::sync::{Notify, mpsc};
@@ -30,6 +30,8 @@ pub struct Held {
     /// No longer current (moved elsewhere or unknown after a reconnect):
     /// what the runner says about it is acknowledged and dropped.
     pub revoked: bool,
+    /// When this session took it on.
+    pub since: Instant,
 }
 
 /// One attached runner, shared by its stream task and the dispatcher.
@@ -50,6 +52,38 @@ pub struct Session {
 struct SessionState {
     held: HashMap<String, Held>,
     draining: bool,
+    /// Recent test durations on this runner (a moving average, in ms);
+    /// unknown until its first result.
+    recent_ms: Option<f64>,
+}
+
+/// How much work a runner's queue holds per slot, by its recent test
+/// durations: 50 ms is 16 tests of 3 ms, 1 test of 30 ms, and no queue at
+/// all for tests of 50 ms or more. For short tests a round trip to the
+/// coordinator between two tests is a large share of a slot's time, and
+/// the deeper the queue, the more results and claims share a transaction.
+/// Longer tests are handed out one per free slot, so none waits behind
+/// another while an idle runner could take it.
+const QUEUED_WORK_MS: f64 = 50.0;
+/// Weight of the newest duration in the moving average.
+const RECENT_WEIGHT: f64 = 0.2;
+/// No queue while the runner has held an assignment this long: a test that
+/// long is not short, whatever the average says, and what came with it may
+/// be as long. (A runner hands back what waited in its queue for a second,
+/// so such tests go to runners with free slots.)
+const QUEUE_WHILE_HELD_UNDER: Duration = Duration::from_millis(250);
+
+/// A runner's room for assignments.
+#[derive(Debug, Default)]
+struct Room {
+    /// Assignments it can take now: its slots plus its queue, minus what it
+    /// holds (revoked assignments no longer count: the runner drops them),
+    /// never more than the outbound channel can take right now.
+    free: usize,
+    /// Assignments it holds.
+    live: usize,
+    /// How many of them may wait for a slot, given its recent tests.
+    queue: usize,
 }
 
 impl Session {
@@ -64,7 +98,7 @@ impl Session {
             tx,
             state: Mutex::new(SessionState {
                 held,
-                draining: false,
+                ..SessionState::default()
             }),
         }
     }
@@ -73,21 +107,64 @@ impl Session {
         self.state.lock().expect("session lock")
     }
 
-    /// Slots the runner has free for new work: its slots minus what it
-    /// holds (revoked assignments no longer occupy a slot: the runner drops
-    /// them), never more than the outbound channel can take right now.
-    pub fn free(&self) -> usize {
+    /// How many assignments to claim for this runner now: all its room,
+    /// except while all its slots are busy and tests wait in its queue;
+    /// then none until half the queue is free, so that one claim serves
+    /// several results.
+    pub fn wanted(&self) -> usize {
+        let Room { free, live, queue } = self.room();
+        let slots = self.info.slots.max(0) as usize;
+        if live >= slots && free < queue.div_ceil(2) {
+            0
+        } else {
+            free
+        }
+    }
+
+    /// The runner's room for assignments (see `Room`).
+    fn room(&self) -> Room {
+        let slots = self.info.slots.max(0) as usize;
+        if self.is_closed() {
+            return Room::default();
+        }
+        let s = self.state();
+        let live = s.held.values().filter(|h| !h.revoked).count();
+        if s.draining {
+            return Room {
+                live,
+                ..Room::default()
+            };
+        }
+        let busy_long = s
+            .held
+            .values()
+            .any(|h| !h.revoked && h.since.elapsed() >= QUEUE_WHILE_HELD_UNDER);
+        let per_slot = match s.recent_ms {
+            Some(ms) if !busy_long && ms < QUEUED_WORK_MS => (QUEUED_WORK_MS / ms.max(1.0)).floor(),
+            _ => 0.0,
+        };
+        let queue =
+            ((per_slot as usize).saturating_mul(slots)).min(self.info.queue.max(0) as usize);
+        let free = (slots + queue).saturating_sub(live).min(self.tx.capacity());
+        Room { free, live, queue }
+    }
+
+    /// Slots with no test in them (for the free-slots gauge).
+    pub fn idle_slots(&self) -> usize {
         if self.is_closed() {
             return 0;
         }
-        let s = self.state();
-        if s.draining {
-            return 0;
-        }
-        let live = s.held.values().filter(|h| !h.revoked).count();
-        (self.info.slots.max(0) as usize)
-            .saturating_sub(live)
-            .min(self.tx.capacity())
+        (self.info.slots.max(0) as usize).saturating_sub(self.room().live)
+    }
+
+    /// Notes how long a test took on this runner.
+    pub fn record_duration(&self, ms: i64) {
+        let ms = ms.max(0) as f64;
+        let mut s = self.state();
+        s.recent_ms = Some(match s.recent_ms {
+            None => ms,
+            Some(avg) => avg + RECENT_WEIGHT * (ms - avg),
+        });
     }
 
     /// Gives this stream no more work (replaced or stale).
@@ -255,7 +332,10 @@ impl Dispatcher {
     /// Attached runners and their free slots.
     pub fn gauges(&self) -> (usize, usize) {
         let sessions = self.sessions.lock().expect("sessions lock");
-        (sessions.len(), sessions.values().map(|s| s.free()).sum())
+        (
+            sessions.len(),
+            sessions.values().map(|s| s.idle_slots()).sum(),
+        )
     }
 
     /// Runs dispatch passes until the task is dropped.
@@ -278,7 +358,7 @@ impl Dispatcher {
                 .lock()
                 .expect("sessions lock")
                 .values()
-                .map(|s| (s.free(), Arc::clone(s)))
+                .map(|s| (s.wanted(), Arc::clone(s)))
                 .filter(|(free, _)| *free > 0)
                 .collect();
             if candidates.is_empty() {
@@ -327,6 +407,7 @@ impl Dispatcher {
                 testrun_id: a.testrun_id,
                 name: a.name.clone(),
                 revoked: false,
+                since: Instant::now(),
             },
         );
         let test = Test {
@@ -369,5 +450,128 @@ impl Dispatcher {
             self.hub.publish(a.testrun_id, RunEvent::Resync);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(
+        slots: i32,
+        queue: i32,
+    ) -> (Session, mpsc::Receiver<Result<CoordinatorMessage, Status>>) {
+        let (tx, rx) = mpsc::channel(256);
+        let info = RunnerInfo {
+            id: "r".into(),
+            name: "r".into(),
+            slots,
+            queue,
+            version: String::new(),
+        };
+        (Session::new(info, 1, tx, HashMap::new()), rx)
+    }
+
+    fn hold(session: &Session, n: usize, since: Instant) {
+        let mut s = session.state();
+        for _ in 0..n {
+            let id = format!("a{}", s.held.len());
+            s.held.insert(
+                id,
+                Held {
+                    testrun_id: 1,
+                    name: "t".into(),
+                    revoked: false,
+                    since,
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn no_queue_until_the_runner_has_reported_a_duration() {
+        let (s, _rx) = session(4, 64);
+        assert_eq!(s.room().free, 4);
+        assert_eq!(s.wanted(), 4);
+    }
+
+    #[test]
+    fn the_queue_holds_about_50ms_of_work_per_slot_up_to_what_the_runner_takes() {
+        let (s, _rx) = session(4, 64);
+        s.record_duration(10);
+        assert_eq!(
+            (s.room().queue, s.room().free),
+            (20, 24),
+            "5 tests of 10 ms per slot"
+        );
+        s.record_duration(0);
+        s.record_duration(0);
+        s.record_duration(0);
+        s.record_duration(0);
+        s.record_duration(0);
+        s.record_duration(0);
+        // Averaging towards 0 ms: 50 per slot, capped at the runner's 64.
+        assert_eq!(s.room().queue, 64);
+        let (small, _rx) = session(4, 3);
+        small.record_duration(1);
+        assert_eq!(
+            small.room().queue,
+            3,
+            "never more than the runner said it takes"
+        );
+    }
+
+    #[test]
+    fn tests_of_50ms_or_more_are_never_queued() {
+        let (s, _rx) = session(2, 64);
+        s.record_duration(50);
+        assert_eq!((s.room().queue, s.room().free), (0, 2));
+        let (none, _rx) = session(2, 0);
+        none.record_duration(1);
+        assert_eq!(none.room().queue, 0, "a runner without a queue gets none");
+    }
+
+    #[test]
+    fn a_test_held_for_long_stops_the_queue() {
+        let (s, _rx) = session(2, 64);
+        s.record_duration(1);
+        hold(&s, 1, Instant::now());
+        assert_eq!(s.room().queue, 64);
+        hold(&s, 1, Instant::now() - QUEUE_WHILE_HELD_UNDER);
+        assert_eq!((s.room().queue, s.room().free), (0, 0));
+    }
+
+    #[test]
+    fn with_every_slot_busy_the_queue_is_refilled_half_at_a_time() {
+        let (s, _rx) = session(4, 8);
+        s.record_duration(1);
+        // 4 running, 8 queued: full.
+        hold(&s, 12, Instant::now());
+        assert_eq!(s.wanted(), 0);
+        s.forget("a0");
+        s.forget("a1");
+        s.forget("a2");
+        assert_eq!(
+            (s.room().free, s.wanted()),
+            (3, 0),
+            "3 free of a queue of 8"
+        );
+        s.forget("a3");
+        assert_eq!(s.wanted(), 4);
+        // With a slot idle, whatever room there is.
+        let (idle, _rx) = session(4, 8);
+        idle.record_duration(1);
+        hold(&idle, 3, Instant::now());
+        assert_eq!(idle.wanted(), 9);
+    }
+
+    #[test]
+    fn a_draining_or_closed_runner_wants_nothing() {
+        let (s, _rx) = session(4, 8);
+        s.drain();
+        assert_eq!(s.wanted(), 0);
+        let (c, _rx) = session(4, 8);
+        c.close();
+        assert_eq!((c.wanted(), c.idle_slots()), (0, 0));
     }
 }

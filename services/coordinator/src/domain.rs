@@ -234,6 +234,8 @@ pub struct RunnerInfo {
     pub id: String,
     pub name: String,
     pub slots: i32,
+    /// Assignments it accepts beyond `slots`, queued until a slot frees up.
+    pub queue: i32,
     pub version: String,
 }
 

@@ -1,13 +1,14 @@
 //! Stores test results in batches (group commit).
 //!
 //! Every runner stream hands its results to one task, which stores all the
-//! results waiting at that moment in a single transaction. Under load,
-//! results arrive while the previous transaction commits, so a batch holds
-//! several and each costs a fraction of a transaction; alone, a result is
-//! stored at once. Up to `IN_FLIGHT` batches are stored at a time, so one
-//! result waiting on a lock (its Testrun being deleted) does not hold back
-//! every runner's; a batch that fails is retried one result at a time, so a
-//! result the database refuses fails alone.
+//! results waiting at that moment in a single transaction. A group of
+//! results a runner sent together always goes in one batch; under load,
+//! results also arrive while the previous transaction commits, so a batch
+//! holds several and each costs a fraction of a transaction; alone, a
+//! result is stored at once. Up to `IN_FLIGHT` batches are stored at a time,
+//! so one result waiting on a lock (its Testrun being deleted) does not hold
+//! back every runner's; a batch that fails is retried one result at a time,
+//! so a result the database refuses fails alone.
 
 use std::sync::Arc;
 
@@ -19,18 +20,19 @@ use crate::hub::{Hub, ListEvent, RunEvent};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Most results in one transaction.
-const MAX_BATCH: usize = 256;
-/// Results waiting for the task before streams wait to hand theirs over.
+/// Most groups of results in one transaction.
+const MAX_BATCH: usize = 64;
+/// Groups waiting for the task before streams wait to hand theirs over.
 const QUEUE: usize = 1024;
 /// Batches being stored at once.
 const IN_FLIGHT: usize = 4;
 
+/// A group of results, and where their answers go.
 struct Request {
-    assignment_id: String,
-    result: TestResult,
-    /// Whether the result was accepted (its assignment still current).
-    reply: oneshot::Sender<Result<bool, Status>>,
+    results: Vec<(String, TestResult)>,
+    /// For each result, whether it was accepted (its assignment still
+    /// current).
+    reply: oneshot::Sender<Result<Vec<bool>, Status>>,
 }
 
 /// The handle runner streams store results through.
@@ -42,7 +44,7 @@ pub struct Finisher {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
-            .field("assignment_id", &self.assignment_id)
+            .field("results", &self.results.len())
             .finish_non_exhaustive()
     }
 }
@@ -58,17 +60,13 @@ impl Finisher {
         (Self { tx }, run(rx, store, hub, metrics))
     }
 
-    /// Stores one result; `Ok(false)` if its assignment is no longer current
-    /// (the result is refused). Returns once the result is committed and
-    /// published.
-    pub async fn finish(&self, assignment_id: &str, result: TestResult) -> Result<bool, Status> {
+    /// Stores results (by assignment id) in one transaction; for each,
+    /// `false` if its assignment is no longer current (the result is
+    /// refused). Returns once they are committed and published.
+    pub async fn finish(&self, results: Vec<(String, TestResult)>) -> Result<Vec<bool>, Status> {
         let (reply, accepted) = oneshot::channel();
         self.tx
-            .send(Request {
-                assignment_id: assignment_id.to_owned(),
-                result,
-                reply,
-            })
+            .send(Request { results, reply })
             .await
             .map_err(|_| Status::unavailable("coordinator is shutting down"))?;
         accepted
@@ -116,49 +114,70 @@ async fn run(
 }
 
 /// Stores a batch; if that fails, each of its results alone, so only the
-/// ones the store refuses fail.
+/// ones the store refuses fail (a group with one of them fails whole: its
+/// runner sends it again).
 async fn store_or_retry(ctx: &Ctx, batch: Vec<Request>) {
-    let Err((batch, error)) = store_batch(ctx, batch).await else {
-        return;
-    };
-    if batch.len() > 1 {
-        tracing::warn!(error = %error.message(), results = batch.len(), "storing a batch of results failed; retrying them one by one");
-        for request in batch {
-            if let Err((failed, error)) = store_batch(ctx, vec![request]).await {
-                fail(failed, &error);
-            }
-        }
-    } else {
-        fail(batch, &error);
-    }
-}
-
-fn fail(batch: Vec<Request>, error: &Status) {
-    for request in batch {
-        let _ = request.reply.send(Err(error.clone()));
-    }
-}
-
-/// Stores, publishes and answers a batch; on failure, hands it back.
-async fn store_batch(ctx: &Ctx, batch: Vec<Request>) -> Result<(), (Vec<Request>, Status)> {
     let results: Vec<(String, TestResult)> = batch
         .iter()
-        .map(|r| (r.assignment_id.clone(), r.result.clone()))
+        .flat_map(|r| r.results.iter().cloned())
         .collect();
-    let outcome = match ctx.store.finish_tests(&results, now_millis()).await {
-        Ok(outcome) if outcome.tests.len() == batch.len() => outcome,
+    let error = match store(ctx, &results).await {
+        Ok(accepted) => return answer(batch, Ok(accepted)),
+        Err(error) => error,
+    };
+    if results.len() == 1 {
+        return answer(batch, Err(error));
+    }
+    tracing::warn!(error = %error.message(), results = results.len(), "storing a batch of results failed; retrying them one by one");
+    let mut alone = Vec::with_capacity(results.len());
+    for result in results {
+        alone.push(store(ctx, std::slice::from_ref(&result)).await);
+    }
+    let mut alone = alone.into_iter();
+    for request in batch {
+        let answers: Result<Vec<bool>, Status> = alone
+            .by_ref()
+            .take(request.results.len())
+            .map(|a| a.map(|accepted| accepted[0]))
+            .collect();
+        let _ = request.reply.send(answers);
+    }
+}
+
+/// Hands each group its part of the answers.
+fn answer(batch: Vec<Request>, accepted: Result<Vec<bool>, Status>) {
+    match accepted {
+        Ok(accepted) => {
+            let mut accepted = accepted.into_iter();
+            for request in batch {
+                let mine = accepted.by_ref().take(request.results.len()).collect();
+                let _ = request.reply.send(Ok(mine));
+            }
+        }
+        Err(error) => {
+            for request in batch {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Stores and publishes results; for each, whether it was accepted.
+async fn store(ctx: &Ctx, results: &[(String, TestResult)]) -> Result<Vec<bool>, Status> {
+    let outcome = match ctx.store.finish_tests(results, now_millis()).await {
+        Ok(outcome) if outcome.tests.len() == results.len() => outcome,
         Ok(outcome) => {
             let message = format!(
                 "the store answered {} of {} results",
                 outcome.tests.len(),
-                batch.len()
+                results.len()
             );
             tracing::error!("{message}");
-            return Err((batch, Status::internal(message)));
+            return Err(Status::internal(message));
         }
         Err(err) => {
-            tracing::warn!(error = %err, results = batch.len(), "storing results failed");
-            return Err((batch, Status::from(err)));
+            tracing::warn!(error = %err, results = results.len(), "storing results failed");
+            return Err(Status::from(err));
         }
     };
     // Watchers hear of every result before its runner does.
@@ -172,8 +191,5 @@ async fn store_batch(ctx: &Ctx, batch: Vec<Request>) -> Result<(), (Vec<Request>
         ctx.hub.publish(run.id, RunEvent::Testrun(run.clone()));
         ctx.hub.publish_list(ListEvent::Changed(run));
     }
-    for (request, test) in batch.into_iter().zip(outcome.tests) {
-        let _ = request.reply.send(Ok(test.is_some()));
-    }
-    Ok(())
+    Ok(outcome.tests.iter().map(Option::is_some).collect())
 }

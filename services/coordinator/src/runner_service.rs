@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{FutureExt as _, Stream};
 use prost::Message as _;
 use testrunner_proto::v1::{
     self as pb, Cancel, CoordinatorMessage, LogAck, ResultAck, RunnerMessage, Welcome,
@@ -121,6 +121,7 @@ impl RunnerApi {
                     testrun_id: r.testrun_id,
                     name: r.name.clone(),
                     revoked: false,
+                    since: std::time::Instant::now(),
                 },
             );
         }
@@ -137,6 +138,7 @@ impl RunnerApi {
                     testrun_id: 0,
                     name: String::new(),
                     revoked: true,
+                    since: std::time::Instant::now(),
                 },
             );
         }
@@ -193,20 +195,28 @@ impl RunnerApi {
         let lease = self.settings.lease;
         let renew_every = (self.settings.heartbeat.as_millis() as i64).max(100);
         let mut renewed_at = now_millis();
+        // A message read early, while gathering results sent together.
+        let mut lookahead = None;
         loop {
-            let message = match tokio::time::timeout(lease, inbound.message()).await {
-                Err(_) => {
-                    return Err(Status::deadline_exceeded(format!(
-                        "no message from the runner within its lease ({})",
-                        humantime::format_duration(lease)
-                    )));
-                }
-                Ok(Err(status)) => {
+            let next = match lookahead.take() {
+                Some(next) => next,
+                None => match tokio::time::timeout(lease, inbound.message()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return Err(Status::deadline_exceeded(format!(
+                            "no message from the runner within its lease ({})",
+                            humantime::format_duration(lease)
+                        )));
+                    }
+                },
+            };
+            let message = match next {
+                Err(status) => {
                     tracing::debug!(error = %status, "runner stream broke");
                     return Ok(());
                 }
-                Ok(Ok(None)) => return Ok(()),
-                Ok(Ok(Some(m))) => m,
+                Ok(None) => return Ok(()),
+                Ok(Some(m)) => m,
             };
             let now = now_millis();
             if now - renewed_at >= renew_every {
@@ -228,7 +238,23 @@ impl RunnerApi {
                 }
                 Some(In::Heartbeat(_)) => {}
                 Some(In::Logs(logs)) => self.on_logs(session, logs).await?,
-                Some(In::Finished(finished)) => self.on_finished(session, finished).await?,
+                Some(In::Finished(finished)) => {
+                    // Results the runner sent together (those already
+                    // received) are stored in one transaction.
+                    let mut group = vec![Self::check_finished(session, finished)?];
+                    while let Some(next) = inbound.message().now_or_never() {
+                        match next {
+                            Ok(Some(RunnerMessage {
+                                message: Some(In::Finished(finished)),
+                            })) => group.push(Self::check_finished(session, finished)?),
+                            other => {
+                                lookahead = Some(other);
+                                break;
+                            }
+                        }
+                    }
+                    self.store_results(session, group);
+                }
                 Some(In::Drain(_)) => {
                     tracing::info!(runner = %session.info.name, "runner draining");
                     session.drain();
@@ -317,7 +343,12 @@ impl RunnerApi {
         Ok(())
     }
 
-    async fn on_finished(&self, session: &Session, finished: pb::Finished) -> Result<(), Status> {
+    /// Checks a result: the result to store, or `None` for an assignment
+    /// that was revoked (acknowledged as refused, not stored).
+    fn check_finished(
+        session: &Session,
+        finished: pb::Finished,
+    ) -> Result<(String, Option<TestResult>), Status> {
         let held = Self::known(session, &finished.assignment_id, "finished")?;
         let status = match pb::Outcome::try_from(finished.outcome) {
             Ok(pb::Outcome::Passed) => TestStatus::Passed,
@@ -332,45 +363,71 @@ impl RunnerApi {
                 ));
             }
         };
-        let accepted = if held.revoked {
-            false
-        } else {
-            let result = TestResult {
-                status,
-                exit_code: finished.exit_code,
-                duration_ms: finished
-                    .duration
-                    .as_ref()
-                    .map_or(0, testrunner_proto::duration_to_millis),
-                // Postgres refuses NUL in text; a runner's message must not
-                // fail the batch it is stored in.
-                error: finished
-                    .error
-                    .chars()
-                    .take(4096)
-                    .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
-                    .collect(),
-            };
-            let accepted = self
-                .finisher
-                .finish(&finished.assignment_id, result)
-                .await?;
-            if !accepted {
-                tracing::info!(runner = %session.info.name, assignment_id = %finished.assignment_id, "late result refused: assignment moved elsewhere");
+        let duration_ms = finished
+            .duration
+            .as_ref()
+            .map_or(0, testrunner_proto::duration_to_millis);
+        session.record_duration(duration_ms);
+        let result = (!held.revoked).then(|| TestResult {
+            status,
+            exit_code: finished.exit_code,
+            duration_ms,
+            // Postgres refuses NUL in text; a runner's message must not
+            // fail the batch it is stored in.
+            error: finished
+                .error
+                .chars()
+                .take(4096)
+                .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+                .collect(),
+        });
+        Ok((finished.assignment_id, result))
+    }
+
+    /// Stores checked results in the background, in one transaction
+    /// (`finisher`), then acknowledges them: the stream goes on to its next
+    /// message at once.
+    fn store_results(&self, session: &Arc<Session>, group: Vec<(String, Option<TestResult>)>) {
+        let (finisher, dispatcher) = (self.finisher.clone(), Arc::clone(&self.dispatcher));
+        let session = Arc::clone(session);
+        tokio::spawn(async move {
+            let to_store: Vec<(String, TestResult)> = group
+                .iter()
+                .filter_map(|(id, result)| Some((id.clone(), result.clone()?)))
+                .collect();
+            let mut stored = if to_store.is_empty() {
+                Vec::new()
+            } else {
+                match finisher.finish(to_store).await {
+                    Ok(accepted) => accepted,
+                    Err(status) => {
+                        // Nothing was stored: end the stream, and the runner
+                        // sends the results again on its next one.
+                        tracing::warn!(runner = %session.info.name, results = group.len(), error = %status, "storing results failed; closing the stream");
+                        session.close_with(status).await;
+                        return;
+                    }
+                }
             }
-            accepted
-        };
-        // Acknowledge before the slot is reused, so the runner never sees an
-        // Assign while it still counts this assignment (rule 3).
-        session
-            .send(Out::ResultAck(ResultAck {
-                assignment_id: finished.assignment_id.clone(),
-                accepted,
-            }))
-            .await;
-        session.forget(&finished.assignment_id);
-        self.dispatcher.wake();
-        Ok(())
+            .into_iter();
+            for (assignment_id, result) in group {
+                let accepted = result.is_some() && stored.next().unwrap_or(false);
+                if result.is_some() && !accepted {
+                    tracing::info!(runner = %session.info.name, %assignment_id, "late result refused: assignment moved elsewhere");
+                }
+                // Acknowledge before the slot is reused, so the runner never
+                // sees an Assign while it still counts this assignment
+                // (rule 3).
+                session
+                    .send(Out::ResultAck(ResultAck {
+                        assignment_id: assignment_id.clone(),
+                        accepted,
+                    }))
+                    .await;
+                session.forget(&assignment_id);
+            }
+            dispatcher.wake();
+        });
     }
 
     async fn on_release(&self, session: &Session, release: pb::Release) -> Result<(), Status> {
@@ -459,7 +516,10 @@ fn validate_register(r: &pb::Register) -> Result<RunnerInfo, Status> {
     if r.slots == 0 || r.slots > 1024 {
         return Err(bad("slots", "must be 1 to 1024"));
     }
-    if r.resume.len() > 1024 {
+    if r.queue > 1024 {
+        return Err(bad("queue", "must be 0 to 1024"));
+    }
+    if r.resume.len() > 2048 {
         return Err(bad(
             "resume",
             "lists more assignments than any runner can hold",
@@ -469,6 +529,7 @@ fn validate_register(r: &pb::Register) -> Result<RunnerInfo, Status> {
         id: r.instance_id.clone(),
         name: r.name.clone(),
         slots: r.slots as i32,
+        queue: r.queue as i32,
         version: r.version.chars().take(64).collect(),
     })
 }

@@ -5,7 +5,7 @@
 //! over the stream, the tests' events, timers and signals), so there are no
 //! locks and no races between, say, a cancel and a result.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 struct Slot {
     outbox: Outbox,
     stop: watch::Sender<Stop>,
+    /// Waiting in the queue for a slot: not started yet.
+    queued: Option<Job>,
+    /// When the assignment arrived.
+    since: Instant,
     /// Still running (no `Done` yet).
     running: bool,
     /// Killed on drain: report `Release`, not `Finished`.
@@ -56,10 +60,15 @@ pub struct Agent {
     instance_id: String,
     name: String,
     slots: u32,
+    queue_len: u32,
     exec: Arc<ExecSettings>,
     events_tx: mpsc::Sender<ExecEvent>,
     events_rx: mpsc::Receiver<ExecEvent>,
     held: HashMap<String, Slot>,
+    /// Assignments waiting for a slot, oldest first (rule 3).
+    waiting: VecDeque<String>,
+    /// Results not sent yet because tests still wait in the queue.
+    held_results: Vec<String>,
     /// Cancels that overtook their Assign (a cancel racing a claim): the
     /// test is reported CANCELLED when its Assign arrives, never run.
     early_cancels: HashSet<String>,
@@ -90,15 +99,19 @@ impl Agent {
         });
         let (events_tx, events_rx) = mpsc::channel(4096);
         let slots = config.slot_count().clamp(1, 1024);
+        let queue_len = config.queue_len().min(1024);
         stats.set_slots(slots);
         Ok(Self {
             instance_id: uuid::Uuid::new_v4().to_string(),
             name: config.display_name(),
             slots,
+            queue_len,
             exec,
             events_tx,
             events_rx,
             held: HashMap::new(),
+            waiting: VecDeque::new(),
+            held_results: Vec::new(),
             early_cancels: HashSet::new(),
             buffered: 0,
             draining: None,
@@ -235,6 +248,7 @@ impl Agent {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             slots: self.slots,
+            queue: self.queue_len,
             version: env!("CARGO_PKG_VERSION").into(),
             protocol: ProtocolVersion::ProtocolVersion1 as i32,
             resume: self.held.keys().cloned().collect(),
@@ -327,7 +341,10 @@ impl Agent {
                 Some(event) = self.events_rx.recv(), if room => {
                     self.on_exec_event(event, Some(link)).await;
                 }
-                _ = flush.tick() => self.flush_all(link).await,
+                _ = flush.tick() => {
+                    self.hand_back_stale(link).await;
+                    self.flush_all(link).await;
+                }
                 _ = beat.tick() => link.send(Out::Heartbeat(Heartbeat {})).await,
                 _ = self.sigterm.recv() => self.on_signal(Some(link)).await,
                 _ = self.sigint.recv() => self.on_signal(Some(link)).await,
@@ -343,10 +360,10 @@ impl Agent {
             Some(In::Assign(assign)) => {
                 let id = assign.assignment_id.clone();
                 self.start(assign);
-                // Not started (draining, or cancelled before it arrived):
+                // Never to run (draining, or cancelled before it arrived):
                 // report it at once.
                 if let Some(slot) = self.held.get_mut(&id)
-                    && !slot.running
+                    && slot.outbox.result.is_some()
                 {
                     Self::flush(&id, slot, link).await;
                 }
@@ -386,6 +403,11 @@ impl Agent {
                     slot.discard = cancel.forget;
                 } else if cancel.forget {
                     self.drop_slot(&cancel.assignment_id);
+                } else if slot.queued.take().is_some() {
+                    // Still waiting for a slot: it never runs.
+                    slot.outbox.result = Some(not_started(&cancel.assignment_id));
+                    Self::flush(&cancel.assignment_id, slot, link).await;
+                    self.waiting.retain(|id| *id != cancel.assignment_id);
                 }
             }
             Some(In::Welcome(_)) | None => {
@@ -396,6 +418,9 @@ impl Agent {
 
     fn drop_slot(&mut self, assignment_id: &str) {
         if let Some(slot) = self.held.remove(assignment_id) {
+            if slot.queued.is_some() {
+                self.waiting.retain(|id| id != assignment_id);
+            }
             self.buffered -= slot.outbox.bytes();
             self.stats.set_buffered(self.buffered);
             self.stats
@@ -403,25 +428,24 @@ impl Agent {
         }
     }
 
+    /// Takes an assignment: it starts when a slot is free, in the order
+    /// assignments came (rule 3).
     fn start(&mut self, assign: pb::Assign) {
-        let (stop, stop_rx) = watch::channel(Stop::Run);
+        // The test's process subscribes when it starts.
+        let (stop, _) = watch::channel(Stop::Run);
         let cancelled = self.early_cancels.remove(&assign.assignment_id);
         if cancelled || self.draining.is_some() {
             // Never started: a cancelled test is reported CANCELLED, one that
             // arrives while draining is handed straight back.
-            let report = Report {
-                outcome: Outcome::Cancelled,
-                exit_code: None,
-                duration: Duration::ZERO,
-                error: "cancelled before it started".into(),
-            };
             let mut outbox = Outbox::new();
-            outbox.result = Some(finished(&assign.assignment_id, &report, 0));
+            outbox.result = Some(not_started(&assign.assignment_id));
             self.held.insert(
                 assign.assignment_id,
                 Slot {
                     outbox,
                     stop,
+                    queued: None,
+                    since: Instant::now(),
                     running: false,
                     hand_back: !cancelled,
                     discard: false,
@@ -442,25 +466,85 @@ impl Agent {
                 }),
             attempt: assign.attempt,
         };
-        tracing::debug!(assignment_id = %job.assignment_id, name = %job.name, "test started");
-        tokio::spawn(exec::run(
-            job,
-            Arc::clone(&self.exec),
-            self.events_tx.clone(),
-            stop_rx,
-        ));
         self.held.insert(
-            assign.assignment_id,
+            assign.assignment_id.clone(),
             Slot {
                 outbox: Outbox::new(),
                 stop,
-                running: true,
+                queued: Some(job),
+                since: Instant::now(),
+                running: false,
                 hand_back: false,
                 discard: false,
             },
         );
-        self.stats
-            .set_running(self.held.values().filter(|s| s.running).count());
+        self.waiting.push_back(assign.assignment_id);
+        self.start_waiting();
+    }
+
+    /// Starts waiting assignments while slots are free (none while
+    /// draining: those were handed back).
+    fn start_waiting(&mut self) {
+        let mut running = self.held.values().filter(|s| s.running).count();
+        while running < self.slots as usize && self.draining.is_none() {
+            let Some(id) = self.waiting.pop_front() else {
+                break;
+            };
+            // Cancelled or disowned while it waited: nothing to start.
+            let Some(slot) = self.held.get_mut(&id) else {
+                continue;
+            };
+            let Some(job) = slot.queued.take() else {
+                continue;
+            };
+            slot.running = true;
+            running += 1;
+            tracing::debug!(assignment_id = %id, name = %job.name, "test started");
+            tokio::spawn(exec::run(
+                job,
+                Arc::clone(&self.exec),
+                self.events_tx.clone(),
+                slot.stop.subscribe(),
+            ));
+        }
+        self.stats.set_running(running);
+    }
+
+    /// Hands back assignments that waited in the queue longer than
+    /// `--queue-wait`: the tests ahead of them turned out long, and a
+    /// runner with a free slot may take them (rule 3).
+    async fn hand_back_stale(&mut self, link: &mut Link) {
+        while let Some(id) = self.waiting.front() {
+            if self
+                .held
+                .get(id)
+                .is_some_and(|slot| slot.since.elapsed() < self.config.queue_wait)
+            {
+                break;
+            }
+            let id = self.waiting.pop_front().expect("front exists");
+            if let Some(slot) = self.held.get_mut(&id)
+                && slot.queued.take().is_some()
+            {
+                tracing::debug!(assignment_id = %id, "handing back a test that waited too long for a slot");
+                slot.hand_back = true;
+                slot.outbox.result = Some(not_started(&id));
+                Self::flush(&id, slot, link).await;
+            }
+        }
+    }
+
+    /// Hands back every assignment still waiting for a slot (draining):
+    /// it never ran, so it is requeued without using up an attempt.
+    fn hand_back_waiting(&mut self) {
+        for id in self.waiting.drain(..) {
+            if let Some(slot) = self.held.get_mut(&id)
+                && slot.queued.take().is_some()
+            {
+                slot.hand_back = true;
+                slot.outbox.result = Some(not_started(&id));
+            }
+        }
     }
 
     async fn on_exec_event(&mut self, event: ExecEvent, link: Option<&mut Link>) {
@@ -495,17 +579,31 @@ impl Agent {
                 slot.running = false;
                 if slot.discard {
                     self.drop_slot(&assignment_id);
+                    self.start_waiting();
                     return;
                 }
                 tracing::debug!(assignment_id = %assignment_id, outcome = ?report.outcome, "test ended");
                 slot.outbox.result =
                     Some(finished(&assignment_id, &report, slot.outbox.last_seq()));
                 slot.outbox.result_sent = false;
-                self.stats
-                    .set_running(self.held.values().filter(|s| s.running).count());
-                if let Some(link) = link {
-                    let slot = self.held.get_mut(&assignment_id).expect("present");
-                    Self::flush(&assignment_id, slot, link).await;
+                // The next test first: it does not wait for this result to
+                // be sent.
+                self.start_waiting();
+                self.held_results.push(assignment_id);
+                // While tests wait in the queue every slot stays busy, and
+                // the coordinator refills the queue half at a time: results
+                // go in groups of that size, each stored in one transaction.
+                // Once the queue is empty, at once; the flush timer bounds
+                // the wait in between.
+                let group = (self.queue_len as usize).div_ceil(2);
+                if let Some(link) = link
+                    && (self.waiting.is_empty() || self.held_results.len() >= group)
+                {
+                    for id in std::mem::take(&mut self.held_results) {
+                        if let Some(slot) = self.held.get_mut(&id) {
+                            Self::flush(&id, slot, link).await;
+                        }
+                    }
                 }
             }
         }
@@ -546,6 +644,7 @@ impl Agent {
     }
 
     async fn flush_all(&mut self, link: &mut Link) {
+        self.held_results.clear();
         for (id, slot) in self.held.iter_mut() {
             if !slot.discard {
                 Self::flush(id, slot, link).await;
@@ -561,13 +660,16 @@ impl Agent {
         }
         tracing::info!(running = self.held.len(), deadline = ?self.config.drain_timeout, "draining: no new work; finishing running tests");
         self.draining = Some(Instant::now() + self.config.drain_timeout);
+        self.hand_back_waiting();
         if let Some(link) = link {
             link.send(Out::Drain(Drain {})).await;
+            self.flush_all(link).await;
         }
     }
 
     /// Kills every running test and reports it as handed back.
     fn hand_back_all(&mut self) {
+        self.hand_back_waiting();
         for slot in self.held.values_mut().filter(|s| s.running) {
             slot.hand_back = true;
             let _ = slot.stop.send(Stop::Kill);
@@ -594,6 +696,18 @@ impl Link {
             })
             .await;
     }
+}
+
+/// The result of an assignment that never ran: CANCELLED (or, handed back,
+/// a `Release`).
+fn not_started(assignment_id: &str) -> Finished {
+    let report = Report {
+        outcome: Outcome::Cancelled,
+        exit_code: None,
+        duration: Duration::ZERO,
+        error: "cancelled before it started".into(),
+    };
+    finished(assignment_id, &report, 0)
 }
 
 fn finished(assignment_id: &str, report: &Report, last_seq: u64) -> Finished {

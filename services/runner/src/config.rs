@@ -43,6 +43,20 @@ pub struct Config {
     #[arg(long, env = "TESTRUNNER_SLOTS")]
     pub slots: Option<u32>,
 
+    /// Most tests held beyond `--slots`, each waiting for a slot to free up
+    /// (default: 16 per slot, at most 1024). The coordinator fills this
+    /// queue only with short tests (about 50 ms of work per slot), so that
+    /// a slot goes straight on to its next test instead of waiting a round
+    /// trip to the coordinator; 0 turns it off.
+    #[arg(long, env = "TESTRUNNER_QUEUE")]
+    pub queue: Option<u32>,
+
+    /// A test that waited in the queue this long is handed back to the
+    /// coordinator, for a runner with a free slot: the tests ahead of it
+    /// turned out long.
+    #[arg(long, env = "TESTRUNNER_QUEUE_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub queue_wait: Duration,
+
     /// Labels sent to the coordinator, `key=value`, repeatable.
     #[arg(long = "label", env = "TESTRUNNER_LABELS", value_delimiter = ',')]
     pub labels: Vec<String>,
@@ -142,6 +156,13 @@ impl Config {
     pub fn slot_count(&self) -> u32 {
         self.slots
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+    }
+
+    /// Queue: `--queue`, else 16 per slot.
+    pub fn queue_len(&self) -> u32 {
+        self.queue
+            .unwrap_or_else(|| self.slot_count().saturating_mul(16))
+            .min(1024)
     }
 
     /// The interpreter table: built-ins overridden by `--interpreter`.

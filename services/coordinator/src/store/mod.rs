@@ -439,8 +439,12 @@ fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim> {
             .iter()
             .any(|r| r.id == id && r.status == TestrunStatus::Cancelled)
     };
-    let (rows, dropped): (Vec<AssignmentRow>, Vec<AssignmentRow>) =
+    let (mut rows, dropped): (Vec<AssignmentRow>, Vec<AssignmentRow>) =
         rows.into_iter().partition(|r| !is_cancelled(r.testrun_id));
+    // In queue order: `UPDATE … RETURNING` returns rows in no particular
+    // order, and a runner starts what waits in its queue in the order it
+    // came.
+    rows.sort_unstable_by_key(|r| (r.testrun_id, r.test_id));
     let cancelled = dropped.into_iter().map(|r| r.assignment_id).collect();
     let assignments = rows
         .into_iter()
