@@ -278,7 +278,7 @@ async fn execute(
             })
             .await;
     }
-    drop(dir);
+    dir.release().await;
     Ok(Report {
         outcome,
         exit_code: status,

@@ -94,9 +94,33 @@ impl WorkDir {
     }
 }
 
+impl WorkDir {
+    /// Empties the directory and gives it back, returning once it is back:
+    /// the next test on this slot, which may start at once from the
+    /// runner's queue, then finds it instead of making a new one.
+    pub async fn release(mut self) {
+        if !self.reusable {
+            return; // dropped: deleted
+        }
+        if let Some(file) = self.file.take() {
+            self.dirs.keep_spare(&file);
+        }
+        let path = std::mem::take(&mut self.path);
+        if is_clean(&path) {
+            lock(&self.dirs.free).push(path);
+            return;
+        }
+        let dirs = Arc::clone(&self.dirs);
+        let _ = tokio::task::spawn_blocking(move || dirs.give_back(path)).await;
+    }
+}
+
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let path = std::mem::take(&mut self.path);
+        if path.as_os_str().is_empty() {
+            return; // released
+        }
         if !self.reusable {
             off_thread(move || delete(&path));
             return;

@@ -78,9 +78,10 @@ on_both_stores! {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_test_starts_in_an_empty_directory_that_an_escaped_process_never_shares() {
     let coord = Coordinator::start(Backend::Sqlite, &[]).await;
-    // One slot and no queue: the tests run one after another, in order,
-    // each after the last one's directory was emptied and given back.
-    let _r = Runner::start_with(&coord, "r1", 1, &["--queue", "0"]);
+    // One slot: the tests run one after another, in order, each after the
+    // last one's directory was emptied and given back (also when the next
+    // one was waiting in the runner's queue).
+    let _r = Runner::start(&coord, "r1", 1);
     let mut client = coord.client().await;
     let look = "pwd\nls -A\ntouch left-behind\nmkdir -p sub/dir\n";
     let run = create(
