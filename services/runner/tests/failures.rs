@@ -347,6 +347,15 @@ mod misbehaving_runners {
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert!(s.message().starts_with("register.slots"), "{s:?}");
 
+        let mut greedy = register("r", vec![]);
+        greedy.queue = 1025;
+        let s = ends_with(&coord, vec![Out::Register(greedy)]).await;
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(
+            s.message().starts_with("register.queue: must be 0 to 1024"),
+            "{s:?}"
+        );
+
         let mut old = register("r", vec![]);
         old.protocol = 99;
         let s = ends_with(&coord, vec![Out::Register(old)]).await;
