@@ -46,6 +46,20 @@ struct Slot {
     discard: bool,
 }
 
+impl Slot {
+    /// Takes a test that still waits for a slot out of the queue: it never
+    /// runs, and is reported as not started, handed back or cancelled.
+    /// False if it was not waiting.
+    fn unqueue(&mut self, assignment_id: &str, hand_back: bool) -> bool {
+        if self.queued.take().is_none() {
+            return false;
+        }
+        self.hand_back = hand_back;
+        self.outbox.result = Some(not_started(assignment_id));
+        true
+    }
+}
+
 /// Why a stream ended.
 enum Ended {
     /// Reconnect.
@@ -403,9 +417,7 @@ impl Agent {
                     slot.discard = cancel.forget;
                 } else if cancel.forget {
                     self.drop_slot(&cancel.assignment_id);
-                } else if slot.queued.take().is_some() {
-                    // Still waiting for a slot: it never runs.
-                    slot.outbox.result = Some(not_started(&cancel.assignment_id));
+                } else if slot.unqueue(&cancel.assignment_id, false) {
                     Self::flush(&cancel.assignment_id, slot, link).await;
                     self.waiting.retain(|id| *id != cancel.assignment_id);
                 }
@@ -524,11 +536,9 @@ impl Agent {
             }
             let id = self.waiting.pop_front().expect("front exists");
             if let Some(slot) = self.held.get_mut(&id)
-                && slot.queued.take().is_some()
+                && slot.unqueue(&id, true)
             {
                 tracing::debug!(assignment_id = %id, "handing back a test that waited too long for a slot");
-                slot.hand_back = true;
-                slot.outbox.result = Some(not_started(&id));
                 Self::flush(&id, slot, link).await;
             }
         }
@@ -538,11 +548,8 @@ impl Agent {
     /// it never ran, so it is requeued without using up an attempt.
     fn hand_back_waiting(&mut self) {
         for id in self.waiting.drain(..) {
-            if let Some(slot) = self.held.get_mut(&id)
-                && slot.queued.take().is_some()
-            {
-                slot.hand_back = true;
-                slot.outbox.result = Some(not_started(&id));
+            if let Some(slot) = self.held.get_mut(&id) {
+                slot.unqueue(&id, true);
             }
         }
     }
