@@ -128,17 +128,21 @@ impl Session {
             return Room::default();
         }
         let s = self.state();
-        let live = s.held.values().filter(|h| !h.revoked).count();
+        // One pass: how many it holds, and since when the oldest.
+        let (live, oldest) = s
+            .held
+            .values()
+            .filter(|h| !h.revoked)
+            .fold((0, None::<Instant>), |(n, oldest), h| {
+                (n + 1, Some(oldest.map_or(h.since, |o| o.min(h.since))))
+            });
         if s.draining {
             return Room {
                 live,
                 ..Room::default()
             };
         }
-        let busy_long = s
-            .held
-            .values()
-            .any(|h| !h.revoked && h.since.elapsed() >= QUEUE_WHILE_HELD_UNDER);
+        let busy_long = oldest.is_some_and(|t| t.elapsed() >= QUEUE_WHILE_HELD_UNDER);
         let per_slot = match s.recent_ms {
             Some(ms) if !busy_long && ms < QUEUED_WORK_MS => (QUEUED_WORK_MS / ms.max(1.0)).floor(),
             _ => 0.0,
