@@ -9,6 +9,7 @@
 //! can delay a watcher but never make it wrong. Signals are batched into one
 //! `pg_notify` per burst. On SQLite (one coordinator) this is all off.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use crate::store::Store;
 pub const CHANNEL: &str = "testrunner_events";
 /// Stay well below Postgres' 8000-byte payload limit.
 const MAX_PAYLOAD: usize = 7000;
+/// Most signals sent in one burst.
+const MAX_BATCH: usize = 8192;
 /// Signals are gathered this long before they go out. Every `pg_notify` is
 /// a transaction that every coordinator listening (this one included)
 /// receives; sent per burst, a busy Testrun made one per finished test,
@@ -34,7 +37,7 @@ const MAX_PAYLOAD: usize = 7000;
 const GATHER: Duration = Duration::from_millis(20);
 
 /// A change another coordinator should know about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "k")]
 pub enum Signal {
     /// Lines of Testrun `t` are durable up to `seq` (run_seq).
@@ -118,12 +121,19 @@ impl SenderTask {
     pub async fn run(mut self) {
         let mut batch = Vec::new();
         loop {
-            if self.rx.recv_many(&mut batch, 4096).await == 0 {
+            if self.rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
                 return;
             }
-            tokio::time::sleep(GATHER).await;
-            while let Ok(signal) = self.rx.try_recv() {
-                batch.push(signal);
+            // A cancel goes at once: a runner elsewhere is running a test
+            // whose Testrun is over. Everything else is gathered.
+            if !batch.iter().any(|s| matches!(s, Signal::Cancel { .. })) {
+                tokio::time::sleep(GATHER).await;
+                // Bounded, so one burst cannot hold this (shared) thread.
+                while batch.len() < MAX_BATCH
+                    && let Ok(signal) = self.rx.try_recv()
+                {
+                    batch.push(signal);
+                }
             }
             let batch = std::mem::take(&mut batch);
             let payloads = encode(&self.origin, coalesce(batch));
@@ -139,56 +149,59 @@ impl SenderTask {
     }
 }
 
-/// Keeps only the newest log position per Testrun and drops repeats.
+/// Keeps only the newest log position per Testrun and drops repeats, in
+/// the order signals first came. Linear: a claim of a thousand tests is a
+/// thousand signals in one burst.
 fn coalesce(batch: Vec<Signal>) -> Vec<Signal> {
     let mut out: Vec<Signal> = Vec::with_capacity(batch.len());
+    let mut seen: HashSet<Signal> = HashSet::with_capacity(batch.len());
+    // Testrun id -> index of its log position in `out`.
+    let mut logs: HashMap<i64, usize> = HashMap::new();
     for s in batch {
-        if let Signal::Log { t, seq } = s
-            && let Some(Signal::Log { seq: kept, .. }) = out
-                .iter_mut()
-                .find(|o| matches!(o, Signal::Log { t: ot, .. } if *ot == t))
-        {
-            *kept = (*kept).max(seq);
-            continue;
-        }
-        if !out.contains(&s) {
+        if let Signal::Log { t, seq } = s {
+            match logs.get(&t) {
+                Some(&i) => {
+                    if let Signal::Log { seq: kept, .. } = &mut out[i] {
+                        *kept = (*kept).max(seq);
+                    }
+                }
+                None => {
+                    logs.insert(t, out.len());
+                    out.push(s);
+                }
+            }
+        } else if seen.insert(s.clone()) {
             out.push(s);
         }
     }
     out
 }
 
-/// Splits signals into payloads under the size limit.
+/// Splits signals into payloads under the size limit; each signal is
+/// serialized once.
 fn encode(origin: &str, signals: Vec<Signal>) -> Vec<String> {
+    let head = format!(
+        "{{\"o\":{},\"s\":[",
+        serde_json::to_string(origin).expect("a string serializes")
+    );
+    const TAIL: &str = "]}";
     let mut payloads = Vec::new();
-    let mut current: Vec<Signal> = Vec::new();
+    let mut current = head.clone();
     for s in signals {
-        current.push(s);
-        let text = serde_json::to_string(&Envelope {
-            o: origin.to_owned(),
-            s: current.clone(),
-        })
-        .expect("signals serialize");
-        if text.len() > MAX_PAYLOAD && current.len() > 1 {
-            let last = current.pop().expect("non-empty");
-            payloads.push(
-                serde_json::to_string(&Envelope {
-                    o: origin.to_owned(),
-                    s: std::mem::take(&mut current),
-                })
-                .expect("signals serialize"),
-            );
-            current.push(last);
+        let text = serde_json::to_string(&s).expect("signals serialize");
+        let empty = current.len() == head.len();
+        if !empty && current.len() + 1 + text.len() + TAIL.len() > MAX_PAYLOAD {
+            current.push_str(TAIL);
+            payloads.push(std::mem::replace(&mut current, head.clone()));
         }
+        if current.len() > head.len() {
+            current.push(',');
+        }
+        current.push_str(&text);
     }
-    if !current.is_empty() {
-        payloads.push(
-            serde_json::to_string(&Envelope {
-                o: origin.to_owned(),
-                s: current,
-            })
-            .expect("signals serialize"),
-        );
+    if current.len() > head.len() {
+        current.push_str(TAIL);
+        payloads.push(current);
     }
     payloads
 }
@@ -319,11 +332,16 @@ mod tests {
         let many = (0..2000).map(|t| Signal::Run { t }).collect();
         let payloads = encode("o", many);
         assert!(payloads.len() > 1);
-        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD + 64));
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD));
         let total: usize = payloads
             .iter()
             .map(|p| serde_json::from_str::<Envelope>(p).unwrap().s.len())
             .sum();
         assert_eq!(total, 2000);
+        assert_eq!(
+            serde_json::from_str::<Envelope>(&payloads[0]).unwrap().o,
+            "o"
+        );
+        assert!(encode("o", Vec::new()).is_empty());
     }
 }
