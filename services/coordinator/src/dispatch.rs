@@ -121,6 +121,12 @@ impl Session {
         }
     }
 
+    /// How many of [`Self::wanted`] would start at once: its idle slots.
+    pub fn wanted_idle(&self) -> usize {
+        let Room { free, live, .. } = self.room();
+        free.min((self.info.slots.max(0) as usize).saturating_sub(live))
+    }
+
     /// The runner's room for assignments (see `Room`).
     fn room(&self) -> Room {
         let slots = self.info.slots.max(0) as usize;
@@ -252,6 +258,16 @@ impl Session {
     }
 }
 
+/// What one claim found.
+enum Claimed {
+    /// Tests were handed out (or cancelled).
+    Some,
+    /// No test is queued.
+    QueueEmpty,
+    /// The runner's stream is gone.
+    Stale,
+}
+
 /// Attached runners and the loop that feeds them.
 #[derive(Debug)]
 pub struct Dispatcher {
@@ -357,49 +373,69 @@ impl Dispatcher {
     /// Fills free slots until either the queue or the slots run out.
     async fn pass(&self) -> crate::error::Result<()> {
         loop {
-            let mut candidates: Vec<(usize, Arc<Session>)> = self
+            let sessions: Vec<Arc<Session>> = self
                 .sessions
                 .lock()
                 .expect("sessions lock")
                 .values()
-                .map(|s| (s.wanted(), Arc::clone(s)))
-                .filter(|(free, _)| *free > 0)
+                .cloned()
                 .collect();
-            if candidates.is_empty() {
-                return Ok(());
-            }
-            // Emptiest runners first, so work spreads across the fleet.
-            candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-            for (free, session) in candidates {
-                let claim = self
-                    .store
-                    .claim_tests(&session.info, session.epoch, free as i64, now_millis())
-                    .await?;
-                if claim.stale {
-                    // The runner registered a newer stream (maybe elsewhere).
-                    session.close();
-                    continue;
-                }
-                if claim.assignments.is_empty() && claim.cancelled.is_empty() {
-                    return Ok(());
-                }
-                for run in &claim.testruns {
-                    let event = if claim.cancelled.is_empty() {
-                        RunEvent::Testrun(run.clone())
-                    } else {
-                        RunEvent::Resync
-                    };
-                    self.hub.publish(run.id, event);
-                    self.hub.publish_list(ListEvent::Changed(run.clone()));
-                }
-                for a in claim.assignments {
-                    // One failed release must not strand the rest of the claim.
-                    if let Err(err) = self.hand_out(&session, a).await {
-                        tracing::warn!(error = %err, "could not hand out or release an assignment");
+            // Idle slots across the fleet first, then runners' queues: a
+            // test must not wait in one runner's queue while another
+            // runner's slot is idle.
+            let mut claimed = false;
+            for want in [Session::wanted_idle, Session::wanted] {
+                let mut candidates: Vec<(usize, &Arc<Session>)> = sessions
+                    .iter()
+                    .map(|s| (want(s), s))
+                    .filter(|(n, _)| *n > 0)
+                    .collect();
+                // Emptiest runners first, so work spreads across the fleet.
+                candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
+                for (n, session) in candidates {
+                    match self.claim_for(session, n).await? {
+                        Claimed::Some => claimed = true,
+                        Claimed::QueueEmpty => return Ok(()),
+                        Claimed::Stale => {}
                     }
                 }
             }
+            if !claimed {
+                return Ok(());
+            }
         }
+    }
+
+    /// Claims up to `n` tests for one runner and hands them out.
+    async fn claim_for(&self, session: &Session, n: usize) -> crate::error::Result<Claimed> {
+        let claim = self
+            .store
+            .claim_tests(&session.info, session.epoch, n as i64, now_millis())
+            .await?;
+        if claim.stale {
+            // The runner registered a newer stream (maybe elsewhere).
+            session.close();
+            return Ok(Claimed::Stale);
+        }
+        if claim.assignments.is_empty() && claim.cancelled.is_empty() {
+            return Ok(Claimed::QueueEmpty);
+        }
+        for run in &claim.testruns {
+            let event = if claim.cancelled.is_empty() {
+                RunEvent::Testrun(run.clone())
+            } else {
+                RunEvent::Resync
+            };
+            self.hub.publish(run.id, event);
+            self.hub.publish_list(ListEvent::Changed(run.clone()));
+        }
+        for a in claim.assignments {
+            // One failed release must not strand the rest of the claim.
+            if let Err(err) = self.hand_out(session, a).await {
+                tracing::warn!(error = %err, "could not hand out or release an assignment");
+            }
+        }
+        Ok(Claimed::Some)
     }
 
     async fn hand_out(&self, session: &Session, a: Assignment) -> crate::error::Result<()> {
@@ -567,6 +603,8 @@ mod tests {
         idle.record_duration(1);
         hold(&idle, 3, Instant::now());
         assert_eq!(idle.wanted(), 9);
+        assert_eq!(idle.wanted_idle(), 1, "one slot idle");
+        assert_eq!(s.wanted_idle(), 0, "every slot busy");
     }
 
     #[test]

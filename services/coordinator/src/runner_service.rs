@@ -367,7 +367,12 @@ impl RunnerApi {
             .duration
             .as_ref()
             .map_or(0, testrunner_proto::duration_to_millis);
-        session.record_duration(duration_ms);
+        // Only a test that ran says how long this runner's tests are: one
+        // cancelled, or never started, would make long tests look short
+        // and fill the runner's queue with them.
+        if !held.revoked && status != TestStatus::Cancelled {
+            session.record_duration(duration_ms);
+        }
         let result = (!held.revoked).then(|| TestResult {
             status,
             exit_code: finished.exit_code,
@@ -401,9 +406,13 @@ impl RunnerApi {
                 match finisher.finish(to_store).await {
                     Ok(accepted) => accepted,
                     Err(status) => {
-                        // Nothing was stored: end the stream, and the runner
-                        // sends the results again on its next one.
+                        // Some of the group may be stored (a failed batch is
+                        // retried one by one): end the stream and the runner
+                        // sends them all again on its next one, where the
+                        // stored ones are acknowledged as not accepted. No
+                        // more work goes to this stream meanwhile.
                         tracing::warn!(runner = %session.info.name, results = group.len(), error = %status, "storing results failed; closing the stream");
+                        session.close();
                         session.close_with(status).await;
                         return;
                     }
@@ -519,7 +528,9 @@ fn validate_register(r: &pb::Register) -> Result<RunnerInfo, Status> {
     if r.queue > 1024 {
         return Err(bad("queue", "must be 0 to 1024"));
     }
-    if r.resume.len() > 2048 {
+    // Slots plus queue (2,048 at most), and assignments the coordinator
+    // disowned whose processes are still being killed.
+    if r.resume.len() > 4096 {
         return Err(bad(
             "resume",
             "lists more assignments than any runner can hold",

@@ -308,6 +308,11 @@ impl Store for PgStore {
         .await?;
         let claim = claimed(rows, runs)?;
         if !claim.cancelled.is_empty() {
+            // Ending tests is not a claim: watchers see them CANCELLED, so
+            // this commit waits for the disk like every other.
+            sqlx::query("SET LOCAL synchronous_commit = on")
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "UPDATE tests SET status = 'CANCELLED', finished_at = $2, assignment_id = NULL, \
                      runner_id = NULL WHERE assignment_id = ANY($1)",
