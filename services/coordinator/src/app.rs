@@ -204,10 +204,9 @@ impl Application {
             .add_service(reflection_v1alpha)
             .clone()
             .routes();
-        // WatchTestrun through the shared-event codec (see shared_watch).
+        // WatchTestrun with shared, pre-framed events (see shared_watch).
         let shared_watch = web.layer(SharedWatchRoute {
             api: testrun_api_handle,
-            max_encoding_message_size: max,
         });
         let grpc_router = grpc.into_axum_router().route_service(
             shared_watch::PATH,

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt as _, Stream};
-use prost::Message as _;
 use testrunner_proto::v1::{
     self as pb, Cancel, CoordinatorMessage, LogAck, ResultAck, RunnerMessage, Welcome,
     coordinator_message::Message as Out, runner_message::Message as In,
@@ -481,8 +480,8 @@ fn max_batch_bytes(settings: &RunnerSettings) -> u32 {
 const MAX_SHARED_EVENT_BYTES: usize = 4 << 20;
 
 /// The wire event every caught-up watcher sends for these lines, encoded
-/// once: with hundreds of watchers, encoding per watcher was most of the
-/// coordinator's fan-out work (bench scenario 5).
+/// once as a whole gRPC message: with hundreds of watchers, encoding per
+/// watcher was most of the coordinator's fan-out work (bench scenario 5).
 fn encoded_log_event(
     test_name: &str,
     lines: &[crate::domain::LogLine],
@@ -497,7 +496,7 @@ fn encoded_log_event(
             test_name, lines,
         ))),
     };
-    Some(event.encode_to_vec().into())
+    Some(crate::shared_watch::frame(&event))
 }
 
 fn to_pb_duration(d: Duration) -> prost_types::Duration {

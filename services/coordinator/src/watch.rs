@@ -31,7 +31,8 @@ const MAX_LINES_PER_EVENT: usize = 1000;
 /// One `TestrunEvent` on its way to a watcher's client.
 #[derive(Debug, Clone)]
 pub enum WireEvent {
-    /// Already encoded, once for every watcher that is caught up.
+    /// Already encoded as a complete gRPC message (length prefix
+    /// included), once for every watcher that is caught up.
     Encoded(prost::bytes::Bytes),
     /// This watcher's own event (snapshots, catch-up pages, changes).
     Message(pb::TestrunEvent),
@@ -42,8 +43,13 @@ impl WireEvent {
     pub fn into_message(self) -> Result<pb::TestrunEvent, Status> {
         match self {
             WireEvent::Message(event) => Ok(event),
-            WireEvent::Encoded(bytes) => <pb::TestrunEvent as prost::Message>::decode(bytes)
-                .map_err(|e| Status::internal(format!("decoding a shared event: {e}"))),
+            WireEvent::Encoded(framed) => {
+                let message = framed
+                    .get(crate::shared_watch::PREFIX_LEN..)
+                    .unwrap_or_default();
+                <pb::TestrunEvent as prost::Message>::decode(message)
+                    .map_err(|e| Status::internal(format!("decoding a shared event: {e}")))
+            }
         }
     }
 }
