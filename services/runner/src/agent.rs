@@ -100,6 +100,7 @@ pub struct Agent {
 impl Agent {
     /// A runner from its configuration (signals are hooked here).
     pub fn new(config: Config, stats: Arc<Stats>) -> anyhow::Result<Self> {
+        config.validate()?;
         let exec = Arc::new(ExecSettings {
             interpreters: config.interpreter_table()?,
             kill_grace: config.kill_grace,

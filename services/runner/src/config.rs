@@ -165,6 +165,26 @@ impl Config {
             .min(1024)
     }
 
+    /// Checks what clap cannot: how options relate to each other.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        // A zero period would make the flush timer panic.
+        anyhow::ensure!(
+            !self.flush_interval.is_zero(),
+            "--flush-interval must be more than 0"
+        );
+        // Waits are checked at each flush tick: a shorter wait hands back a
+        // test at the first tick after it came, and the coordinator, seeing
+        // a runner with room, gives it straight back to be handed back
+        // again.
+        anyhow::ensure!(
+            self.queue_wait >= self.flush_interval,
+            "--queue-wait {}: must be at least --flush-interval ({})",
+            humantime::format_duration(self.queue_wait),
+            humantime::format_duration(self.flush_interval)
+        );
+        Ok(())
+    }
+
     /// The interpreter table: built-ins overridden by `--interpreter`.
     pub fn interpreter_table(&self) -> anyhow::Result<Vec<(String, Vec<String>)>> {
         let mut table: Vec<(String, Vec<String>)> = DEFAULT_INTERPRETERS
@@ -183,5 +203,38 @@ impl Config {
             table.push((ext, words));
         }
         Ok(table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["runner", "--token", "t"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).expect("parses")
+    }
+
+    #[test]
+    fn a_queue_wait_below_the_flush_interval_is_refused_by_name() {
+        assert!(parse(&[]).validate().is_ok(), "the defaults are valid");
+        for args in [
+            &["--queue-wait", "0s"][..],
+            &["--queue-wait", "10ms"],
+            &["--queue-wait", "1s", "--flush-interval", "2s"],
+        ] {
+            let err = parse(args).validate().unwrap_err().to_string();
+            assert!(err.contains("--queue-wait"), "{args:?}: {err}");
+        }
+        assert!(
+            parse(&["--queue-wait", "20ms", "--flush-interval", "20ms"])
+                .validate()
+                .is_ok()
+        );
+        let err = parse(&["--flush-interval", "0s", "--queue-wait", "0s"])
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("--flush-interval"), "{err}");
     }
 }
