@@ -278,7 +278,10 @@ async fn execute(
             })
             .await;
     }
-    dir.release().await;
+    // Before `Done`: a clean directory is back at once for the next test
+    // on this slot. One the test left files in is emptied off the thread
+    // meanwhile, not awaited: its result and slot do not wait on that.
+    drop(dir);
     Ok(Report {
         outcome,
         exit_code: status,

@@ -14,7 +14,8 @@
 //!
 //! Emptying runs in place when the test left nothing behind (the usual
 //! case: one `readdir`), and on a blocking thread otherwise, so a test that
-//! left a large tree never stalls the runner's one thread.
+//! left a large tree never stalls the runner's one thread, nor holds back
+//! its result and its slot (the next test then gets another directory).
 //!
 //! The test file itself is recycled too: a file created right after others
 //! were deleted makes ext4 scan its inode bitmap past every recently deleted
@@ -46,7 +47,9 @@ pub struct WorkDirs {
     made: AtomicU64,
 }
 
-/// A directory held by one test; emptied and given back when dropped.
+/// A directory held by one test; emptied and given back when dropped: at
+/// once if the test left nothing behind, so the next test on its slot,
+/// which may start at once from the runner's queue, finds it.
 #[derive(Debug)]
 pub struct WorkDir {
     dirs: Arc<WorkDirs>,
@@ -94,33 +97,9 @@ impl WorkDir {
     }
 }
 
-impl WorkDir {
-    /// Empties the directory and gives it back, returning once it is back:
-    /// the next test on this slot, which may start at once from the
-    /// runner's queue, then finds it instead of making a new one.
-    pub async fn release(mut self) {
-        if !self.reusable {
-            return; // dropped: deleted
-        }
-        if let Some(file) = self.file.take() {
-            self.dirs.keep_spare(&file);
-        }
-        let path = std::mem::take(&mut self.path);
-        if is_clean(&path) {
-            lock(&self.dirs.free).push(path);
-            return;
-        }
-        let dirs = Arc::clone(&self.dirs);
-        let _ = tokio::task::spawn_blocking(move || dirs.give_back(path)).await;
-    }
-}
-
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let path = std::mem::take(&mut self.path);
-        if path.as_os_str().is_empty() {
-            return; // released
-        }
         if !self.reusable {
             off_thread(move || delete(&path));
             return;
@@ -319,6 +298,20 @@ mod tests {
         }
         assert!(lock(&dirs.free).contains(&first), "given back once emptied");
         assert_eq!(entries(&first), 0);
+    }
+
+    #[tokio::test]
+    async fn inside_the_runtime_a_clean_directory_is_back_at_once() {
+        let dirs = Arc::new(WorkDirs::new(None).unwrap());
+        let first = {
+            let mut dir = dirs.take().unwrap();
+            dir.write_file("t.sh", b"exit 0", 0o644).unwrap();
+            dir.path().to_owned()
+        };
+        // No wait: the next test on the slot may start right away.
+        let again = dirs.take().unwrap();
+        assert_eq!(again.path(), first);
+        assert_eq!(entries(again.path()), 0);
     }
 
     #[test]
