@@ -32,6 +32,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// One assignment as the runner holds it.
 struct Slot {
+    /// The Testrun it is a test of: a cancel of one of its assignments
+    /// covers every one (rule 8).
+    testrun_id: i64,
     outbox: Outbox,
     stop: watch::Sender<Stop>,
     /// Waiting in the queue for a slot: not started yet.
@@ -413,14 +416,19 @@ impl Agent {
                     return;
                 };
                 tracing::info!(assignment_id = %cancel.assignment_id, reason = %cancel.reason, "cancel");
+                let testrun_id = slot.testrun_id;
                 if slot.running {
                     let _ = slot.stop.send(Stop::Kill);
                     slot.discard = cancel.forget;
                 } else if cancel.forget {
                     self.drop_slot(&cancel.assignment_id);
-                } else if slot.unqueue(&cancel.assignment_id, false) {
-                    Self::flush(&cancel.assignment_id, slot, link).await;
-                    self.waiting.retain(|id| *id != cancel.assignment_id);
+                }
+                if !cancel.forget {
+                    // Only a cancelled Testrun sends these (rule 8), one per
+                    // assignment and in any order: its tests still in the
+                    // queue go now, this one included, or a slot freed
+                    // before their own Cancel comes would start one.
+                    self.cancel_waiting(testrun_id, link).await;
                 }
             }
             Some(In::Welcome(_)) | None => {
@@ -455,6 +463,7 @@ impl Agent {
             self.held.insert(
                 assign.assignment_id,
                 Slot {
+                    testrun_id: assign.testrun_id,
                     outbox,
                     stop,
                     queued: None,
@@ -482,6 +491,7 @@ impl Agent {
         self.held.insert(
             assign.assignment_id.clone(),
             Slot {
+                testrun_id: assign.testrun_id,
                 outbox: Outbox::new(),
                 stop,
                 queued: Some(job),
@@ -540,6 +550,28 @@ impl Agent {
                 && slot.unqueue(&id, true)
             {
                 tracing::debug!(assignment_id = %id, "handing back a test that waited too long for a slot");
+                Self::flush(&id, slot, link).await;
+            }
+        }
+    }
+
+    /// Takes every test of a cancelled Testrun that still waits for a slot
+    /// out of the queue, and reports it CANCELLED without running it.
+    async fn cancel_waiting(&mut self, testrun_id: i64, link: &mut Link) {
+        let held = &self.held;
+        let mut cancelled = Vec::new();
+        self.waiting.retain(|id| {
+            let of_run = held.get(id).is_some_and(|s| s.testrun_id == testrun_id);
+            if of_run {
+                cancelled.push(id.clone());
+            }
+            !of_run
+        });
+        for id in cancelled {
+            if let Some(slot) = self.held.get_mut(&id)
+                && slot.unqueue(&id, false)
+            {
+                tracing::debug!(assignment_id = %id, testrun_id, "cancelled while it waited in the queue");
                 Self::flush(&id, slot, link).await;
             }
         }
@@ -728,5 +760,123 @@ fn finished(assignment_id: &str, report: &Report, last_seq: u64) -> Finished {
         )),
         error: report.error.clone(),
         log_lines: last_seq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    /// A runner with one slot.
+    fn agent(args: &[&str]) -> Agent {
+        let mut argv = vec!["runner", "--token", "t", "--slots", "1"];
+        argv.extend_from_slice(args);
+        let config = Config::try_parse_from(argv).expect("parses");
+        Agent::new(config, Arc::new(Stats::default())).expect("agent")
+    }
+
+    fn stream() -> (Link, mpsc::Receiver<RunnerMessage>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let batch = BatchLimit {
+            lines: 100,
+            bytes: 1 << 20,
+        };
+        (Link { tx, batch }, rx)
+    }
+
+    fn assign(id: &str, testrun_id: i64, script: &str) -> CoordinatorMessage {
+        CoordinatorMessage {
+            message: Some(In::Assign(pb::Assign {
+                assignment_id: id.into(),
+                testrun_id,
+                test_id: 0,
+                name: format!("{id}.sh"),
+                content: script.into(),
+                command: String::new(),
+                timeout: None,
+                attempt: 1,
+            })),
+        }
+    }
+
+    fn cancel(id: &str) -> CoordinatorMessage {
+        CoordinatorMessage {
+            message: Some(In::Cancel(pb::Cancel {
+                assignment_id: id.into(),
+                reason: "testrun cancelled".into(),
+                forget: false,
+            })),
+        }
+    }
+
+    /// What the runner sent so far.
+    fn sent(rx: &mut mpsc::Receiver<RunnerMessage>) -> Vec<Out> {
+        std::iter::from_fn(|| rx.try_recv().ok().and_then(|m| m.message)).collect()
+    }
+
+    /// The assignments of the `Finished` messages in `out` that report a
+    /// test CANCELLED before it started.
+    fn cancelled_unstarted(out: &[Out]) -> Vec<&str> {
+        out.iter()
+            .filter_map(|m| match m {
+                Out::Finished(f)
+                    if f.outcome == Outcome::Cancelled as i32 && f.error.contains("before") =>
+                {
+                    Some(f.assignment_id.as_str())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits for the test `id` to end; its `Done`.
+    async fn done_of(agent: &mut Agent, id: &str) -> ExecEvent {
+        loop {
+            match agent.events_rx.recv().await.expect("events") {
+                event @ ExecEvent::Done { .. } if matches!(&event, ExecEvent::Done { assignment_id, .. } if assignment_id == id) =>
+                {
+                    return event;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn waiting(agent: &Agent, id: &str) -> bool {
+        agent.held[id].queued.is_some() && agent.waiting.contains(&id.to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_cancel_takes_every_queued_test_of_its_testrun_out_of_the_queue() {
+        let mut agent = agent(&[]);
+        let (mut link, mut rx) = stream();
+        agent
+            .on_message(assign("a", 1, "exec sleep 30\n"), &mut link)
+            .await;
+        for (id, testrun) in [("b", 1), ("c", 2), ("d", 1)] {
+            agent
+                .on_message(assign(id, testrun, "exit 0\n"), &mut link)
+                .await;
+        }
+        assert!(agent.held["a"].running);
+        // The Cancel of the running test comes first; those of b and d
+        // would come after it was killed, too late.
+        agent.on_message(cancel("a"), &mut link).await;
+        assert_eq!(cancelled_unstarted(&sent(&mut rx)), ["b", "d"]);
+        assert!(waiting(&agent, "c"), "another Testrun's test stays");
+        assert_eq!(agent.waiting, ["c"]);
+
+        let done = done_of(&mut agent, "a").await;
+        agent.on_exec_event(done, Some(&mut link)).await;
+        assert!(agent.held["c"].running, "the freed slot takes c");
+        for id in ["b", "d"] {
+            assert!(!agent.held[id].running && agent.held[id].queued.is_none());
+        }
+        // Their own Cancels change nothing now.
+        agent.on_message(cancel("b"), &mut link).await;
+        agent.on_message(cancel("d"), &mut link).await;
+        assert!(cancelled_unstarted(&sent(&mut rx)).is_empty());
     }
 }
