@@ -95,6 +95,10 @@ pub struct Agent {
     lease: Duration,
     /// When the last stream ended, while there is no new one.
     disconnected_since: Option<Instant>,
+    /// A stream is up (from its Welcome to its end). Queued tests start
+    /// only then: without one, the coordinator may be giving them to
+    /// another runner (its lease runs out), and a test must not run twice.
+    attached: bool,
     stats: Arc<Stats>,
     sigterm: tokio::signal::unix::Signal,
     sigint: tokio::signal::unix::Signal,
@@ -135,6 +139,7 @@ impl Agent {
             draining: None,
             lease: Duration::from_secs(15),
             disconnected_since: None,
+            attached: false,
             stats,
             sigterm: signal(SignalKind::terminate())?,
             sigint: signal(SignalKind::interrupt())?,
@@ -169,6 +174,7 @@ impl Agent {
                     }
                 }
             }
+            self.attached = false;
             self.stats.set_connected(false);
             let since = *self.disconnected_since.get_or_insert_with(Instant::now);
             if self.draining.is_some() && since.elapsed() > self.lease {
@@ -326,12 +332,26 @@ impl Agent {
         if self.draining.is_some() {
             link.send(Out::Drain(Drain {})).await;
         }
-        // Everything unacknowledged goes again (rule 7).
+        self.resume(&mut link).await;
+        self.pump(&mut link, &mut inbound, heartbeat).await
+    }
+
+    /// On a new stream, after its Welcome: sends again what was not
+    /// acknowledged (rule 7), and starts the queue again.
+    async fn resume(&mut self, link: &mut Link) {
+        self.attached = true;
         for slot in self.held.values_mut() {
             slot.outbox.rewind();
         }
-        self.flush_all(&mut link).await;
-        self.pump(&mut link, &mut inbound, heartbeat).await
+        // A test that waited in the queue through the disconnection may be
+        // another runner's by now (our lease ran out), and the
+        // `Cancel{forget}` saying so comes after the Welcome, too late if
+        // the test started already. So what waited for half a lease goes
+        // back, as does what waited past `--queue-wait`; the rest starts.
+        let stale = self.config.queue_wait.min(self.lease / 2);
+        self.hand_back_stale(stale, link).await;
+        self.flush_all(link).await;
+        self.start_waiting();
     }
 
     async fn pump(
@@ -360,7 +380,7 @@ impl Agent {
                     self.on_exec_event(event, Some(link)).await;
                 }
                 _ = flush.tick() => {
-                    self.hand_back_stale(link).await;
+                    self.hand_back_stale(self.config.queue_wait, link).await;
                     self.flush_all(link).await;
                 }
                 _ = beat.tick() => link.send(Out::Heartbeat(Heartbeat {})).await,
@@ -506,10 +526,11 @@ impl Agent {
     }
 
     /// Starts waiting assignments while slots are free (none while
-    /// draining: those were handed back).
+    /// draining: those were handed back; none without a stream: see
+    /// `attached`).
     fn start_waiting(&mut self) {
         let mut running = self.held.values().filter(|s| s.running).count();
-        while running < self.slots as usize && self.draining.is_none() {
+        while running < self.slots as usize && self.draining.is_none() && self.attached {
             let Some(id) = self.waiting.pop_front() else {
                 break;
             };
@@ -533,15 +554,15 @@ impl Agent {
         self.stats.set_running(running);
     }
 
-    /// Hands back assignments that waited in the queue longer than
-    /// `--queue-wait`: the tests ahead of them turned out long, and a
+    /// Hands back assignments that waited in the queue for `limit`
+    /// (`--queue-wait`): the tests ahead of them turned out long, and a
     /// runner with a free slot may take them (rule 3).
-    async fn hand_back_stale(&mut self, link: &mut Link) {
+    async fn hand_back_stale(&mut self, limit: Duration, link: &mut Link) {
         while let Some(id) = self.waiting.front() {
             if self
                 .held
                 .get(id)
-                .is_some_and(|slot| slot.since.elapsed() < self.config.queue_wait)
+                .is_some_and(|slot| slot.since.elapsed() < limit)
             {
                 break;
             }
@@ -769,12 +790,14 @@ mod tests {
 
     use super::*;
 
-    /// A runner with one slot.
+    /// A runner with one slot, as if attached.
     fn agent(args: &[&str]) -> Agent {
         let mut argv = vec!["runner", "--token", "t", "--slots", "1"];
         argv.extend_from_slice(args);
         let config = Config::try_parse_from(argv).expect("parses");
-        Agent::new(config, Arc::new(Stats::default())).expect("agent")
+        let mut agent = Agent::new(config, Arc::new(Stats::default())).expect("agent");
+        agent.attached = true;
+        agent
     }
 
     fn stream() -> (Link, mpsc::Receiver<RunnerMessage>) {
@@ -878,5 +901,52 @@ mod tests {
         agent.on_message(cancel("b"), &mut link).await;
         agent.on_message(cancel("d"), &mut link).await;
         assert!(cancelled_unstarted(&sent(&mut rx)).is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_a_stream_no_queued_test_starts_and_the_next_one_hands_back_the_stale() {
+        // A long queue wait: only the lease makes b stale.
+        let mut agent = agent(&["--queue-wait", "60s"]);
+        agent.lease = Duration::from_secs(2);
+        let (mut link, _) = stream();
+        agent
+            .on_message(assign("a", 1, "exec sleep 30\n"), &mut link)
+            .await;
+        agent
+            .on_message(assign("b", 1, "exit 0\n"), &mut link)
+            .await;
+        agent
+            .on_message(assign("c", 1, "exit 0\n"), &mut link)
+            .await;
+
+        // The stream ends; then the running test ends.
+        agent.attached = false;
+        let _ = agent.held["a"].stop.send(Stop::Kill);
+        let done = done_of(&mut agent, "a").await;
+        agent.on_exec_event(done, None).await;
+        assert!(!agent.held["a"].running);
+        assert!(
+            waiting(&agent, "b") && waiting(&agent, "c"),
+            "nothing starts"
+        );
+
+        // b waited for more than half a lease: by now it may be another
+        // runner's. c came just before the stream ended.
+        agent.held.get_mut("b").unwrap().since = Instant::now() - Duration::from_millis(1500);
+        let (mut link, mut rx) = stream();
+        agent.resume(&mut link).await;
+        let out = sent(&mut rx);
+        assert!(
+            out.iter()
+                .any(|m| matches!(m, Out::Release(r) if r.assignment_id == "b")),
+            "{out:?}"
+        );
+        assert!(
+            out.iter()
+                .any(|m| matches!(m, Out::Finished(f) if f.assignment_id == "a")),
+            "{out:?}"
+        );
+        assert!(!agent.held["b"].running && agent.held["b"].queued.is_none());
+        assert!(agent.held["c"].running, "the rest starts");
     }
 }
