@@ -1,12 +1,14 @@
 //! A runner's queue (protocol rule 3): while its tests are short, a runner
 //! holds more tests than it has slots, and starts the next as soon as a slot
 //! frees up. These tests check what the queue must never cost: a test kept
-//! from a free runner, a cancelled test that runs anyway, or a test a
-//! draining runner keeps.
+//! from a free runner, a cancelled test that runs anyway, a test that runs
+//! twice, or a test a draining runner keeps. Each first makes sure the tests
+//! are in the queue (held by a runner with one slot, every one RUNNING), so
+//! that it tests the queue, not tests handed out one at a time.
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use support::*;
@@ -27,7 +29,8 @@ async fn warm_up(client: &mut Client) {
 }
 
 /// Waits until every test of the Testrun is held by a runner (running, or
-/// waiting in a runner's queue) and `first` has printed a line.
+/// waiting in a runner's queue) and `first` has printed a line. With one
+/// runner of one slot, every test but `first` is then in its queue.
 async fn wait_all_held(client: &mut Client, id: i64, first: &str) -> testrunner_proto::v1::Testrun {
     wait_until(
         client,
@@ -44,75 +47,157 @@ async fn wait_all_held(client: &mut Client, id: i64, first: &str) -> testrunner_
     .await
 }
 
+/// Waits until the runner's log says test `name` ended, and then says
+/// something more: whatever the runner did at once on that test's end (such
+/// as starting the next one) is in its log by then.
+async fn wait_ended(r: &Runner, name: &str) {
+    let start = Instant::now();
+    loop {
+        let log = r.plain_log();
+        let id = log
+            .lines()
+            .find(|l| l.contains(" test started ") && l.ends_with(&format!(" name={name}")))
+            .and_then(|l| l.split(" assignment_id=").nth(1))
+            .and_then(|rest| rest.split(' ').next());
+        let ended = id.and_then(|id| log.split_once(&format!(" test ended assignment_id={id} ")));
+        if ended.is_some_and(|(_, after)| after.lines().count() > 1) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "gave up waiting for {name} to end; runner log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many tests the runner handed back because they waited too long.
+fn handed_back(r: &Runner) -> usize {
+    r.plain_log()
+        .matches("handing back a test that waited too long for a slot")
+        .count()
+}
+
 on_both_stores! {
     a_long_test_does_not_wait_in_a_queue_while_a_runner_is_free(backend) {
         let coord = Coordinator::start(backend, &[]).await;
-        let _a = Runner::start(&coord, "a", 1);
+        let a = Runner::start(&coord, "a", 1);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
-        // Runner a's tests were short, so it takes all three (one slot, two
-        // in its queue) before anyone knows they are long.
-        let _b = Runner::start(&coord, "b", 1);
-        let _c = Runner::start(&coord, "c", 1);
+        // Runner a's tests were short, and no other runner is there: it
+        // takes all three (one slot, two in its queue) before anyone knows
+        // they are long.
         let files = (0..3).map(|i| file(&format!("long{i}.sh"), "echo started\nsleep 4\n")).collect();
         let run = create(&mut client, files, None, None).await;
+        wait_all_held(&mut client, run.id, "long0.sh").await;
+        let _b = Runner::start(&coord, "b", 1);
+        let _c = Runner::start(&coord, "c", 1);
         let run = wait_done(&mut client, run.id).await;
         assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
         // The two that waited were handed back, without using up an
-        // attempt, and ran on the runners that were free.
-        let mut runners: Vec<&str> = run.tests.iter().map(|t| t.runner.as_str()).collect();
-        runners.sort_unstable();
-        assert_eq!(runners, ["a", "b", "c"], "{run:#?}");
+        // attempt, and ran on the runners that were free, not after long0.
+        assert_eq!(handed_back(&a), 2, "runner a's log: {}", a.plain_log());
+        assert_eq!(a.started().iter().filter(|n| n.starts_with("long")).collect::<Vec<_>>(), ["long0.sh"]);
+        assert_eq!(test_named(&run, "long0.sh").runner, "a");
+        let mut others: Vec<&str> = ["long1.sh", "long2.sh"].iter().map(|n| test_named(&run, n).runner.as_str()).collect();
+        others.sort_unstable();
+        assert_eq!(others, ["b", "c"], "{run:#?}");
         assert!(run.tests.iter().all(|t| t.attempt == 1), "{run:#?}");
     }
 
     a_runner_starts_the_tests_in_its_queue_in_queue_order(backend) {
         let coord = Coordinator::start(backend, &[]).await;
-        let _r = Runner::start(&coord, "r1", 1);
-        let mut client = coord.client().await;
-        warm_up(&mut client).await;
-        let dir = tempfile::tempdir().unwrap();
-        let order = dir.path().join("order");
-        let names: Vec<String> = (0..8).map(|i| format!("t{i}.sh")).collect();
-        let files = names
-            .iter()
-            .map(|n| file(n, &format!("echo $TESTRUNNER_TEST_NAME >> {}\n", order.display())))
-            .collect();
-        let run = create(&mut client, files, None, None).await;
-        let run = wait_done(&mut client, run.id).await;
-        assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
-        let ran = std::fs::read_to_string(&order).unwrap();
-        assert_eq!(ran.lines().collect::<Vec<_>>(), names, "one slot runs them in order");
-    }
-
-    a_test_cancelled_while_it_waits_in_a_queue_never_runs(backend) {
-        let coord = Coordinator::start(backend, &[]).await;
-        // A long queue wait, so the test is still queued when it is cancelled.
         let r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
         let dir = tempfile::tempdir().unwrap();
-        let mark = dir.path().join("queued-one-ran");
-        let run = create(
-            &mut client,
-            vec![
-                file("a.sh", "echo started\nsleep 30\n"),
-                file("b.sh", &format!("touch {}\n", mark.display())),
-            ],
-            None,
-            None,
-        )
-        .await;
+        let (order, gate) = (dir.path().join("order"), dir.path().join("gate"));
+        // The first test holds the one slot until the gate opens, so the
+        // others are all in the queue before any of them starts.
+        let mut files = vec![file(
+            "gate.sh",
+            &format!("echo waiting\nwhile [ ! -e {} ]; do sleep 0.05; done\n", gate.display()),
+        )];
+        let names: Vec<String> = (0..4).map(|i| format!("t{i}.sh")).collect();
+        files.extend(names.iter().map(|n| file(n, &format!("echo $TESTRUNNER_TEST_NAME >> {}\n", order.display()))));
+        let run = create(&mut client, files, None, None).await;
+        wait_all_held(&mut client, run.id, "gate.sh").await;
+        assert!(!order.exists(), "a test started while the slot was busy");
+        std::fs::write(&gate, "").unwrap();
+        let run = wait_done(&mut client, run.id).await;
+        assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
+        let ran = std::fs::read_to_string(&order).unwrap();
+        assert_eq!(ran.lines().collect::<Vec<_>>(), names, "one slot runs them in order");
+        assert_eq!(handed_back(&r), 0, "all ran from the queue: {}", r.plain_log());
+        assert!(run.tests.iter().all(|t| t.attempt == 1 && t.runner == "r1"), "{run:#?}");
+    }
+
+    every_queued_test_of_a_cancelled_testrun_is_cancelled_without_running(backend) {
+        let coord = Coordinator::start(backend, &[]).await;
+        // A long queue wait, so the tests are still queued when cancelled.
+        let r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
+        let mut client = coord.client().await;
+        warm_up(&mut client).await;
+        let dir = tempfile::tempdir().unwrap();
+        let queued = ["q0.sh", "q1.sh", "q2.sh"];
+        let mut files = vec![file("a.sh", "echo started\nsleep 30\n")];
+        files.extend(queued.iter().map(|n| file(n, &format!("echo ran\ntouch {}/$TESTRUNNER_TEST_NAME\n", dir.path().display()))));
+        let run = create(&mut client, files, None, None).await;
+        // a.sh runs, the others wait in the queue. The coordinator sends a
+        // Cancel for each, in any order: none of the queued tests may
+        // start when a.sh's slot frees up before its own Cancel comes.
         wait_all_held(&mut client, run.id, "a.sh").await;
         client.cancel_testrun(CancelTestrunRequest { id: run.id }).await.unwrap();
         let run = wait_done(&mut client, run.id).await;
         assert_eq!(run.status, testrun::Status::Cancelled as i32, "{run:#?}");
-        assert_eq!(status_of(&run, "b.sh"), test::Status::Cancelled);
-        // The runner is free again, and the cancelled test never ran.
+        // The runner is free again, and takes new work.
         let next = create(&mut client, vec![file("c.sh", "echo c\n")], None, None).await;
         let next = wait_done(&mut client, next.id).await;
         assert_eq!(next.status, testrun::Status::Success as i32, "runner log: {}", r.log());
-        assert!(!mark.exists(), "a test cancelled in the queue ran");
+        assert_eq!(status_of(&run, "a.sh"), test::Status::Cancelled);
+        for name in queued {
+            assert_eq!(status_of(&run, name), test::Status::Cancelled, "{name}");
+            assert_eq!(test_named(&run, name).log_lines, 0, "{name}");
+            assert!(log_of(&mut client, run.id, name).await.is_empty(), "{name}");
+            assert!(!dir.path().join(name).exists(), "{name} ran");
+        }
+        let started = r.started();
+        assert!(queued.iter().all(|q| !started.iter().any(|s| s == q)), "started: {started:?}");
+        assert!(started.iter().any(|s| s == "a.sh") && started.iter().any(|s| s == "c.sh"), "{started:?}");
+    }
+
+    a_runner_without_a_coordinator_starts_nothing_from_its_queue(backend) {
+        let mut coord = Coordinator::start(backend, &[]).await;
+        // A long queue wait: only the disconnection may make the runner
+        // hand its queued tests back.
+        let r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
+        let mut client = coord.client().await;
+        warm_up(&mut client).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let queued = ["q0.sh", "q1.sh", "q2.sh"];
+        let mut files = vec![file("a.sh", "echo started\nsleep 2\n")];
+        files.extend(queued.iter().map(|n| file(n, &format!("echo $TESTRUNNER_TEST_NAME >> {}\n", ran.display()))));
+        let run = create(&mut client, files, None, None).await;
+        wait_all_held(&mut client, run.id, "a.sh").await;
+        // While the coordinator is gone, a.sh ends and frees the slot. The
+        // coordinator may give the queued tests to another runner once the
+        // lease (2s) runs out: the runner must not start them meanwhile.
+        coord.kill();
+        wait_ended(&r, "a.sh").await;
+        let started = r.started();
+        assert!(queued.iter().all(|q| !started.iter().any(|s| s == q)), "started while disconnected: {started:?}");
+        assert!(!ran.exists());
+        // Back, the runner hands them back (they waited for longer than
+        // half a lease) and each runs once, none is lost.
+        coord.restart();
+        let mut client = coord.client().await;
+        let run = wait_done(&mut client, run.id).await;
+        assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}\nrunner log: {}", r.plain_log());
+        let ran = std::fs::read_to_string(&ran).unwrap();
+        let mut ran: Vec<&str> = ran.lines().collect();
+        ran.sort_unstable();
+        assert_eq!(ran, queued, "each queued test ran once");
     }
 
     a_draining_runner_hands_back_the_tests_in_its_queue(backend) {
@@ -145,5 +230,6 @@ on_both_stores! {
         assert_eq!(log_of(&mut client, run.id, "a.sh").await, ["started", "finished"]);
         assert_eq!((test_named(&run, "a.sh").runner.as_str(), test_named(&run, "b.sh").runner.as_str()), ("r1", "r2"));
         assert_eq!(test_named(&run, "b.sh").attempt, 1);
+        assert!(!r.started().iter().any(|s| s == "b.sh"), "b.sh never started on r1");
     }
 }

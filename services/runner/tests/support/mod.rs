@@ -263,6 +263,32 @@ impl Runner {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The log without its terminal colours, to search.
+    pub fn plain_log(&self) -> String {
+        let log = self.log();
+        let mut plain = String::with_capacity(log.len());
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // `ESC [ parameters letter`
+                chars.by_ref().find(char::is_ascii_alphabetic);
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    }
+
+    /// The names of the tests it started, in order (its debug log says
+    /// so as it starts each, before the test's process exists).
+    pub fn started(&self) -> Vec<String> {
+        self.plain_log()
+            .lines()
+            .filter(|l| l.contains(" test started "))
+            .filter_map(|l| l.rsplit_once(" name=").map(|(_, n)| n.to_owned()))
+            .collect()
+    }
 }
 
 fn extra_token<'a>(extra: &[&'a str]) -> Option<&'a str> {
