@@ -126,7 +126,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut api = Api {
+        // Live logs come gzipped when the coordinator offers it (each
+        // event is compressed once for all its watchers).
         client: TestrunServiceClient::new(channel)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20),
         token,

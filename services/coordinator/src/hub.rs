@@ -31,7 +31,7 @@ pub enum RunEvent {
     Log {
         first_seq: i64,
         last_seq: i64,
-        encoded: Option<prost::bytes::Bytes>,
+        encoded: Option<Arc<crate::shared_watch::SharedEvent>>,
     },
     /// The Testrun's status or counts changed (no tests).
     Testrun(Testrun),

@@ -485,7 +485,7 @@ const MAX_SHARED_EVENT_BYTES: usize = 4 << 20;
 fn encoded_log_event(
     test_name: &str,
     lines: &[crate::domain::LogLine],
-) -> Option<prost::bytes::Bytes> {
+) -> Option<Arc<crate::shared_watch::SharedEvent>> {
     let bytes: usize = lines.iter().map(|l| l.text.len() + 8).sum();
     if bytes > MAX_SHARED_EVENT_BYTES {
         return None;
@@ -496,7 +496,7 @@ fn encoded_log_event(
             test_name, lines,
         ))),
     };
-    Some(crate::shared_watch::frame(&event))
+    Some(crate::shared_watch::SharedEvent::new(&event))
 }
 
 fn to_pb_duration(d: Duration) -> prost_types::Duration {

@@ -10,6 +10,14 @@
 //! copy left per watcher is the kernel's. (Through tonic's `Grpc` helper
 //! each event was copied into a per-watcher buffer first.)
 //!
+//! Clients that accept gzip (`grpc-accept-encoding`; the `testrunner` CLI
+//! does) get each shared event compressed, also once for all of them: on a
+//! machine serving hundreds of watchers, the kernel's work for their
+//! sockets (copies, and the network stack's deferred work, which runs in
+//! whatever process triggers it and so ignores the runner plane's
+//! priority) grows with the bytes sent. Browsers do not ask for it and get
+//! the plain bytes.
+//!
 //! The route speaks the gRPC wire format itself: it reads the one request
 //! message with tonic's decoder, streams events as DATA frames, and ends
 //! with `grpc-status` trailers. tonic-web wraps it like any service, so
@@ -18,7 +26,9 @@
 //! this route takes precedence for the method's path.
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::StreamExt as _;
@@ -29,7 +39,7 @@ use prost::bytes::{BufMut as _, Bytes, BytesMut};
 use testrunner_proto::v1::{TestrunEvent, WatchTestrunRequest};
 use tonic::Status;
 use tonic::body::Body;
-use tonic::codec::{DecodeBuf, Decoder, Streaming};
+use tonic::codec::{CompressionEncoding, DecodeBuf, Decoder, Streaming};
 
 use crate::api::TestrunApi;
 use crate::watch::WireEvent;
@@ -44,6 +54,44 @@ pub const PREFIX_LEN: usize = 5;
 /// Largest request accepted (a `WatchTestrunRequest` is a few bytes).
 const MAX_REQUEST_BYTES: usize = 4096;
 
+/// Messages shorter than this are sent uncompressed even to clients that
+/// accept gzip (the flag is per message): compressing a few bytes saves
+/// nothing.
+const MIN_GZIP_BYTES: usize = 512;
+
+/// One live event encoded once for every caught-up watcher: the gRPC
+/// message as it is, and gzipped, made by the first watcher that asks.
+#[derive(Debug)]
+pub struct SharedEvent {
+    framed: Bytes,
+    gzipped: OnceLock<Bytes>,
+}
+
+impl SharedEvent {
+    pub fn new(event: &TestrunEvent) -> Arc<Self> {
+        Arc::new(Self {
+            framed: frame(event),
+            gzipped: OnceLock::new(),
+        })
+    }
+
+    /// The uncompressed message, prefix included.
+    pub fn framed(&self) -> &Bytes {
+        &self.framed
+    }
+
+    /// The message as a client that does (or does not) accept gzip gets it.
+    fn for_client(&self, gzip: bool) -> Bytes {
+        if gzip {
+            self.gzipped
+                .get_or_init(|| gzip_frame(&self.framed))
+                .clone()
+        } else {
+            self.framed.clone()
+        }
+    }
+}
+
 /// `message` as one uncompressed gRPC message, prefix included.
 pub fn frame(message: &TestrunEvent) -> Bytes {
     let len = message.encoded_len();
@@ -54,6 +102,42 @@ pub fn frame(message: &TestrunEvent) -> Bytes {
         .encode(&mut buf)
         .expect("the buffer was sized for the message");
     buf.freeze()
+}
+
+/// A framed message compressed with gzip (flag 1), or the same message if
+/// compressing does not make it smaller.
+fn gzip_frame(framed: &Bytes) -> Bytes {
+    let payload = &framed[PREFIX_LEN..];
+    if payload.len() < MIN_GZIP_BYTES {
+        return framed.clone();
+    }
+    let mut out = Vec::with_capacity(PREFIX_LEN + payload.len() / 2);
+    out.extend_from_slice(&[1, 0, 0, 0, 0]);
+    let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+    let out = match encoder.write_all(payload).and_then(|()| encoder.finish()) {
+        Ok(out) => out,
+        Err(error) => {
+            tracing::warn!(%error, "gzip failed; sending the event uncompressed");
+            return framed.clone();
+        }
+    };
+    let len = out.len() - PREFIX_LEN;
+    if len >= payload.len() {
+        return framed.clone();
+    }
+    let mut out = out;
+    out[1..PREFIX_LEN].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    Bytes::from(out)
+}
+
+/// Whether the client lists gzip in `grpc-accept-encoding`.
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all("grpc-accept-encoding")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("gzip"))
 }
 
 /// Decodes the request message.
@@ -89,12 +173,13 @@ impl tower::Service<http::Request<Body>> for SharedWatchRoute {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let api = self.api.clone();
         Box::pin(async move {
+            let gzip = accepts_gzip(request.headers());
             let events = match read_request(request).await {
                 Ok(request) => api.watch_shared(request).await,
                 Err(status) => Err(status),
             };
             Ok(match events {
-                Ok(events) => respond(events),
+                Ok(events) => respond(events, gzip),
                 // Trailers-only, as tonic answers a call that fails at once.
                 Err(status) => status.into_http(),
             })
@@ -104,17 +189,20 @@ impl tower::Service<http::Request<Body>> for SharedWatchRoute {
 
 /// Reads the call's one request message.
 async fn read_request(request: http::Request<Body>) -> Result<WatchTestrunRequest, Status> {
-    if let Some(encoding) = request.headers().get("grpc-encoding")
-        && encoding != "identity"
-    {
-        return Err(Status::unimplemented(format!(
-            "grpc-encoding {encoding:?} is not supported; send the request uncompressed"
-        )));
-    }
+    let encoding = match request.headers().get("grpc-encoding") {
+        None => None,
+        Some(v) if v == "identity" => None,
+        Some(v) if v == "gzip" => Some(CompressionEncoding::Gzip),
+        Some(v) => {
+            return Err(Status::unimplemented(format!(
+                "grpc-encoding: {v:?} is not supported (gzip and identity are)"
+            )));
+        }
+    };
     let mut messages = Streaming::new_request(
         RequestDecoder,
         request.into_body(),
-        None,
+        encoding,
         Some(MAX_REQUEST_BYTES),
     );
     messages
@@ -124,11 +212,12 @@ async fn read_request(request: http::Request<Body>) -> Result<WatchTestrunReques
 }
 
 /// The streaming response: one DATA frame per event, then trailers.
-fn respond(events: crate::api::EventStream<WireEvent>) -> http::Response<Body> {
-    let frames = futures::stream::unfold(Some(events), |events| async move {
+fn respond(events: crate::api::EventStream<WireEvent>, gzip: bool) -> http::Response<Body> {
+    let frames = futures::stream::unfold(Some(events), move |events| async move {
         let mut events = events?;
         let frame = match events.next().await {
-            Some(Ok(WireEvent::Encoded(framed))) => Frame::data(framed),
+            Some(Ok(WireEvent::Encoded(shared))) => Frame::data(shared.for_client(gzip)),
+            Some(Ok(WireEvent::Message(event))) if gzip => Frame::data(gzip_frame(&frame(&event))),
             Some(Ok(WireEvent::Message(event))) => Frame::data(frame(&event)),
             Some(Err(status)) => return Some((Ok(trailers(&status)), None)),
             None => return Some((Ok(trailers(&Status::ok(""))), None)),
@@ -136,10 +225,14 @@ fn respond(events: crate::api::EventStream<WireEvent>) -> http::Response<Body> {
         Some((Ok::<_, Infallible>(frame), Some(events)))
     });
     let mut response = http::Response::new(Body::new(StreamBody::new(frames)));
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),
     );
+    if gzip {
+        headers.insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
+    }
     response
 }
 
@@ -173,5 +266,55 @@ mod tests {
         let len = u32::from_be_bytes(framed[1..PREFIX_LEN].try_into().unwrap()) as usize;
         assert_eq!(len, framed.len() - PREFIX_LEN);
         assert_eq!(TestrunEvent::decode(&framed[PREFIX_LEN..]).unwrap(), event);
+    }
+
+    fn log_event(lines: usize) -> TestrunEvent {
+        TestrunEvent {
+            cursor: lines as u64,
+            event: Some(Event::Log(testrunner_proto::v1::LogLines {
+                test_name: "t.sh".into(),
+                lines: (1..=lines).map(|i| i.to_string()).collect(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn a_gzipped_event_is_flagged_and_decompresses_to_the_same_message() {
+        use std::io::Read as _;
+        let event = log_event(10_000);
+        let shared = SharedEvent::new(&event);
+        let gzipped = shared.for_client(true);
+        assert_eq!(gzipped[0], 1, "compressed");
+        let len = u32::from_be_bytes(gzipped[1..PREFIX_LEN].try_into().unwrap()) as usize;
+        assert_eq!(len, gzipped.len() - PREFIX_LEN);
+        assert!(
+            gzipped.len() < shared.framed().len() / 2,
+            "seq output halves at least"
+        );
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gzipped[PREFIX_LEN..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(TestrunEvent::decode(plain.as_slice()).unwrap(), event);
+        // Made once, shared by every client that asks.
+        assert_eq!(shared.for_client(true).as_ptr(), gzipped.as_ptr());
+        assert_eq!(shared.for_client(false), *shared.framed());
+    }
+
+    #[test]
+    fn small_events_go_uncompressed_even_to_clients_that_accept_gzip() {
+        let shared = SharedEvent::new(&log_event(3));
+        assert_eq!(shared.for_client(true)[0], 0);
+    }
+
+    #[test]
+    fn gzip_is_accepted_when_listed_among_other_encodings() {
+        let mut headers = http::HeaderMap::new();
+        assert!(!accepts_gzip(&headers));
+        headers.insert("grpc-accept-encoding", "identity, deflate".parse().unwrap());
+        assert!(!accepts_gzip(&headers));
+        headers.insert("grpc-accept-encoding", "identity,GZIP".parse().unwrap());
+        assert!(accepts_gzip(&headers));
     }
 }

@@ -22,6 +22,7 @@ use crate::domain::{ListFilter, LogLine, Testrun};
 use crate::error::Error;
 use crate::hub::{ListEvent, RunEvent};
 use crate::service::Testruns;
+use crate::shared_watch::SharedEvent;
 
 /// Lines read from the store per catch-up query.
 const CATCH_UP_PAGE: i64 = 5000;
@@ -31,9 +32,8 @@ const MAX_LINES_PER_EVENT: usize = 1000;
 /// One `TestrunEvent` on its way to a watcher's client.
 #[derive(Debug, Clone)]
 pub enum WireEvent {
-    /// Already encoded as a complete gRPC message (length prefix
-    /// included), once for every watcher that is caught up.
-    Encoded(prost::bytes::Bytes),
+    /// Already encoded, once for every watcher that is caught up.
+    Encoded(Arc<SharedEvent>),
     /// This watcher's own event (snapshots, catch-up pages, changes).
     Message(pb::TestrunEvent),
 }
@@ -43,8 +43,9 @@ impl WireEvent {
     pub fn into_message(self) -> Result<pb::TestrunEvent, Status> {
         match self {
             WireEvent::Message(event) => Ok(event),
-            WireEvent::Encoded(framed) => {
-                let message = framed
+            WireEvent::Encoded(shared) => {
+                let message = shared
+                    .framed()
                     .get(crate::shared_watch::PREFIX_LEN..)
                     .unwrap_or_default();
                 <pb::TestrunEvent as prost::Message>::decode(message)
@@ -145,10 +146,10 @@ impl Watcher {
                 } => {
                     match encoded {
                         // Caught up exactly: send the bytes encoded once for all.
-                        Some(bytes) if *first_seq == self.cursor + 1 => {
+                        Some(shared) if *first_seq == self.cursor + 1 => {
                             self.cursor = *last_seq;
                             self.tx
-                                .send(Ok(WireEvent::Encoded(bytes.clone())))
+                                .send(Ok(WireEvent::Encoded(Arc::clone(shared))))
                                 .await
                                 .map_err(|_| Stop::Gone)?;
                         }

@@ -46,6 +46,33 @@ fn expected() -> Vec<String> {
 }
 
 on_both_stores! {
+    a_watcher_that_accepts_gzip_gets_every_line_compressed(backend) {
+        let coord = Coordinator::start(backend, &[]).await;
+        let mut client = coord.client().await;
+        let run = create(&mut client, vec![file("big.sh", &format!("seq 1 {LINES}\n"))], None, None).await;
+        // Both watch before a runner starts, so the live events they get
+        // are the shared ones, compressed once for whoever accepts gzip.
+        let request = WatchTestrunRequest { id: run.id, after: 0, from_end: false };
+        let gzipped = client
+            .clone()
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .watch_testrun(request)
+            .await
+            .unwrap();
+        let plain = client.watch_testrun(request).await.unwrap();
+        assert_eq!(
+            gzipped.metadata().get("grpc-encoding").map(|v| v.to_str().unwrap()),
+            Some("gzip")
+        );
+        assert_eq!(plain.metadata().get("grpc-encoding"), None, "only to clients that ask");
+        let _r = Runner::start(&coord, "r1", 1);
+        for response in [gzipped, plain] {
+            let mut lines = Vec::new();
+            collect(&mut response.into_inner(), "big.sh", &mut lines, None).await;
+            assert!(lines == expected(), "every line once, in order");
+        }
+    }
+
     a_watcher_receives_100000_lines_in_order_exactly_once(backend) {
         let coord = Coordinator::start(backend, &[]).await;
         let _r = Runner::start(&coord, "r1", 1);
