@@ -128,7 +128,7 @@ pub struct RunnerSettings {
     pub max_attempts: i32,
 
     /// Most lines in one Logs batch from a runner.
-    #[arg(long, env = "TESTRUNNER_MAX_LINES_PER_BATCH", default_value_t = 10_000)]
+    #[arg(long, env = "TESTRUNNER_MAX_LINES_PER_BATCH", default_value_t = 50_000)]
     pub max_lines_per_batch: u32,
 
     /// Longest log line a runner may send, in bytes (runners truncate).

@@ -381,7 +381,7 @@ impl Agent {
                 }
                 _ = flush.tick() => {
                     self.hand_back_stale(self.config.queue_wait, link).await;
-                    self.flush_all(link).await;
+                    self.flush_due(link).await;
                 }
                 _ = beat.tick() => link.send(Out::Heartbeat(Heartbeat {})).await,
                 _ = self.sigterm.recv() => self.on_signal(Some(link)).await,
@@ -704,10 +704,28 @@ impl Agent {
         }
     }
 
+    /// Sends everything unsent (a new stream, a drain).
     async fn flush_all(&mut self, link: &mut Link) {
+        self.flush_held(link, None).await;
+    }
+
+    /// At a flush tick: everything unsent, except that heavy output of a
+    /// running test goes only in full batches for a while (see
+    /// `Outbox::holds_back`).
+    async fn flush_due(&mut self, link: &mut Link) {
+        self.flush_held(link, Some(Instant::now())).await;
+    }
+
+    async fn flush_held(&mut self, link: &mut Link, tick: Option<Instant>) {
+        // Every result goes now (a held-back outbox has none).
         self.held_results.clear();
         for (id, slot) in self.held.iter_mut() {
-            if !slot.discard {
+            if slot.discard {
+                continue;
+            }
+            if tick.is_some_and(|now| slot.outbox.holds_back(now)) {
+                Self::send_lines(id, slot, link, true).await;
+            } else {
                 Self::flush(id, slot, link).await;
             }
         }

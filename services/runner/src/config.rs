@@ -95,7 +95,7 @@ pub struct Config {
     /// Most lines per Logs batch (the coordinator may set fewer). Large
     /// batches cost the coordinator one transaction, and each watcher one
     /// message, per batch.
-    #[arg(long, env = "TESTRUNNER_BATCH_LINES", default_value_t = 10_000)]
+    #[arg(long, env = "TESTRUNNER_BATCH_LINES", default_value_t = 50_000)]
     pub batch_lines: usize,
 
     /// Most bytes of line text per Logs batch (the coordinator may set
@@ -103,7 +103,9 @@ pub struct Config {
     #[arg(long, env = "TESTRUNNER_BATCH_BYTES", default_value_t = 1 << 20)]
     pub batch_bytes: usize,
 
-    /// Longest time a log line waits before it is sent.
+    /// Longest time a log line waits before it is sent, while output is
+    /// light; heavy output (1,000 lines or more in one interval) waits up
+    /// to 100 ms for fuller batches.
     #[arg(long, env = "TESTRUNNER_FLUSH_INTERVAL", default_value = "20ms", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
 

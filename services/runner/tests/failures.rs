@@ -365,7 +365,8 @@ mod misbehaving_runners {
         let mut refused = Vec::new();
         for (name, first_seq, count, field) in [
             ("gap.sh", 5, 1, "logs.first_seq"),
-            ("flood.sh", 1, 10_001, "logs.lines"),
+            // One over the default --max-lines-per-batch (50,000).
+            ("flood.sh", 1, 50_001, "logs.lines"),
         ] {
             let mut s = Stream::open(&coord, vec![fresh()]).await;
             let run = create(&mut client, vec![file(name, "echo ok\n")], None, None).await;
