@@ -189,6 +189,12 @@ fn encode(origin: &str, signals: Vec<Signal>) -> Vec<String> {
     let mut current = head.clone();
     for s in signals {
         let text = serde_json::to_string(&s).expect("signals serialize");
+        if head.len() + text.len() + TAIL.len() > MAX_PAYLOAD {
+            // No signal is this large (ids are short); if one ever were,
+            // it must not take the rest of its burst down with it.
+            tracing::warn!(signal = ?s, "a cluster signal too large to send was dropped");
+            continue;
+        }
         let empty = current.len() == head.len();
         if !empty && current.len() + 1 + text.len() + TAIL.len() > MAX_PAYLOAD {
             current.push_str(TAIL);

@@ -11,7 +11,8 @@
 //! each event was copied into a per-watcher buffer first.)
 //!
 //! Clients that accept gzip (`grpc-accept-encoding`; the `testrunner` CLI
-//! does) get each shared event compressed, also once for all of them: on a
+//! does) get each shared event compressed, also once for all of them (on
+//! the blocking pool; their own catch-up events go plain): on a
 //! machine serving hundreds of watchers, the kernel's work for their
 //! sockets (copies, and the network stack's deferred work, which runs in
 //! whatever process triggers it and so ignores the runner plane's
@@ -28,7 +29,7 @@
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::StreamExt as _;
@@ -60,18 +61,18 @@ const MAX_REQUEST_BYTES: usize = 4096;
 const MIN_GZIP_BYTES: usize = 512;
 
 /// One live event encoded once for every caught-up watcher: the gRPC
-/// message as it is, and gzipped, made by the first watcher that asks.
+/// message as it is, and gzipped, made when the first watcher asks.
 #[derive(Debug)]
 pub struct SharedEvent {
     framed: Bytes,
-    gzipped: OnceLock<Bytes>,
+    gzipped: tokio::sync::OnceCell<Bytes>,
 }
 
 impl SharedEvent {
     pub fn new(event: &TestrunEvent) -> Arc<Self> {
         Arc::new(Self {
             framed: frame(event),
-            gzipped: OnceLock::new(),
+            gzipped: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -81,14 +82,22 @@ impl SharedEvent {
     }
 
     /// The message as a client that does (or does not) accept gzip gets it.
-    fn for_client(&self, gzip: bool) -> Bytes {
-        if gzip {
-            self.gzipped
-                .get_or_init(|| gzip_frame(&self.framed))
-                .clone()
-        } else {
-            self.framed.clone()
+    async fn for_client(&self, gzip: bool) -> Bytes {
+        if !gzip {
+            return self.framed.clone();
         }
+        self.gzipped
+            .get_or_init(|| async {
+                // Off the async threads: a batch of up to 1 MiB takes
+                // milliseconds, and every other watcher of the Testrun
+                // awaits this one result rather than blocking a thread.
+                let framed = self.framed.clone();
+                tokio::task::spawn_blocking(move || gzip_frame(&framed))
+                    .await
+                    .unwrap_or_else(|_| self.framed.clone())
+            })
+            .await
+            .clone()
     }
 }
 
@@ -194,9 +203,14 @@ async fn read_request(request: http::Request<Body>) -> Result<WatchTestrunReques
         Some(v) if v == "identity" => None,
         Some(v) if v == "gzip" => Some(CompressionEncoding::Gzip),
         Some(v) => {
-            return Err(Status::unimplemented(format!(
+            let mut status = Status::unimplemented(format!(
                 "grpc-encoding: {v:?} is not supported (gzip and identity are)"
-            )));
+            ));
+            status.metadata_mut().insert(
+                "grpc-accept-encoding",
+                tonic::metadata::MetadataValue::from_static("gzip,identity"),
+            );
+            return Err(status);
         }
     };
     let mut messages = Streaming::new_request(
@@ -216,8 +230,10 @@ fn respond(events: crate::api::EventStream<WireEvent>, gzip: bool) -> http::Resp
     let frames = futures::stream::unfold(Some(events), move |events| async move {
         let mut events = events?;
         let frame = match events.next().await {
-            Some(Ok(WireEvent::Encoded(shared))) => Frame::data(shared.for_client(gzip)),
-            Some(Ok(WireEvent::Message(event))) if gzip => Frame::data(gzip_frame(&frame(&event))),
+            Some(Ok(WireEvent::Encoded(shared))) => Frame::data(shared.for_client(gzip).await),
+            // A watcher's own events (snapshots, catch-up pages) go plain:
+            // compressing them would cost CPU per watcher; the flag is per
+            // message, so a gzip stream may carry them as they are.
             Some(Ok(WireEvent::Message(event))) => Frame::data(frame(&event)),
             Some(Err(status)) => return Some((Ok(trailers(&status)), None)),
             None => return Some((Ok(trailers(&Status::ok(""))), None)),
@@ -279,12 +295,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_gzipped_event_is_flagged_and_decompresses_to_the_same_message() {
+    #[tokio::test]
+    async fn a_gzipped_event_is_flagged_and_decompresses_to_the_same_message() {
         use std::io::Read as _;
         let event = log_event(10_000);
         let shared = SharedEvent::new(&event);
-        let gzipped = shared.for_client(true);
+        let gzipped = shared.for_client(true).await;
         assert_eq!(gzipped[0], 1, "compressed");
         let len = u32::from_be_bytes(gzipped[1..PREFIX_LEN].try_into().unwrap()) as usize;
         assert_eq!(len, gzipped.len() - PREFIX_LEN);
@@ -298,14 +314,14 @@ mod tests {
             .unwrap();
         assert_eq!(TestrunEvent::decode(plain.as_slice()).unwrap(), event);
         // Made once, shared by every client that asks.
-        assert_eq!(shared.for_client(true).as_ptr(), gzipped.as_ptr());
-        assert_eq!(shared.for_client(false), *shared.framed());
+        assert_eq!(shared.for_client(true).await.as_ptr(), gzipped.as_ptr());
+        assert_eq!(shared.for_client(false).await, *shared.framed());
     }
 
-    #[test]
-    fn small_events_go_uncompressed_even_to_clients_that_accept_gzip() {
+    #[tokio::test]
+    async fn small_events_go_uncompressed_even_to_clients_that_accept_gzip() {
         let shared = SharedEvent::new(&log_event(3));
-        assert_eq!(shared.for_client(true)[0], 0);
+        assert_eq!(shared.for_client(true).await[0], 0);
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub struct Outbox {
     pub result: Option<Finished>,
     /// Whether `result` went out on the current stream.
     pub result_sent: bool,
-    /// About when the oldest unsent line arrived (none while all are sent).
+    /// When the current backlog of unsent lines began (none while all are
+    /// sent); a full batch sent from it does not reset it, so the hold is
+    /// counted from the backlog's start and ends early, never late.
     unsent_since: Option<Instant>,
 }
 
@@ -251,8 +253,8 @@ mod tests {
         o.result = None;
         o.next_batch(lines(usize::MAX));
         assert!(!o.holds_back(now), "nothing unsent");
-        // The age is that of the oldest unsent line: a new backlog starts
-        // its own clock.
+        // The age is the backlog's: once everything was sent, a new backlog
+        // starts its own clock.
         let later = Instant::now();
         for _ in 0..HEAVY_LINES {
             o.push("x".into());
