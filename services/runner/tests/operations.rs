@@ -76,6 +76,23 @@ async fn metrics_count_a_known_workload() {
     .await;
     wait_done(&mut client, run.id).await;
 
+    // Counters follow the commit by a moment, as gauges do: the finisher
+    // counts what it stored after the transaction, and the Testrun reads
+    // as done as soon as it commits. (The free-slots gauge is 3 before the
+    // run too, so waiting on it alone orders nothing.) A counter that
+    // overshoots never reads the value waited for, so this still fails.
+    eventually(
+        &coord.addr,
+        "testrunner_tests_finished_total{outcome=\"PASSED\"}",
+        2.0,
+    )
+    .await;
+    eventually(
+        &coord.addr,
+        "testrunner_tests_finished_total{outcome=\"FAILED\"}",
+        1.0,
+    )
+    .await;
     let text = eventually(&coord.addr, "testrunner_runner_free_slots", 3.0).await;
     assert_eq!(
         metric(&text, "testrunner_tests_finished_total{outcome=\"PASSED\"}"),
