@@ -92,6 +92,34 @@ on_both_stores! {
         assert_eq!(list.total_size, 0);
     }
 
+    a_watch_request_is_read_plain_or_gzipped_and_other_encodings_are_refused(_app, client) {
+        let run = client.create_testrun(request("u", vec![file("a.sh", "true")])).await.unwrap().into_inner();
+        let watch = testrunner_proto::v1::WatchTestrunRequest { id: run.id, after: 0, from_end: false };
+        // A gzipped request is read like a plain one: the snapshot comes back.
+        let mut gzipped = client
+            .clone()
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .watch_testrun(watch)
+            .await
+            .expect("a gzipped request is accepted")
+            .into_inner();
+        let first = gzipped.message().await.unwrap().expect("a snapshot");
+        assert!(matches!(first.event, Some(testrunner_proto::v1::testrun_event::Event::Snapshot(_))), "{first:?}");
+        // Any other request encoding is named in the error, with what is accepted.
+        let mut brotli = tonic::Request::new(watch);
+        brotli.metadata_mut().insert("grpc-encoding", "br".parse().unwrap());
+        let status = client.watch_testrun(brotli).await.expect_err("br is not supported");
+        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+        assert!(status.message().starts_with("grpc-encoding"), "{status:?}");
+        assert_eq!(status.metadata().get("grpc-accept-encoding").unwrap(), "gzip,identity");
+        // Unknown ids fail the call itself.
+        assert_error(
+            client.watch_testrun(testrunner_proto::v1::WatchTestrunRequest { id: 999, after: 0, from_end: false }).await,
+            Code::NotFound,
+            "testrun 999",
+        );
+    }
+
     unknown_ids_are_not_found(_app, client) {
         assert_error(client.get_testrun(GetTestrunRequest { id: 999 }).await, Code::NotFound, "testrun 999");
         assert_error(client.cancel_testrun(CancelTestrunRequest { id: 999 }).await, Code::NotFound, "testrun 999");
