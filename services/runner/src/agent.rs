@@ -93,12 +93,11 @@ pub struct Agent {
     draining: Option<Instant>,
     /// The coordinator's lease: past it, a lost runner's tests are gone.
     lease: Duration,
-    /// When the last stream ended, while there is no new one.
-    disconnected_since: Option<Instant>,
-    /// A stream is up (from its Welcome to its end). Queued tests start
-    /// only then: without one, the coordinator may be giving them to
+    /// When the last stream ended, while there is no new one (from its
+    /// end to the next Welcome). Queued tests start only while this is
+    /// none: without a stream the coordinator may be giving them to
     /// another runner (its lease runs out), and a test must not run twice.
-    attached: bool,
+    disconnected_since: Option<Instant>,
     stats: Arc<Stats>,
     sigterm: tokio::signal::unix::Signal,
     sigint: tokio::signal::unix::Signal,
@@ -139,7 +138,6 @@ impl Agent {
             draining: None,
             lease: Duration::from_secs(15),
             disconnected_since: None,
-            attached: false,
             stats,
             sigterm: signal(SignalKind::terminate())?,
             sigint: signal(SignalKind::interrupt())?,
@@ -174,7 +172,6 @@ impl Agent {
                     }
                 }
             }
-            self.attached = false;
             self.stats.set_connected(false);
             let since = *self.disconnected_since.get_or_insert_with(Instant::now);
             if self.draining.is_some() && since.elapsed() > self.lease {
@@ -303,7 +300,6 @@ impl Agent {
                 ));
             }
         };
-        self.disconnected_since = None;
         if let Some(lease) = &welcome.lease {
             self.lease = Duration::from_millis(testrunner_proto::duration_to_millis(lease) as u64)
                 .max(Duration::from_secs(1));
@@ -339,7 +335,7 @@ impl Agent {
     /// On a new stream, after its Welcome: sends again what was not
     /// acknowledged (rule 7), and starts the queue again.
     async fn resume(&mut self, link: &mut Link) {
-        self.attached = true;
+        self.disconnected_since = None;
         for slot in self.held.values_mut() {
             slot.outbox.rewind();
         }
@@ -527,10 +523,13 @@ impl Agent {
 
     /// Starts waiting assignments while slots are free (none while
     /// draining: those were handed back; none without a stream: see
-    /// `attached`).
+    /// `disconnected_since`).
     fn start_waiting(&mut self) {
         let mut running = self.held.values().filter(|s| s.running).count();
-        while running < self.slots as usize && self.draining.is_none() && self.attached {
+        while running < self.slots as usize
+            && self.draining.is_none()
+            && self.disconnected_since.is_none()
+        {
             let Some(id) = self.waiting.pop_front() else {
                 break;
             };
@@ -813,9 +812,7 @@ mod tests {
         let mut argv = vec!["runner", "--token", "t", "--slots", "1"];
         argv.extend_from_slice(args);
         let config = Config::try_parse_from(argv).expect("parses");
-        let mut agent = Agent::new(config, Arc::new(Stats::default())).expect("agent");
-        agent.attached = true;
-        agent
+        Agent::new(config, Arc::new(Stats::default())).expect("agent")
     }
 
     fn stream() -> (Link, mpsc::Receiver<RunnerMessage>) {
@@ -938,7 +935,7 @@ mod tests {
             .await;
 
         // The stream ends; then the running test ends.
-        agent.attached = false;
+        agent.disconnected_since = Some(Instant::now());
         let _ = agent.held["a"].stop.send(Stop::Kill);
         let done = done_of(&mut agent, "a").await;
         agent.on_exec_event(done, None).await;
