@@ -50,7 +50,7 @@ pub const PATH: &str = "/testrunner.v1.TestrunService/WatchTestrun";
 
 /// Length of a gRPC message's prefix: a compression flag and a big-endian
 /// u32 length.
-pub const PREFIX_LEN: usize = 5;
+const PREFIX_LEN: usize = 5;
 
 /// Largest request accepted (a `WatchTestrunRequest` is a few bytes).
 const MAX_REQUEST_BYTES: usize = 4096;
@@ -76,9 +76,11 @@ impl SharedEvent {
         })
     }
 
-    /// The uncompressed message, prefix included.
-    pub fn framed(&self) -> &Bytes {
-        &self.framed
+    /// The event as a message again, for transports that cannot take
+    /// the encoded bytes.
+    pub fn decode(&self) -> Result<TestrunEvent, Status> {
+        TestrunEvent::decode(&self.framed[PREFIX_LEN..])
+            .map_err(|e| Status::internal(format!("decoding a shared event: {e}")))
     }
 
     /// The message as a client that does (or does not) accept gzip gets it.
@@ -102,7 +104,7 @@ impl SharedEvent {
 }
 
 /// `message` as one uncompressed gRPC message, prefix included.
-pub fn frame(message: &TestrunEvent) -> Bytes {
+fn frame(message: &TestrunEvent) -> Bytes {
     let len = message.encoded_len();
     let mut buf = BytesMut::with_capacity(PREFIX_LEN + len);
     buf.put_u8(0);
@@ -123,7 +125,7 @@ fn gzip_frame(framed: &Bytes) -> Bytes {
     let mut out = Vec::with_capacity(PREFIX_LEN + payload.len() / 2);
     out.extend_from_slice(&[1, 0, 0, 0, 0]);
     let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-    let out = match encoder.write_all(payload).and_then(|()| encoder.finish()) {
+    let mut out = match encoder.write_all(payload).and_then(|()| encoder.finish()) {
         Ok(out) => out,
         Err(error) => {
             tracing::warn!(%error, "gzip failed; sending the event uncompressed");
@@ -134,7 +136,6 @@ fn gzip_frame(framed: &Bytes) -> Bytes {
     if len >= payload.len() {
         return framed.clone();
     }
-    let mut out = out;
     out[1..PREFIX_LEN].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
     Bytes::from(out)
 }
@@ -305,7 +306,7 @@ mod tests {
         let len = u32::from_be_bytes(gzipped[1..PREFIX_LEN].try_into().unwrap()) as usize;
         assert_eq!(len, gzipped.len() - PREFIX_LEN);
         assert!(
-            gzipped.len() < shared.framed().len() / 2,
+            gzipped.len() < shared.framed.len() / 2,
             "seq output halves at least"
         );
         let mut plain = Vec::new();
@@ -315,7 +316,8 @@ mod tests {
         assert_eq!(TestrunEvent::decode(plain.as_slice()).unwrap(), event);
         // Made once, shared by every client that asks.
         assert_eq!(shared.for_client(true).await.as_ptr(), gzipped.as_ptr());
-        assert_eq!(shared.for_client(false).await, *shared.framed());
+        assert_eq!(shared.for_client(false).await, shared.framed);
+        assert_eq!(shared.decode().unwrap(), event);
     }
 
     #[tokio::test]

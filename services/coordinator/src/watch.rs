@@ -43,14 +43,7 @@ impl WireEvent {
     pub fn into_message(self) -> Result<pb::TestrunEvent, Status> {
         match self {
             WireEvent::Message(event) => Ok(event),
-            WireEvent::Encoded(shared) => {
-                let message = shared
-                    .framed()
-                    .get(crate::shared_watch::PREFIX_LEN..)
-                    .unwrap_or_default();
-                <pb::TestrunEvent as prost::Message>::decode(message)
-                    .map_err(|e| Status::internal(format!("decoding a shared event: {e}")))
-            }
+            WireEvent::Encoded(shared) => shared.decode(),
         }
     }
 }
