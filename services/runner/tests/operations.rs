@@ -61,7 +61,15 @@ async fn metrics_count_a_known_workload() {
         l.local_addr().unwrap().port()
     };
     let metrics_addr = format!("127.0.0.1:{port}");
-    let _r = Runner::start_with(&coord, "r1", 3, &["--metrics-listen", &metrics_addr]);
+    // No runner queue: this test counts queue depth as autoscaling reads
+    // it, and a runner whose tests so far were short would first take the
+    // extra tests into its own queue (queue.rs tests that).
+    let _r = Runner::start_with(
+        &coord,
+        "r1",
+        3,
+        &["--metrics-listen", &metrics_addr, "--queue", "0"],
+    );
     let mut client = coord.client().await;
     let run = create(
         &mut client,
