@@ -17,18 +17,22 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_web::GrpcWebLayer;
 use tower::{Layer as _, ServiceExt as _};
 
-use crate::api::TestrunApi;
-use crate::cluster::{self, Cluster};
+use crate::adapters::api::TestrunApi;
+use crate::adapters::http;
+use crate::adapters::runner::RunnerApi;
+use crate::adapters::watch_route::{self, SharedWatchRoute};
 use crate::config::Config;
-use crate::dispatch::Dispatcher;
-use crate::finisher::Finisher;
-use crate::hub::Hub;
+use crate::engine::dispatch::Dispatcher;
+use crate::engine::finisher::Finisher;
+use crate::engine::reaper;
+use crate::engine::runners::Runners;
+use crate::engine::testruns::Testruns;
+use crate::live::cluster;
+use crate::live::hub::Hub;
+use crate::live::signal::Cluster;
 use crate::metrics::Metrics;
-use crate::runner_service::RunnerApi;
 use crate::runtime::{self, Plane};
-use crate::service::Testruns;
-use crate::shared_watch::{self, SharedWatchRoute};
-use crate::{http, reaper, store};
+use crate::store;
 
 /// How long in-flight calls get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -139,7 +143,7 @@ impl Application {
                     origin,
                     Arc::clone(&store),
                     Arc::clone(&hub),
-                    Arc::clone(&dispatcher),
+                    Arc::clone(&dispatcher) as Arc<dyn cluster::LocalRunners>,
                 ),
             ));
         }
@@ -153,20 +157,21 @@ impl Application {
             limits: config.limits.clone(),
         };
         let max = config.limits.max_request_bytes;
-        let testrun_api_handle = TestrunApi {
+        let testrun_api = TestrunServiceServer::new(TestrunApi {
             service: service.clone(),
             api_token: config.api_token.as_str().into(),
-        };
-        let testrun_api = TestrunServiceServer::new(testrun_api_handle.clone())
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
         let runner_api = RunnerServiceServer::new(RunnerApi {
-            store: Arc::clone(&store),
-            hub: Arc::clone(&hub),
-            dispatcher: Arc::clone(&dispatcher),
-            finisher,
-            metrics: Arc::clone(&metrics),
-            settings: config.runners.clone(),
+            runners: Runners {
+                store: Arc::clone(&store),
+                hub: Arc::clone(&hub),
+                dispatcher: Arc::clone(&dispatcher),
+                finisher,
+                metrics: Arc::clone(&metrics),
+                settings: config.runners.clone(),
+            },
             token: runner_token.as_str().into(),
         })
         .max_decoding_message_size(config.runners.max_runner_message_bytes)
@@ -204,12 +209,12 @@ impl Application {
             .add_service(reflection_v1alpha)
             .clone()
             .routes();
-        // WatchTestrun with shared, pre-framed events (see shared_watch).
+        // WatchTestrun with shared, pre-framed events (see watch_route).
         let shared_watch = web.layer(SharedWatchRoute {
-            api: testrun_api_handle,
+            service: service.clone(),
         });
         let grpc_router = grpc.into_axum_router().route_service(
-            shared_watch::PATH,
+            watch_route::PATH,
             shared_watch
                 .map_request(|r: ::http::Request<axum::body::Body>| r.map(tonic::body::Body::new)),
         );

@@ -1,7 +1,9 @@
-//! The coordinator's error type, named by outcome and mapped to a gRPC status
-//! in one place. Internal causes are logged, never sent to clients.
+//! The coordinator's one error type, named by outcome. Every domain and
+//! engine path returns it; the adapters map it to a gRPC or HTTP status in
+//! one place (`adapters::status`). Internal causes are logged there, never
+//! sent to clients.
 
-use tonic::{Code, Status};
+use crate::domain::IllegalTransition;
 
 /// Everything a coordinator operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -14,10 +16,25 @@ pub enum Error {
     /// The operation is not allowed in the current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A status change the state machine does not allow, on `what`.
+    #[error("{what} {cause}")]
+    IllegalTransition {
+        what: String,
+        cause: IllegalTransition,
+    },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A peer (a runner) took longer than the protocol allows.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// The call was superseded (a newer stream of the same runner).
+    #[error("{0}")]
+    Aborted(String),
+    /// A watcher missed events and must start again.
+    #[error("{0}")]
+    DataLoss(String),
     /// The coordinator is shutting down or the database is unreachable.
     #[error("{0}")]
     Unavailable(String),
@@ -39,36 +56,34 @@ impl Error {
     pub fn testrun_not_found(id: i64) -> Self {
         Self::NotFound(format!("testrun {id} not found"))
     }
-}
 
-impl From<sqlx::Error> for Error {
-    fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                // The cause is for operators, not clients.
-                tracing::warn!(error = %err, "database unavailable");
-                Self::Unavailable("database unavailable; try again".into())
-            }
-            other => Self::Internal(anyhow::Error::new(other).context("database query failed")),
+    /// An illegal transition of Testrun `id`.
+    pub fn testrun_transition(id: i64, cause: IllegalTransition) -> Self {
+        Self::IllegalTransition {
+            what: format!("testrun {id}"),
+            cause,
         }
     }
-}
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Self {
-        let code = match &err {
-            Error::InvalidArgument { .. } => Code::InvalidArgument,
-            Error::NotFound(_) => Code::NotFound,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
-            Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::ResourceExhausted(_) => Code::ResourceExhausted,
-            Error::Unavailable(_) => Code::Unavailable,
-            Error::Internal(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "internal error");
-                return Status::internal("internal error");
-            }
-        };
-        Status::new(code, err.to_string())
+    /// The same error again, for answering several waiters with one
+    /// failure (an internal cause is kept as its text).
+    pub fn share(&self) -> Self {
+        match self {
+            Self::InvalidArgument { field, message } => Self::invalid(field, message),
+            Self::NotFound(m) => Self::NotFound(m.clone()),
+            Self::FailedPrecondition(m) => Self::FailedPrecondition(m.clone()),
+            Self::IllegalTransition { what, cause } => Self::IllegalTransition {
+                what: what.clone(),
+                cause: *cause,
+            },
+            Self::Unauthenticated(m) => Self::Unauthenticated(m.clone()),
+            Self::ResourceExhausted(m) => Self::ResourceExhausted(m.clone()),
+            Self::DeadlineExceeded(m) => Self::DeadlineExceeded(m.clone()),
+            Self::Aborted(m) => Self::Aborted(m.clone()),
+            Self::DataLoss(m) => Self::DataLoss(m.clone()),
+            Self::Unavailable(m) => Self::Unavailable(m.clone()),
+            Self::Internal(cause) => Self::Internal(anyhow::anyhow!("{cause:#}")),
+        }
     }
 }
 

@@ -3,29 +3,23 @@
 //! (gRPC, grpc-web, reflection, health), the console and `/metrics` on one
 //! port. `Application` is the whole service; `main.rs` only starts it.
 
-pub mod api;
+// Layers, each importing only those below it (`scripts/check-layers`
+// checks it): domain (with `error` and `config`), then infrastructure
+// (`store`, `live`, `metrics`, `wire`), the engine, the adapters, and the
+// wiring (`app`, `runtime`, `telemetry`).
+pub mod adapters;
 pub mod app;
-pub mod auth;
-pub mod cluster;
 pub mod config;
-pub mod convert;
-pub mod dispatch;
 pub mod domain;
+pub mod engine;
 pub mod error;
-pub mod finisher;
-pub mod http;
-pub mod hub;
+pub mod live;
 pub mod metrics;
-pub mod reaper;
-pub mod runner_service;
 pub mod runtime;
-pub mod service;
-pub mod shared_watch;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
-pub mod validate;
-pub mod watch;
+pub mod wire;
 
 pub use app::Application;
 pub use config::Config;

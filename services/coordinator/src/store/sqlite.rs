@@ -5,26 +5,28 @@
 //! SQLITE_BUSY, and no claim needs SKIP LOCKED. Reads use their own pool and
 //! never wait for writes (WAL mode). Bulk inserts pass a JSON array and
 //! expand it with `json_each`, so a batch of any size is one statement.
+//! Only what SQLite does differently is here; the rest is `sql.rs`.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use const_format::concatcp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use super::{
-    AppendOutcome, AssignmentRow, CancelOutcome, Claim, FinishOutcome, LogCursorRow, LogLineRow,
-    QueueStats, Registration, ResumeRow, Resumed, Store, TakeBack, TestRow, TestrunRow,
-    cancel_outcome, claimed, decided_status, new_lines, per_testrun, sanitize_line, stored_lines,
-    tally_finished, tally_moved,
+use super::contract::Claim;
+use super::rows::{
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIMED_COUNTS, LogCursorRow, TESTRUN_COLUMNS, TestrunRow,
+    claimed, per_testrun,
 };
-use crate::domain::{
-    ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult, Testrun,
-};
-use crate::error::{Error, Result};
+use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult, TestStatus};
+use crate::error::Result;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const QUEUED: &str = TestStatus::Queued.sql();
+const RUNNING: &str = TestStatus::Running.sql();
+const CANCELLED: &str = TestStatus::Cancelled.sql();
 
 /// Store in a SQLite file.
 #[derive(Debug, Clone)]
@@ -32,6 +34,13 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
 }
+
+sql_store!(
+    SqliteStore,
+    Sqlite,
+    in_list("IN (SELECT value FROM json_each(", "))"),
+    lock_cursor("")
+);
 
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the file the URL names.
@@ -70,202 +79,95 @@ impl SqliteStore {
         Ok(Self { write, read })
     }
 
-    async fn testrun_in(tx: &mut Transaction<'_, Sqlite>, id: i64) -> Result<Testrun> {
-        let row: TestrunRow = sqlx::query_as(concat!(
-            "SELECT ",
-            testrun_columns!(),
-            " FROM testruns WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
-        row.into_domain()
+    fn shared(&self) -> Option<sqlx::PgPool> {
+        None
     }
 
-    async fn tests_of(&self, testrun_id: i64) -> Result<Vec<Test>> {
-        let rows: Vec<TestRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            test_columns!(),
-            " FROM tests WHERE testrun_id = ?1 ORDER BY position"
-        ))
-        .bind(testrun_id)
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(TestRow::into_domain).collect()
+    /// Lists bind as one JSON array, expanded by `json_each`.
+    fn list<T: serde::Serialize>(values: &[T]) -> String {
+        json(values)
     }
-}
 
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).expect("plain data serializes")
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    async fn create_testrun(&self, run: &NewTestrun, now: Millis) -> Result<Testrun> {
-        let mut tx = self.write.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO testruns (username, status, command, timeout_ms, created_at, tests_total) \
-             VALUES (?1, 'CREATED', ?2, ?3, ?4, ?5) RETURNING id",
-        )
-        .bind(&run.username)
-        .bind(&run.command)
-        .bind(run.timeout_ms)
-        .bind(now)
-        .bind(run.tests.len() as i64)
-        .fetch_one(&mut *tx)
-        .await?;
+    async fn insert_tests(
+        tx: &mut Transaction<'_, Sqlite>,
+        id: i64,
+        run: &NewTestrun,
+        now: Millis,
+    ) -> Result<()> {
         let files: Vec<[&str; 2]> = run
             .tests
             .iter()
             .map(|t| [t.name.as_str(), t.content.as_str()])
             .collect();
-        sqlx::query(
+        sqlx::query(concatcp!(
             "INSERT INTO tests (testrun_id, position, name, content, size_bytes, status, queued_at) \
-             SELECT ?1, key, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-                    length(CAST(json_extract(value, '$[1]') AS BLOB)), 'QUEUED', ?2 \
-             FROM json_each(?3)",
-        )
+             SELECT $1, key, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+                    length(CAST(json_extract(value, '$[1]') AS BLOB)), ",
+            QUEUED,
+            ", $2 FROM json_each($3)"
+        ))
         .bind(id)
         .bind(now)
         .bind(json(&files))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        let testrun = Self::testrun_in(&mut tx, id).await?;
-        tx.commit().await?;
-        let mut testrun = testrun;
-        testrun.tests = self.tests_of(id).await?;
-        Ok(testrun)
-    }
-
-    async fn get_testrun(&self, id: i64, with_tests: bool) -> Result<Option<Testrun>> {
-        let row: Option<TestrunRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            testrun_columns!(),
-            " FROM testruns WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut run = row.into_domain()?;
-        if with_tests {
-            run.tests = self.tests_of(id).await?;
-        }
-        Ok(Some(run))
-    }
-
-    async fn list_testruns(
-        &self,
-        filter: &ListFilter,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<(Vec<Testrun>, i64)> {
-        let status = filter.status.map(|s| s.as_str());
-        let rows: Vec<TestrunRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            testrun_columns!(),
-            " FROM testruns WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR username = ?2) \
-             AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4"
-        ))
-        .bind(status)
-        .bind(&filter.username)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM testruns WHERE (?1 IS NULL OR status = ?1) \
-             AND (?2 IS NULL OR username = ?2)",
-        )
-        .bind(status)
-        .bind(&filter.username)
-        .fetch_one(&self.read)
-        .await?;
-        let runs = rows
-            .into_iter()
-            .map(TestrunRow::into_domain)
-            .collect::<Result<_>>()?;
-        Ok((runs, total))
-    }
-
-    async fn cancel_testrun(&self, id: i64, now: Millis) -> Result<CancelOutcome> {
-        let mut tx = self.write.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM testruns WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match status.as_deref() {
-            None => return Err(Error::testrun_not_found(id)),
-            Some("CREATED" | "RUNNING") => {}
-            Some(s) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "testrun {id} already ended with status {s}"
-                )));
-            }
-        }
-        let cancelled = sqlx::query(
-            "UPDATE tests SET status = 'CANCELLED', finished_at = ?2 \
-             WHERE testrun_id = ?1 AND status = 'QUEUED'",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as i64;
-        sqlx::query(
-            "UPDATE testruns SET status = 'CANCELLED', finished_at = ?2, \
-             tests_cancelled = tests_cancelled + ?3 WHERE id = ?1",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(cancelled)
-        .execute(&mut *tx)
-        .await?;
-        let running: Vec<(String, String)> = sqlx::query_as(
-            "SELECT assignment_id, runner_id FROM tests \
-             WHERE testrun_id = ?1 AND status = 'RUNNING' AND assignment_id IS NOT NULL",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let testrun = Self::testrun_in(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(cancel_outcome(testrun, running))
-    }
-
-    async fn delete_testrun(&self, id: i64) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM testruns WHERE id = ?1")
-            .bind(id)
-            .execute(&self.write)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(Error::testrun_not_found(id));
-        }
         Ok(())
     }
 
-    async fn claim_tests(
-        &self,
-        runner: &RunnerInfo,
-        epoch: i64,
-        n: i64,
-        now: Millis,
-    ) -> Result<Claim> {
+    async fn insert_lines(
+        tx: &mut Transaction<'_, Sqlite>,
+        cursor: &LogCursorRow,
+        run_start: i64,
+        texts: &[String],
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO log_lines (testrun_id, run_seq, test_id, line_no, attempt, line) \
+             SELECT $1, $2 + key, $3, $4 + key, $5, value FROM json_each($6)",
+        )
+        .bind(cursor.testrun_id)
+        .bind(run_start)
+        .bind(cursor.id)
+        .bind(cursor.log_lines)
+        .bind(cursor.attempt)
+        .bind(json(texts))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    // The single writer connection means no lock order to keep.
+    async fn lock_tests_of(_: &mut Transaction<'_, Sqlite>, _: i64) -> Result<()> {
+        Ok(())
+    }
+
+    async fn lock_results(
+        _: &mut Transaction<'_, Sqlite>,
+        _: &[(String, TestResult)],
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    async fn lock_taken_back(_: &mut Transaction<'_, Sqlite>, _: &[i64]) -> Result<()> {
+        Ok(())
+    }
+
+    async fn claim(&self, runner: &RunnerInfo, epoch: i64, n: i64, now: Millis) -> Result<Claim> {
         let mut tx = self.write.begin().await?;
         // The epoch check rides in the claim itself (one round trip to the
         // worker thread fewer per claim); only an empty claim asks why.
-        let rows: Vec<AssignmentRow> = sqlx::query_as(
-            "UPDATE tests SET status = 'RUNNING', attempt = attempt + 1, \
-                 assignment_id = lower(hex(randomblob(16))), runner_id = ?1, runner_name = ?2, \
-                 started_at = ?3, log_seq = 0 \
-             WHERE id IN (SELECT id FROM tests WHERE status = 'QUEUED' \
-                          ORDER BY testrun_id, id LIMIT ?4) \
-                 AND EXISTS (SELECT 1 FROM runners WHERE id = ?1 AND epoch = ?5) \
-             RETURNING assignment_id, testrun_id, id AS test_id, name, content, attempt, queued_at, \
-                       log_lines, size_bytes",
-        )
+        let rows: Vec<AssignmentRow> = sqlx::query_as(concatcp!(
+            "UPDATE tests SET status = ",
+            RUNNING,
+            ", attempt = attempt + 1, \
+                 assignment_id = lower(hex(randomblob(16))), runner_id = $1, runner_name = $2, \
+                 started_at = $3, log_seq = 0 \
+             WHERE id IN (SELECT id FROM tests WHERE status = ",
+            QUEUED,
+            " ORDER BY testrun_id, id LIMIT $4) \
+                 AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5) \
+             RETURNING ",
+            ASSIGNMENT_COLUMNS
+        ))
         .bind(&runner.id)
         .bind(&runner.name)
         .bind(now)
@@ -275,7 +177,7 @@ impl Store for SqliteStore {
         .await?;
         if rows.is_empty() {
             let current: Option<i64> =
-                sqlx::query_scalar("SELECT epoch FROM runners WHERE id = ?1")
+                sqlx::query_scalar("SELECT epoch FROM runners WHERE id = $1")
                     .bind(&runner.id)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -285,31 +187,26 @@ impl Store for SqliteStore {
                 Claim::stale()
             });
         }
-        let mut runs = Vec::new();
-        for (id, count) in per_testrun(&rows) {
-            let run: TestrunRow = sqlx::query_as(concat!(
-                "UPDATE testruns SET \
-                     tests_running = tests_running + CASE WHEN status = 'CANCELLED' THEN 0 ELSE ?2 END, \
-                     tests_cancelled = tests_cancelled + CASE WHEN status = 'CANCELLED' THEN ?2 ELSE 0 END, \
-                     status = CASE WHEN status = 'CREATED' THEN 'RUNNING' ELSE status END, \
-                     started_at = CASE WHEN status = 'CANCELLED' THEN started_at \
-                                       ELSE COALESCE(started_at, ?3) END \
-                 WHERE id = ?1 RETURNING ",
-                testrun_columns!()
-            ))
-            .bind(id)
-            .bind(count)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            runs.push(run);
-        }
+        let runs: Vec<TestrunRow> = sqlx::query_as(concatcp!(
+            "UPDATE testruns SET ",
+            CLAIMED_COUNTS,
+            " FROM (SELECT json_extract(value, '$[0]') AS cid, json_extract(value, '$[1]') AS n \
+                    FROM json_each($1)) AS c \
+             WHERE testruns.id = c.cid RETURNING ",
+            TESTRUN_COLUMNS
+        ))
+        .bind(json(&per_testrun(&rows)))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
         let claim = claimed(rows, runs)?;
         if !claim.cancelled.is_empty() {
-            sqlx::query(
-                "UPDATE tests SET status = 'CANCELLED', finished_at = ?2, assignment_id = NULL, \
-                     runner_id = NULL WHERE assignment_id IN (SELECT value FROM json_each(?1))",
-            )
+            sqlx::query(concatcp!(
+                "UPDATE tests SET status = ",
+                CANCELLED,
+                ", finished_at = $2, assignment_id = NULL, runner_id = NULL \
+                 WHERE assignment_id IN (SELECT value FROM json_each($1))"
+            ))
             .bind(json(&claim.cancelled))
             .bind(now)
             .execute(&mut *tx)
@@ -318,347 +215,8 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(claim)
     }
-
-    async fn release_assignment(&self, assignment_id: &str, now: Millis) -> Result<Option<i64>> {
-        let mut tx = self.write.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM tests WHERE assignment_id = ?1")
-            .bind(assignment_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let touched = take_back(&mut tx, &ids, TakeBack::Release, now).await?;
-        tx.commit().await?;
-        Ok(touched.first().copied())
-    }
-
-    async fn append_logs(
-        &self,
-        assignment_id: &str,
-        first_seq: i64,
-        lines: &[String],
-    ) -> Result<AppendOutcome> {
-        let mut tx = self.write.begin().await?;
-        let cursor: Option<LogCursorRow> = sqlx::query_as(
-            "SELECT id, testrun_id, attempt, log_seq, log_lines FROM tests \
-             WHERE assignment_id = ?1 AND status = 'RUNNING'",
-        )
-        .bind(assignment_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(cursor) = cursor else {
-            return Ok(AppendOutcome::Refused);
-        };
-        let fresh = new_lines(cursor.log_seq, first_seq, lines)?;
-        if fresh.is_empty() {
-            return Ok(AppendOutcome::Stored {
-                last_seq: cursor.log_seq,
-                lines: Vec::new(),
-            });
-        }
-        let n = fresh.len() as i64;
-        let last_seq = cursor.log_seq + n;
-        sqlx::query("UPDATE tests SET log_seq = ?2, log_lines = log_lines + ?3 WHERE id = ?1")
-            .bind(cursor.id)
-            .bind(last_seq)
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
-        let run_end: i64 = sqlx::query_scalar(
-            "UPDATE testruns SET log_seq = log_seq + ?2 WHERE id = ?1 RETURNING log_seq",
-        )
-        .bind(cursor.testrun_id)
-        .bind(n)
-        .fetch_one(&mut *tx)
-        .await?;
-        let run_start = run_end - n + 1;
-        let texts: Vec<String> = fresh.iter().map(|l| sanitize_line(l)).collect();
-        sqlx::query(
-            "INSERT INTO log_lines (testrun_id, run_seq, test_id, line_no, attempt, line) \
-             SELECT ?1, ?2 + key, ?3, ?4 + key, ?5, value FROM json_each(?6)",
-        )
-        .bind(cursor.testrun_id)
-        .bind(run_start)
-        .bind(cursor.id)
-        .bind(cursor.log_lines)
-        .bind(cursor.attempt)
-        .bind(json(&texts))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(AppendOutcome::Stored {
-            last_seq,
-            lines: stored_lines(&cursor, run_start, texts),
-        })
-    }
-
-    async fn finish_tests(
-        &self,
-        results: &[(String, TestResult)],
-        now: Millis,
-    ) -> Result<FinishOutcome> {
-        // One transaction for every result that arrived together (see
-        // `finisher`); the single writer connection means no lock order.
-        let mut tx = self.write.begin().await?;
-        let mut tests = Vec::with_capacity(results.len());
-        for (assignment_id, result) in results {
-            let row: Option<TestRow> = sqlx::query_as(concat!(
-                "UPDATE tests SET status = ?2, exit_code = ?3, error = ?4, duration_ms = ?5, \
-                     finished_at = ?6, assignment_id = NULL \
-                 WHERE assignment_id = ?1 AND status = 'RUNNING' RETURNING ",
-                test_columns!()
-            ))
-            .bind(assignment_id)
-            .bind(result.status.as_str())
-            .bind(result.exit_code)
-            .bind(&result.error)
-            .bind(result.duration_ms)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            tests.push(row.map(TestRow::into_domain).transpose()?);
-        }
-        let mut testruns = Vec::new();
-        for (testrun_id, t) in tally_finished(&tests) {
-            // Counts and reads back in one statement.
-            let mut testrun = sqlx::query_as::<_, TestrunRow>(concat!(
-                "UPDATE testruns SET tests_running = tests_running - ?2, \
-                     tests_passed = tests_passed + ?3, tests_failed = tests_failed + ?4, \
-                     tests_cancelled = tests_cancelled + ?5 WHERE id = ?1 RETURNING ",
-                testrun_columns!()
-            ))
-            .bind(testrun_id)
-            .bind(t.finished)
-            .bind(t.passed)
-            .bind(t.failed)
-            .bind(t.cancelled)
-            .fetch_one(&mut *tx)
-            .await?
-            .into_domain()?;
-            if let Some(status) = decided_status(testrun.status, &testrun.counts) {
-                sqlx::query("UPDATE testruns SET status = ?2, finished_at = ?3 WHERE id = ?1")
-                    .bind(testrun.id)
-                    .bind(status.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                testrun.status = status;
-                testrun.finished_at = Some(now);
-            }
-            testruns.push(testrun);
-        }
-        tx.commit().await?;
-        Ok(FinishOutcome { tests, testruns })
-    }
-
-    async fn register_runner(
-        &self,
-        runner: &RunnerInfo,
-        lease_until: Millis,
-        resume: &[String],
-        now: Millis,
-    ) -> Result<Registration> {
-        let mut tx = self.write.begin().await?;
-        let epoch: i64 = sqlx::query_scalar(
-            "INSERT INTO runners (id, name, slots, version, registered_at, lease_until, epoch) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1) \
-             ON CONFLICT (id) DO UPDATE SET name = ?2, slots = ?3, version = ?4, \
-                 lease_until = ?5, epoch = runners.epoch + 1 \
-             RETURNING epoch",
-        )
-        .bind(&runner.id)
-        .bind(&runner.name)
-        .bind(runner.slots)
-        .bind(&runner.version)
-        .bind(lease_until)
-        .fetch_one(&mut *tx)
-        .await?;
-        let resume = json(resume);
-        let rows: Vec<ResumeRow> = sqlx::query_as(
-            "SELECT assignment_id, testrun_id, name, \
-                 (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) = 'CANCELLED' \
-                     AS cancelled \
-             FROM tests WHERE assignment_id IN (SELECT value FROM json_each(?1)) \
-                 AND runner_id = ?2 AND status = 'RUNNING'",
-        )
-        .bind(&resume)
-        .bind(&runner.id)
-        .fetch_all(&mut *tx)
-        .await?;
-        // Tests the database says this runner holds but the runner does not
-        // list: their Assign never reached it. Hand them back.
-        let orphans: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM tests WHERE runner_id = ?1 AND status = 'RUNNING' \
-                 AND assignment_id NOT IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(&runner.id)
-        .bind(&resume)
-        .fetch_all(&mut *tx)
-        .await?;
-        let requeued = take_back(&mut tx, &orphans, TakeBack::Release, now).await?;
-        tx.commit().await?;
-        Ok(Registration {
-            epoch,
-            resumed: rows.into_iter().map(Resumed::from).collect(),
-            requeued,
-        })
-    }
-
-    async fn renew_lease(&self, runner_id: &str, lease_until: Millis) -> Result<()> {
-        sqlx::query("UPDATE runners SET lease_until = max(lease_until, ?2) WHERE id = ?1")
-            .bind(runner_id)
-            .bind(lease_until)
-            .execute(&self.write)
-            .await?;
-        Ok(())
-    }
-
-    async fn expire_leases(&self, now: Millis, max_attempts: i32) -> Result<Vec<i64>> {
-        let mut tx = self.write.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM tests WHERE status = 'RUNNING' AND runner_id IN \
-                 (SELECT id FROM runners WHERE lease_until < ?1)",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let touched = take_back(&mut tx, &ids, TakeBack::Lost { max_attempts }, now).await?;
-        sqlx::query("DELETE FROM runners WHERE lease_until < ?1 - 86400000")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(touched)
-    }
-
-    async fn get_test(&self, test_id: i64) -> Result<Option<Test>> {
-        let row: Option<TestRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            test_columns!(),
-            " FROM tests WHERE id = ?1"
-        ))
-        .bind(test_id)
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(TestRow::into_domain).transpose()
-    }
-
-    async fn find_test(&self, testrun_id: i64, name: &str) -> Result<Option<Test>> {
-        let row: Option<TestRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            test_columns!(),
-            " FROM tests WHERE testrun_id = ?1 AND name = ?2"
-        ))
-        .bind(testrun_id)
-        .bind(name)
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(TestRow::into_domain).transpose()
-    }
-
-    async fn read_run_log(&self, testrun_id: i64, after: i64, limit: i64) -> Result<Vec<LogLine>> {
-        let rows: Vec<LogLineRow> = sqlx::query_as(
-            "SELECT test_id, attempt, line_no, run_seq, line FROM log_lines \
-             WHERE testrun_id = ?1 AND run_seq > ?2 ORDER BY run_seq LIMIT ?3",
-        )
-        .bind(testrun_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows.into_iter().map(LogLine::from).collect())
-    }
-
-    async fn read_test_log(&self, test_id: i64, offset: i64, limit: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT line FROM log_lines WHERE test_id = ?1 AND line_no >= ?2 \
-             ORDER BY line_no LIMIT ?3",
-        )
-        .bind(test_id)
-        .bind(offset)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?)
-    }
-
-    async fn queue_stats(&self) -> Result<QueueStats> {
-        let (queued, running, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'QUEUED'), \
-                    count(*) FILTER (WHERE status = 'RUNNING'), \
-                    min(queued_at) FILTER (WHERE status = 'QUEUED') \
-             FROM tests WHERE status IN ('QUEUED', 'RUNNING')",
-        )
-        .fetch_one(&self.read)
-        .await?;
-        Ok(QueueStats {
-            queued,
-            running,
-            oldest_queued_at: oldest,
-        })
-    }
 }
 
-/// Takes running tests back from their runners (see the Postgres twin for
-/// the rules); SQLite's single writer needs no row locks. Returns the
-/// Testruns touched.
-async fn take_back(
-    tx: &mut Transaction<'_, Sqlite>,
-    ids: &[i64],
-    why: TakeBack,
-    now: Millis,
-) -> Result<Vec<i64>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (consume, max_attempts) = why.attempts();
-    let moved: Vec<(i64, String)> = sqlx::query_as(
-        "UPDATE tests SET \
-             status = CASE WHEN (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) \
-                                = 'CANCELLED' THEN 'CANCELLED' \
-                           WHEN ?2 AND attempt >= ?3 THEN 'ERROR' ELSE 'QUEUED' END, \
-             attempt = CASE WHEN NOT ?2 AND (SELECT status FROM testruns r \
-                                WHERE r.id = tests.testrun_id) <> 'CANCELLED' \
-                            THEN attempt - 1 ELSE attempt END, \
-             error = CASE WHEN (SELECT status FROM testruns r WHERE r.id = tests.testrun_id) \
-                                <> 'CANCELLED' AND ?2 AND attempt >= ?3 \
-                          THEN 'runner lost on every one of ' || attempt || ' attempts' \
-                          ELSE error END, \
-             finished_at = CASE WHEN (SELECT status FROM testruns r \
-                                WHERE r.id = tests.testrun_id) = 'CANCELLED' \
-                                OR (?2 AND attempt >= ?3) THEN ?4 ELSE NULL END, \
-             started_at = CASE WHEN (SELECT status FROM testruns r \
-                                WHERE r.id = tests.testrun_id) = 'CANCELLED' \
-                                OR (?2 AND attempt >= ?3) THEN started_at ELSE NULL END, \
-             queued_at = ?4, assignment_id = NULL, runner_id = NULL \
-         WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'RUNNING' \
-         RETURNING testrun_id, status",
-    )
-    .bind(json(ids))
-    .bind(consume)
-    .bind(max_attempts)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
-    let tallies = tally_moved(&moved);
-    for (id, tally) in &tallies {
-        sqlx::query(
-            "UPDATE testruns SET tests_running = tests_running - ?2, \
-                 tests_cancelled = tests_cancelled + ?3, tests_failed = tests_failed + ?4 \
-             WHERE id = ?1",
-        )
-        .bind(id)
-        .bind(tally.all)
-        .bind(tally.cancelled)
-        .bind(tally.errored)
-        .execute(&mut **tx)
-        .await?;
-        let run = SqliteStore::testrun_in(tx, *id).await?;
-        if let Some(status) = decided_status(run.status, &run.counts) {
-            sqlx::query("UPDATE testruns SET status = ?2, finished_at = ?3 WHERE id = ?1")
-                .bind(id)
-                .bind(status.as_str())
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(tallies.into_iter().map(|(id, _)| id).collect())
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serializes")
 }

@@ -1,4 +1,5 @@
-//! `TestrunService`: a thin adapter from gRPC to `service::Testruns`.
+//! `TestrunService`: a thin adapter from gRPC to `engine::testruns` and
+//! `engine::watch`: decode, call, map the error.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,21 +8,16 @@ use futures::Stream;
 use testrunner_proto::v1::{
     self as pb, get_test_log_request, testrun_service_server::TestrunService,
 };
-use tokio::sync::mpsc;
 use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::check_bearer;
-use crate::convert;
+use super::auth::check_bearer;
 use crate::domain::ListFilter;
+use crate::domain::validate::CreateInput;
+use crate::engine::testruns::{TestRef, Testruns};
+use crate::engine::watch;
 use crate::error::Error;
-use crate::service::{TestRef, Testruns};
-use crate::validate::CreateInput;
-use crate::watch;
-
-/// Events buffered per watcher before it stops reading the hub (and lags).
-const WATCH_BUFFER: usize = 64;
+use crate::wire;
 
 /// The gRPC adapter for users.
 #[derive(Debug, Clone)]
@@ -31,35 +27,18 @@ pub struct TestrunApi {
     pub api_token: Arc<str>,
 }
 
-pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl TestrunApi {
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        check_bearer(request.metadata(), &self.api_token, "API token")
-    }
-
-    /// Starts a watch; its events are shared (see `shared_watch`).
-    pub async fn watch_shared(
-        &self,
-        r: pb::WatchTestrunRequest,
-    ) -> Result<EventStream<watch::WireEvent>, Status> {
-        // Unknown ids fail the call itself, not the first message.
-        self.service.get(r.id).await?;
-        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        let start = if r.from_end {
-            watch::Start::End
-        } else {
-            watch::Start::After(r.after)
-        };
-        tokio::spawn(watch::watch_testrun(self.service.clone(), r.id, start, tx));
-        Ok(Box::pin(ReceiverStream::new(rx)))
+        check_bearer(request.metadata(), &self.api_token, "API token").map_err(Status::from)
     }
 }
 
 fn filter(status: Option<i32>, username: Option<String>) -> Result<ListFilter, Status> {
     let status = match status {
         None => None,
-        Some(v) => Some(convert::testrun_status_from(v).ok_or_else(|| {
+        Some(v) => Some(wire::testrun_status_from(v).ok_or_else(|| {
             Status::from(Error::invalid(
                 "status",
                 format!("{v} is not a Testrun status"),
@@ -84,7 +63,7 @@ impl TestrunService for TestrunApi {
             timeout_seconds: r.timeout_seconds,
         };
         let run = self.service.create(input).await?;
-        Ok(Response::new(convert::testrun(&run)))
+        Ok(Response::new(wire::testrun(&run)))
     }
 
     async fn get_testrun(
@@ -92,7 +71,7 @@ impl TestrunService for TestrunApi {
         request: Request<pb::GetTestrunRequest>,
     ) -> Result<Response<pb::Testrun>, Status> {
         let run = self.service.get(request.into_inner().id).await?;
-        Ok(Response::new(convert::testrun(&run)))
+        Ok(Response::new(wire::testrun(&run)))
     }
 
     async fn list_testruns(
@@ -106,7 +85,7 @@ impl TestrunService for TestrunApi {
             .list(&filter, r.page_size, &r.page_token)
             .await?;
         Ok(Response::new(pb::ListTestrunsResponse {
-            testruns: page.testruns.iter().map(convert::testrun).collect(),
+            testruns: page.testruns.iter().map(wire::testrun).collect(),
             next_page_token: page.next_page_token,
             total_size: page.total.max(0) as u64,
         }))
@@ -118,7 +97,7 @@ impl TestrunService for TestrunApi {
     ) -> Result<Response<pb::Testrun>, Status> {
         self.authorize(&request)?;
         let run = self.service.cancel(request.into_inner().id).await?;
-        Ok(Response::new(convert::testrun(&run)))
+        Ok(Response::new(wire::testrun(&run)))
     }
 
     async fn delete_testrun(
@@ -136,11 +115,13 @@ impl TestrunService for TestrunApi {
         &self,
         request: Request<pb::WatchTestrunRequest>,
     ) -> Result<Response<Self::WatchTestrunStream>, Status> {
-        // Normally served by `shared_watch` (encoded once); this is the same
+        // Normally served by `watch_route` (encoded once); this is the same
         // watch for anything that reaches the generated service.
-        let shared = self.watch_shared(request.into_inner()).await?;
+        let shared = watch::watch_testrun(&self.service, &request.into_inner()).await?;
         Ok(Response::new(Box::pin(shared.map(|event| {
-            event.and_then(watch::WireEvent::into_message)
+            event
+                .and_then(watch::WireEvent::into_message)
+                .map_err(Status::from)
         }))))
     }
 
@@ -152,9 +133,10 @@ impl TestrunService for TestrunApi {
     ) -> Result<Response<Self::WatchTestrunsStream>, Status> {
         let r = request.into_inner();
         let filter = filter(r.status, r.username)?;
-        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(watch::watch_testruns(self.service.clone(), filter, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let events = watch::watch_testruns(&self.service, filter);
+        Ok(Response::new(Box::pin(
+            events.map(|event| event.map_err(Status::from)),
+        )))
     }
 
     async fn get_test_log(

@@ -13,10 +13,10 @@
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tonic::Status;
 
 use crate::domain::{TestResult, now_millis};
-use crate::hub::{Hub, ListEvent, RunEvent};
+use crate::error::{Error, Result};
+use crate::live::hub::{Hub, ListEvent, RunEvent};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -32,7 +32,7 @@ struct Request {
     results: Vec<(String, TestResult)>,
     /// For each result, whether it was accepted (its assignment still
     /// current).
-    reply: oneshot::Sender<Result<Vec<bool>, Status>>,
+    reply: oneshot::Sender<Result<Vec<bool>>>,
 }
 
 /// The handle runner streams store results through.
@@ -63,16 +63,18 @@ impl Finisher {
     /// Stores results (by assignment id) in one transaction; for each,
     /// `false` if its assignment is no longer current (the result is
     /// refused). Returns once they are committed and published.
-    pub async fn finish(&self, results: Vec<(String, TestResult)>) -> Result<Vec<bool>, Status> {
+    pub async fn finish(&self, results: Vec<(String, TestResult)>) -> Result<Vec<bool>> {
         let (reply, accepted) = oneshot::channel();
         self.tx
             .send(Request { results, reply })
             .await
-            .map_err(|_| Status::unavailable("coordinator is shutting down"))?;
-        accepted
-            .await
-            .map_err(|_| Status::unavailable("coordinator is shutting down"))?
+            .map_err(|_| shutting_down())?;
+        accepted.await.map_err(|_| shutting_down())?
     }
+}
+
+fn shutting_down() -> Error {
+    Error::Unavailable("coordinator is shutting down".into())
 }
 
 /// What storing a batch needs.
@@ -128,14 +130,14 @@ async fn store_or_retry(ctx: &Ctx, batch: Vec<Request>) {
     if results.len() == 1 {
         return answer(batch, Err(error));
     }
-    tracing::warn!(error = %error.message(), results = results.len(), "storing a batch of results failed; retrying them one by one");
+    tracing::warn!(%error, results = results.len(), "storing a batch of results failed; retrying them one by one");
     let mut alone = Vec::with_capacity(results.len());
     for result in results {
         alone.push(store(ctx, std::slice::from_ref(&result)).await);
     }
     let mut alone = alone.into_iter();
     for request in batch {
-        let answers: Result<Vec<bool>, Status> = alone
+        let answers: Result<Vec<bool>> = alone
             .by_ref()
             .take(request.results.len())
             .map(|a| a.map(|accepted| accepted[0]))
@@ -145,7 +147,7 @@ async fn store_or_retry(ctx: &Ctx, batch: Vec<Request>) {
 }
 
 /// Hands each group its part of the answers.
-fn answer(batch: Vec<Request>, accepted: Result<Vec<bool>, Status>) {
+fn answer(batch: Vec<Request>, accepted: Result<Vec<bool>>) {
     match accepted {
         Ok(accepted) => {
             let mut accepted = accepted.into_iter();
@@ -156,14 +158,14 @@ fn answer(batch: Vec<Request>, accepted: Result<Vec<bool>, Status>) {
         }
         Err(error) => {
             for request in batch {
-                let _ = request.reply.send(Err(error.clone()));
+                let _ = request.reply.send(Err(error.share()));
             }
         }
     }
 }
 
 /// Stores and publishes results; for each, whether it was accepted.
-async fn store(ctx: &Ctx, results: &[(String, TestResult)]) -> Result<Vec<bool>, Status> {
+async fn store(ctx: &Ctx, results: &[(String, TestResult)]) -> Result<Vec<bool>> {
     let outcome = match ctx.store.finish_tests(results, now_millis()).await {
         Ok(outcome) if outcome.tests.len() == results.len() => outcome,
         Ok(outcome) => {
@@ -172,12 +174,11 @@ async fn store(ctx: &Ctx, results: &[(String, TestResult)]) -> Result<Vec<bool>,
                 outcome.tests.len(),
                 results.len()
             );
-            tracing::error!("{message}");
-            return Err(Status::internal(message));
+            return Err(Error::Internal(anyhow::anyhow!(message)));
         }
         Err(err) => {
             tracing::warn!(error = %err, results = results.len(), "storing results failed");
-            return Err(Status::from(err));
+            return Err(err);
         }
     };
     // Watchers hear of every result before its runner does.

@@ -1,17 +1,18 @@
-//! The Testrun operations behind the API, free of gRPC types.
+//! The Testrun operations behind the API: create, read, list, cancel,
+//! delete, and a test's log; free of gRPC types.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::dispatch::Dispatcher;
 use crate::config::Limits;
-use crate::dispatch::Dispatcher;
+use crate::domain::validate::{self, CreateInput};
 use crate::domain::{ListFilter, Test, Testrun, now_millis};
 use crate::error::{Error, Result};
-use crate::hub::{Hub, ListEvent, RunEvent};
+use crate::live::hub::{Hub, ListEvent, RunEvent};
 use crate::store::Store;
-use crate::validate::{self, CreateInput};
 
 /// Default and largest page of ListTestruns.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dispatch::Dispatcher;
+use super::dispatch::Dispatcher;
 use crate::domain::now_millis;
-use crate::hub::{Hub, ListEvent, RunEvent};
+use crate::live::hub::{Hub, ListEvent, RunEvent};
 use crate::store::Store;
 
 /// Sweeps expired leases forever.

@@ -1,4 +1,5 @@
-//! Domain types to wire types.
+//! Domain types to wire types (the public API's messages). A leaf above
+//! the domain: the engine's watch and the adapters both build messages.
 
 use testrunner_proto::v1 as pb;
 use testrunner_proto::{duration_from_millis, timestamp_from_millis};

@@ -1,11 +1,13 @@
 //! Bearer-token checks for runners and for write RPCs.
 
-use tonic::Status;
+use subtle::ConstantTimeEq as _;
 use tonic::metadata::MetadataMap;
+
+use crate::error::{Error, Result};
 
 /// Checks `authorization: Bearer <expected>`. An empty `expected` means no
 /// token is required.
-pub fn check_bearer(metadata: &MetadataMap, expected: &str, what: &str) -> Result<(), Status> {
+pub fn check_bearer(metadata: &MetadataMap, expected: &str, what: &str) -> Result<()> {
     if expected.is_empty() {
         return Ok(());
     }
@@ -15,17 +17,13 @@ pub fn check_bearer(metadata: &MetadataMap, expected: &str, what: &str) -> Resul
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        None => Err(Status::unauthenticated(format!(
+        None => Err(Error::Unauthenticated(format!(
             "missing {what}: send `authorization: Bearer <token>`"
         ))),
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(Status::unauthenticated(format!("wrong {what}"))),
+        // Compared without an early exit, so timing does not reveal a prefix.
+        Some(token) if bool::from(token.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+        Some(_) => Err(Error::Unauthenticated(format!("wrong {what}"))),
     }
-}
-
-/// Compares without an early exit, so timing does not reveal a prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -18,9 +18,19 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
-use crate::dispatch::Dispatcher;
-use crate::hub::{Hub, ListEvent, RunEvent};
+use super::hub::{Hub, ListEvent, RunEvent};
+use super::signal::{Cluster, Signal};
 use crate::store::Store;
+
+/// What the listener needs of this coordinator's runners: a dispatch pass,
+/// and a cancel sent to a runner attached here. (The dispatcher implements
+/// it; the arrow points from the engine down to here, not back.)
+pub trait LocalRunners: Send + Sync {
+    /// Asks for a dispatch pass: work may be queued for local runners.
+    fn wake(&self);
+    /// Tells a runner attached here to kill an assignment; whether it was.
+    fn cancel_local(&self, runner_id: &str, assignment_id: &str, reason: &str) -> bool;
+}
 
 /// The Postgres channel all coordinators of one database share.
 pub const CHANNEL: &str = "testrunner_events";
@@ -36,66 +46,11 @@ const MAX_BATCH: usize = 8192;
 /// on the coordinator where a change happens see it at once.
 const GATHER: Duration = Duration::from_millis(20);
 
-/// A change another coordinator should know about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "k")]
-pub enum Signal {
-    /// Lines of Testrun `t` are durable up to `seq` (run_seq).
-    Log {
-        t: i64,
-        seq: i64,
-    },
-    /// Test `id` of Testrun `t` changed.
-    Test {
-        t: i64,
-        id: i64,
-    },
-    /// Testrun `t`'s status or counts changed.
-    Run {
-        t: i64,
-    },
-    /// Many things of Testrun `t` changed (cancel, requeue).
-    Resync {
-        t: i64,
-    },
-    Created {
-        t: i64,
-    },
-    Deleted {
-        t: i64,
-    },
-    /// Tell the runner's coordinator to cancel an assignment.
-    Cancel {
-        runner: String,
-        assignment: String,
-    },
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
     /// The sending coordinator, so it ignores its own notifications.
     o: String,
     s: Vec<Signal>,
-}
-
-/// The sending side, held by the hub; a no-op without Postgres.
-#[derive(Debug, Clone, Default)]
-pub struct Cluster {
-    tx: Option<mpsc::UnboundedSender<Signal>>,
-}
-
-impl Cluster {
-    /// Forwards a signal to the other coordinators (never blocks).
-    pub fn send(&self, signal: Signal) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(signal);
-        }
-    }
-
-    /// True when other coordinators may exist.
-    pub fn is_enabled(&self) -> bool {
-        self.tx.is_some()
-    }
 }
 
 /// Starts the sender and the listener; returns the sending handle and the
@@ -104,7 +59,7 @@ pub fn start(pool: PgPool) -> (Cluster, String, SenderTask) {
     let origin = uuid::Uuid::new_v4().simple().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
     (
-        Cluster { tx: Some(tx) },
+        Cluster::new(tx),
         origin.clone(),
         SenderTask { pool, origin, rx },
     )
@@ -218,7 +173,7 @@ pub async fn listen(
     origin: String,
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
-    dispatcher: Arc<Dispatcher>,
+    runners: Arc<dyn LocalRunners>,
 ) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -234,7 +189,7 @@ pub async fn listen(
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        resync(&hub, &dispatcher);
+        resync(&hub, &*runners);
         loop {
             // try_recv, not recv: recv reconnects silently, and signals sent
             // while it did are lost without a word. Ok(None) says so.
@@ -242,7 +197,7 @@ pub async fn listen(
                 Ok(Some(n)) => n,
                 Ok(None) => {
                     tracing::warn!("cluster listener reconnected; resyncing watchers");
-                    resync(&hub, &dispatcher);
+                    resync(&hub, &*runners);
                     continue;
                 }
                 Err(err) => {
@@ -258,7 +213,7 @@ pub async fn listen(
                 continue;
             }
             for signal in envelope.s {
-                apply(signal, &*store, &hub, &dispatcher).await;
+                apply(signal, &*store, &hub, &*runners).await;
             }
         }
     }
@@ -266,14 +221,14 @@ pub async fn listen(
 
 /// After a gap in notifications: every watcher re-reads, and queued work is
 /// looked at again.
-fn resync(hub: &Hub, dispatcher: &Dispatcher) {
+fn resync(hub: &Hub, runners: &dyn LocalRunners) {
     for id in hub.watched_ids() {
         hub.publish_local(id, RunEvent::Resync);
     }
-    dispatcher.wake();
+    runners.wake();
 }
 
-async fn apply(signal: Signal, store: &dyn Store, hub: &Hub, dispatcher: &Dispatcher) {
+async fn apply(signal: Signal, store: &dyn Store, hub: &Hub, runners: &dyn LocalRunners) {
     let summary = |t: i64| async move { store.get_testrun(t, false).await.ok().flatten() };
     match signal {
         Signal::Log { t, seq } => hub.publish_local(t, RunEvent::Committed { log_seq: seq }),
@@ -292,20 +247,20 @@ async fn apply(signal: Signal, store: &dyn Store, hub: &Hub, dispatcher: &Dispat
                 hub.publish_list_local(ListEvent::Changed(run));
             }
             // A requeue or hand-back elsewhere may have work for our runners.
-            dispatcher.wake();
+            runners.wake();
         }
         Signal::Created { t } => {
             if let Some(run) = summary(t).await {
                 hub.publish_list_local(ListEvent::Created(run));
             }
-            dispatcher.wake();
+            runners.wake();
         }
         Signal::Deleted { t } => {
             hub.publish_local(t, RunEvent::Deleted);
             hub.publish_list_local(ListEvent::Deleted(t));
         }
         Signal::Cancel { runner, assignment } => {
-            dispatcher.cancel_local(&runner, &assignment, "testrun cancelled");
+            runners.cancel_local(&runner, &assignment, "testrun cancelled");
         }
     }
 }

@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::dispatch::Dispatcher;
+use super::status;
 use crate::domain::now_millis;
+use crate::engine::dispatch::Dispatcher;
+use crate::engine::testruns::{TestRef, Testruns};
 use crate::error::Error;
 use crate::metrics::{Gauges, Metrics};
-use crate::service::{TestRef, Testruns};
 
 /// Lines per page when streaming a log download.
 const DOWNLOAD_PAGE: i64 = 10_000;
@@ -128,18 +129,5 @@ async fn download_log(
 }
 
 fn error_response(err: Error) -> Response {
-    let code = match &err {
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let message = match err {
-        Error::Internal(cause) => {
-            tracing::error!(error = format!("{cause:#}"), "internal error");
-            "internal error".to_owned()
-        }
-        other => other.to_string(),
-    };
-    (code, format!("{message}\n")).into_response()
+    status::http(err).into_response()
 }

@@ -1,19 +1,12 @@
-//! Domain types of the coordinator: Testruns, tests and their state machines.
-//! Nothing here knows about gRPC or SQL.
+//! The two state machines: a Testrun's status and a test's status, with
+//! their transitions named, and the counters that decide a Testrun.
+//!
+//! The stores bind these spellings into their SQL (`as_str`) rather than
+//! writing literals, and every transition the code makes goes through a
+//! method here, so an illegal one is an error with a name, not a silent
+//! overwrite.
 
 use std::fmt;
-
-/// Milliseconds since the Unix epoch; every stored time uses it so SQLite and
-/// Postgres share one representation.
-pub type Millis = i64;
-
-/// Current wall-clock time in milliseconds.
-pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -22,9 +15,18 @@ macro_rules! string_enum {
         pub enum $name { $($variant),+ }
 
         impl $name {
+            /// Every status, in declaration order.
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
+
             /// The spelling stored in the database and shown to users.
-            pub fn as_str(self) -> &'static str {
+            pub const fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $text),+ }
+            }
+
+            /// The spelling as an SQL string literal, for statements that
+            /// must name it (a partial index matches only a literal).
+            pub const fn sql(self) -> &'static str {
+                match self { $(Self::$variant => concat!("'", $text, "'")),+ }
             }
 
             /// Parses the stored spelling.
@@ -53,10 +55,46 @@ string_enum! {
     }
 }
 
+/// A transition the state machine does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("already ended with status {from}")]
+pub struct IllegalTransition {
+    pub from: TestrunStatus,
+    pub to: TestrunStatus,
+}
+
 impl TestrunStatus {
     /// True once the status can never change again.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Failed | Self::Success | Self::Cancelled)
+    }
+
+    /// The statuses a cancel may start from.
+    pub const CANCELLABLE: [Self; 2] = [Self::Created, Self::Running];
+
+    /// CREATED or RUNNING -> CANCELLED.
+    pub fn cancel(self) -> Result<Self, IllegalTransition> {
+        if Self::CANCELLABLE.contains(&self) {
+            Ok(Self::Cancelled)
+        } else {
+            Err(IllegalTransition {
+                from: self,
+                to: Self::Cancelled,
+            })
+        }
+    }
+
+    /// The status once every test has a result, if that decides it now:
+    /// RUNNING -> SUCCESS when every test passed, else FAILED.
+    pub fn decided(self, counts: &Counts) -> Option<Self> {
+        if self != Self::Running || counts.done() < counts.total {
+            return None;
+        }
+        Some(if counts.passed == counts.total {
+            Self::Success
+        } else {
+            Self::Failed
+        })
     }
 }
 
@@ -100,22 +138,6 @@ pub enum Bucket {
     Cancelled,
 }
 
-/// What the caller asked to store; already validated.
-#[derive(Debug, Clone)]
-pub struct NewTestrun {
-    pub username: String,
-    pub command: Option<String>,
-    pub timeout_ms: i64,
-    pub tests: Vec<NewTest>,
-}
-
-/// One file of a new Testrun.
-#[derive(Debug, Clone)]
-pub struct NewTest {
-    pub name: String,
-    pub content: String,
-}
-
 /// Per-status test counts, kept on the Testrun row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -138,123 +160,20 @@ impl Counts {
     }
 }
 
-/// A stored Testrun.
-#[derive(Debug, Clone)]
-pub struct Testrun {
-    pub id: i64,
-    pub username: String,
-    pub status: TestrunStatus,
-    pub command: Option<String>,
-    pub timeout_ms: i64,
-    pub created_at: Millis,
-    pub started_at: Option<Millis>,
-    pub finished_at: Option<Millis>,
-    pub counts: Counts,
-    /// Lines stored in the Testrun's log stream so far (the watch cursor).
-    pub log_seq: i64,
-    /// Empty unless loaded with its tests.
-    pub tests: Vec<Test>,
-}
-
-/// A stored test (without its content).
-#[derive(Debug, Clone)]
-pub struct Test {
-    pub id: i64,
-    pub testrun_id: i64,
-    pub name: String,
-    pub status: TestStatus,
-    pub attempt: i32,
-    pub runner_name: Option<String>,
-    pub exit_code: Option<i32>,
-    pub error: String,
-    pub started_at: Option<Millis>,
-    pub finished_at: Option<Millis>,
-    pub duration_ms: Option<i64>,
-    pub log_lines: i64,
-    pub size_bytes: i64,
-}
-
-/// A test handed to a runner: everything the runner needs to run it.
-#[derive(Debug, Clone)]
-pub struct Assignment {
-    pub assignment_id: String,
-    pub testrun_id: i64,
-    pub test_id: i64,
-    pub name: String,
-    pub content: String,
-    pub command: Option<String>,
-    pub timeout_ms: i64,
-    pub attempt: i32,
-    /// When the test entered the queue, for the dispatch latency metric.
-    pub queued_at: Millis,
-    /// Lines its log already holds from earlier attempts.
-    pub log_lines: i64,
-    pub size_bytes: i64,
-}
-
-/// What a runner reported about a finished assignment.
-#[derive(Debug, Clone)]
-pub struct TestResult {
-    pub status: TestStatus,
-    pub exit_code: Option<i32>,
-    pub duration_ms: i64,
-    pub error: String,
-}
-
-/// Filters of the Testrun list.
-#[derive(Debug, Clone, Default)]
-pub struct ListFilter {
-    pub status: Option<TestrunStatus>,
-    pub username: Option<String>,
-}
-
-impl ListFilter {
-    /// True if the Testrun passes the filter.
-    pub fn matches(&self, run: &Testrun) -> bool {
-        self.status.is_none_or(|s| s == run.status)
-            && self.username.as_deref().is_none_or(|u| u == run.username)
-    }
-}
-
-/// One stored log line with both of its positions.
-#[derive(Debug, Clone)]
-pub struct LogLine {
-    pub test_id: i64,
-    pub attempt: i32,
-    /// Position in the test's log (0-based, all attempts).
-    pub line_no: i64,
-    /// Position in the Testrun's log stream (1-based); the watch cursor.
-    pub run_seq: i64,
-    pub text: String,
-}
-
-/// A registered runner as stored.
-#[derive(Debug, Clone)]
-pub struct RunnerInfo {
-    pub id: String,
-    pub name: String,
-    pub slots: i32,
-    /// Assignments it accepts beyond `slots`, queued until a slot frees up.
-    pub queue: i32,
-    pub version: String,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn statuses_round_trip_through_their_stored_spelling() {
-        for s in [
-            TestrunStatus::Created,
-            TestrunStatus::Running,
-            TestrunStatus::Failed,
-            TestrunStatus::Success,
-            TestrunStatus::Cancelled,
-        ] {
-            assert_eq!(TestrunStatus::parse(s.as_str()), Some(s));
+        for s in TestrunStatus::ALL {
+            assert_eq!(TestrunStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in TestStatus::ALL {
+            assert_eq!(TestStatus::parse(s.as_str()), Some(*s));
         }
         assert_eq!(TestStatus::parse("TIMED_OUT"), Some(TestStatus::TimedOut));
+        assert_eq!(TestStatus::TimedOut.sql(), "'TIMED_OUT'");
         assert_eq!(TestStatus::parse("nope"), None);
     }
 
@@ -268,6 +187,27 @@ mod tests {
     }
 
     #[test]
+    fn only_an_open_testrun_can_be_cancelled() {
+        assert_eq!(
+            TestrunStatus::Created.cancel(),
+            Ok(TestrunStatus::Cancelled)
+        );
+        assert_eq!(
+            TestrunStatus::Running.cancel(),
+            Ok(TestrunStatus::Cancelled)
+        );
+        for from in [
+            TestrunStatus::Success,
+            TestrunStatus::Failed,
+            TestrunStatus::Cancelled,
+        ] {
+            let err = from.cancel().unwrap_err();
+            assert_eq!((err.from, err.to), (from, TestrunStatus::Cancelled));
+            assert_eq!(err.to_string(), format!("already ended with status {from}"));
+        }
+    }
+
+    #[test]
     fn queued_count_is_what_is_not_accounted_elsewhere() {
         let c = Counts {
             total: 10,
@@ -278,5 +218,29 @@ mod tests {
         };
         assert_eq!(c.queued(), 3);
         assert_eq!(c.done(), 5);
+    }
+
+    #[test]
+    fn a_testrun_is_decided_only_when_every_test_has_a_result() {
+        let mut c = Counts {
+            total: 2,
+            running: 1,
+            passed: 1,
+            ..Counts::default()
+        };
+        assert_eq!(TestrunStatus::Running.decided(&c), None);
+        c.running = 0;
+        c.passed = 2;
+        assert_eq!(
+            TestrunStatus::Running.decided(&c),
+            Some(TestrunStatus::Success)
+        );
+        c.passed = 1;
+        c.failed = 1;
+        assert_eq!(
+            TestrunStatus::Running.decided(&c),
+            Some(TestrunStatus::Failed)
+        );
+        assert_eq!(TestrunStatus::Cancelled.decided(&c), None);
     }
 }

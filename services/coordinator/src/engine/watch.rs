@@ -11,19 +11,23 @@
 //! from the store.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::Stream;
 use testrunner_proto::v1::{self as pb, testrun_event::Event, testruns_event};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tonic::Status;
+use tokio_stream::wrappers::ReceiverStream;
 
-use crate::convert;
+use super::testruns::Testruns;
 use crate::domain::{ListFilter, LogLine, Testrun};
-use crate::error::Error;
-use crate::hub::{ListEvent, RunEvent};
-use crate::service::Testruns;
-use crate::shared_watch::SharedEvent;
+use crate::error::{Error, Result};
+use crate::live::frame::SharedEvent;
+use crate::live::hub::{ListEvent, RunEvent};
+use crate::wire;
 
+/// Events buffered per watcher before it stops reading the hub (and lags).
+const WATCH_BUFFER: usize = 64;
 /// Lines read from the store per catch-up query.
 const CATCH_UP_PAGE: i64 = 5000;
 /// Most lines per LogLines event.
@@ -40,28 +44,58 @@ pub enum WireEvent {
 
 impl WireEvent {
     /// The event as a message, for transports that cannot take raw bytes.
-    pub fn into_message(self) -> Result<pb::TestrunEvent, Status> {
+    pub fn into_message(self) -> Result<pb::TestrunEvent> {
         match self {
             WireEvent::Message(event) => Ok(event),
-            WireEvent::Encoded(shared) => shared.decode(),
+            WireEvent::Encoded(shared) => shared
+                .decode()
+                .map_err(|e| Error::Internal(anyhow::anyhow!("decoding a shared event: {e}"))),
         }
     }
 }
 
-type Tx = mpsc::Sender<Result<WireEvent, Status>>;
+/// A watch's events, ending with the error that stopped it, if any.
+pub type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T>> + Send>>;
+
+type Tx = mpsc::Sender<Result<WireEvent>>;
 
 /// Why a watch ended early.
 enum Stop {
     /// The client went away.
     Gone,
-    /// End the stream with this status.
-    Fail(Status),
+    /// End the stream with this error.
+    Fail(Error),
 }
 
 impl From<Error> for Stop {
     fn from(err: Error) -> Self {
-        Stop::Fail(err.into())
+        Stop::Fail(err)
     }
+}
+
+/// Starts watching a Testrun; its live log events are shared (see
+/// `live::frame`). An unknown id fails the call itself, not the first
+/// message.
+pub async fn watch_testrun(
+    service: &Testruns,
+    request: &pb::WatchTestrunRequest,
+) -> Result<EventStream<WireEvent>> {
+    service.get(request.id).await?;
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+    let start = if request.from_end {
+        Start::End
+    } else {
+        Start::After(request.after)
+    };
+    tokio::spawn(run_watch(service.clone(), request.id, start, tx));
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Starts watching the Testrun list.
+pub fn watch_testruns(service: &Testruns, filter: ListFilter) -> EventStream<pb::TestrunsEvent> {
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+    tokio::spawn(run_list_watch(service.clone(), filter, tx));
+    Box::pin(ReceiverStream::new(rx))
 }
 
 /// One watcher of one Testrun.
@@ -75,7 +109,7 @@ struct Watcher {
 
 /// Where a watch starts in the Testrun's log stream.
 #[derive(Debug, Clone, Copy)]
-pub enum Start {
+enum Start {
     /// After this cursor (0: from the first line).
     After(u64),
     /// After whatever is stored when the watch begins.
@@ -83,7 +117,7 @@ pub enum Start {
 }
 
 /// Streams one Testrun's events into `tx` until it ends.
-pub async fn watch_testrun(service: Testruns, id: i64, start: Start, tx: Tx) {
+async fn run_watch(service: Testruns, id: i64, start: Start, tx: Tx) {
     let mut watcher = Watcher {
         service,
         id,
@@ -155,7 +189,7 @@ impl Watcher {
                 }
                 RunEvent::Test(test) => {
                     self.names.insert(test.id, test.name.clone());
-                    self.send(Event::Test(convert::test(test))).await?;
+                    self.send(Event::Test(wire::test(test))).await?;
                 }
                 RunEvent::Testrun(changed) => {
                     // The event's log_seq tells how far lines are committed.
@@ -163,7 +197,7 @@ impl Watcher {
                         self.catch_up(changed.log_seq).await?;
                     }
                     run = changed.clone();
-                    self.send(Event::Testrun(convert::testrun(&run))).await?;
+                    self.send(Event::Testrun(wire::testrun(&run))).await?;
                 }
                 RunEvent::Resync => run = self.snapshot().await?,
                 RunEvent::Committed { log_seq } => {
@@ -173,7 +207,7 @@ impl Watcher {
                 RunEvent::TestChanged { test_id } => {
                     if let Some(test) = self.service.store.get_test(*test_id).await? {
                         self.names.insert(test.id, test.name.clone());
-                        self.send(Event::Test(convert::test(&test))).await?;
+                        self.send(Event::Test(wire::test(&test))).await?;
                     }
                 }
                 RunEvent::TestrunChanged => {
@@ -182,11 +216,11 @@ impl Watcher {
                             self.catch_up(changed.log_seq).await?;
                         }
                         run = changed;
-                        self.send(Event::Testrun(convert::testrun(&run))).await?;
+                        self.send(Event::Testrun(wire::testrun(&run))).await?;
                     }
                 }
                 RunEvent::Deleted => {
-                    return Err(Stop::Fail(Status::not_found(format!(
+                    return Err(Stop::Fail(Error::NotFound(format!(
                         "testrun {} was deleted",
                         self.id
                     ))));
@@ -202,7 +236,7 @@ impl Watcher {
             self.cursor = run.log_seq;
         }
         self.names = run.tests.iter().map(|t| (t.id, t.name.clone())).collect();
-        self.send(Event::Snapshot(convert::testrun(&run))).await?;
+        self.send(Event::Snapshot(wire::testrun(&run))).await?;
         let mut run = run;
         run.tests.clear();
         self.catch_up(run.log_seq).await?;
@@ -241,8 +275,7 @@ impl Watcher {
             let chunk = &lines[start..end];
             let name = self.names.get(&test_id).cloned().unwrap_or_default();
             self.cursor = chunk.last().map_or(self.cursor, |l| l.run_seq);
-            self.send(Event::Log(convert::log_lines(&name, chunk)))
-                .await?;
+            self.send(Event::Log(wire::log_lines(&name, chunk))).await?;
             start = end;
         }
         Ok(())
@@ -265,10 +298,10 @@ fn finished(run: &Testrun) -> bool {
 }
 
 /// Streams list changes that pass `filter` until the client goes away.
-pub async fn watch_testruns(
+async fn run_list_watch(
     service: Testruns,
     filter: ListFilter,
-    tx: mpsc::Sender<Result<pb::TestrunsEvent, Status>>,
+    tx: mpsc::Sender<Result<pb::TestrunsEvent>>,
 ) {
     let mut rx = service.hub.subscribe_list();
     loop {
@@ -281,7 +314,7 @@ pub async fn watch_testruns(
             Err(RecvError::Lagged(missed)) => {
                 // The list page re-reads on any gap; tell it.
                 let _ = tx
-                    .send(Err(Status::data_loss(format!(
+                    .send(Err(Error::DataLoss(format!(
                         "watcher fell {missed} events behind; list again and re-watch"
                     ))))
                     .await;
@@ -291,13 +324,13 @@ pub async fn watch_testruns(
         };
         let message = match &*event {
             ListEvent::Created(run) if filter.matches(run) => {
-                testruns_event::Event::Created(convert::testrun(run))
+                testruns_event::Event::Created(wire::testrun(run))
             }
             // A run that leaves the filter is still sent, so lists drop it.
             ListEvent::Changed(run)
                 if filter.username.as_deref().is_none_or(|u| u == run.username) =>
             {
-                testruns_event::Event::Changed(convert::testrun(run))
+                testruns_event::Event::Changed(wire::testrun(run))
             }
             ListEvent::Deleted(id) => testruns_event::Event::Deleted(*id),
             _ => continue,

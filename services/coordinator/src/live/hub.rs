@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use crate::cluster::{Cluster, Signal};
+use super::frame::SharedEvent;
+use super::signal::{Cluster, Signal};
 use crate::domain::{Test, Testrun};
 
 /// Events kept per Testrun channel before slow watchers lag.
@@ -25,13 +26,13 @@ pub enum RunEvent {
     Test(Test),
     /// Lines `first_seq..=last_seq` (run_seq) of one test are stored. A
     /// watcher exactly caught up sends `encoded`, the wire event encoded once
-    /// for all watchers (see `shared_watch`); any other watcher, or any batch
+    /// for all watchers (see `frame`); any other watcher, or any batch
     /// too large to share (`None`), reads the lines from the store. Events
     /// carry no other copy of the lines, so the channel's memory stays small.
     Log {
         first_seq: i64,
         last_seq: i64,
-        encoded: Option<Arc<crate::shared_watch::SharedEvent>>,
+        encoded: Option<Arc<SharedEvent>>,
     },
     /// The Testrun's status or counts changed (no tests).
     Testrun(Testrun),

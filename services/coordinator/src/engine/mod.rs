@@ -1,0 +1,12 @@
+//! The coordinator's core services, free of transport types: Testrun
+//! operations (`testruns`), watching them (`watch`), what runners do
+//! through their streams (`runners`), handing tests out (`dispatch`),
+//! storing results in batches (`finisher`) and taking tests back from lost
+//! runners (`reaper`).
+
+pub mod dispatch;
+pub mod finisher;
+pub mod reaper;
+pub mod runners;
+pub mod testruns;
+pub mod watch;
