@@ -4,20 +4,22 @@ Each check takes the rendered objects (a list of dicts) and returns a list of
 problems (strings); empty means the property holds. test_manifests.py runs
 them on every overlay, test_checks.py proves each one fails on a broken
 input, so a check that silently passes everything would be caught.
+The targets are rendered with `kubectl kustomize` (see kubectl()).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
-import sys
+import shutil
+import subprocess
 from urllib.parse import urlparse
+
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEPLOY = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(DEPLOY, "tools"))
-
-import kustomize_render  # noqa: E402
 
 # Rendered targets: name -> kustomization directory (relative to deploy/).
 TARGETS = {
@@ -47,14 +49,43 @@ EXTERNAL_SECRETS = {"testrunner-ingress-tls"}
 CERT_MANAGER_KEYS = {"tls.crt", "tls.key", "ca.crt"}
 
 
+# Kinds without a namespace among those the manifests could contain.
+CLUSTER_SCOPED = {
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+    "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass",
+    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+    "APIService", "RuntimeClass", "ClusterIssuer",
+}
+
+
+def kubectl() -> str:
+    """The kubectl whose built-in kustomize renders the targets: $KUBECTL
+    when set (validate.sh sets it to the one it chose or installed, and an
+    empty value means none), else PATH's."""
+    exe = os.environ["KUBECTL"] if "KUBECTL" in os.environ else shutil.which("kubectl")
+    if not exe:
+        raise RuntimeError("no kubectl: run deploy/validate.sh, or set KUBECTL to a kubectl with kustomize v5")
+    return exe
+
+
+def kustomize(directory: str) -> list[dict]:
+    """Render a kustomization with `kubectl kustomize` into objects."""
+    res = subprocess.run([kubectl(), "kustomize", directory], capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {directory} failed: {res.stderr.strip()}")
+    objs = [d for d in yaml.safe_load_all(res.stdout) if d is not None]
+    if not objs:
+        raise RuntimeError(f"kubectl kustomize {directory} rendered no object")
+    return objs
+
+
 _cache: dict[str, list[dict]] = {}
 
 
 def render(target: str) -> list[dict]:
+    """A target's objects (a fresh copy each call: tests may break them)."""
     if target not in _cache:
-        _cache[target] = kustomize_render.render_dir(os.path.join(DEPLOY, TARGETS[target]))
-    import copy
-
+        _cache[target] = kustomize(os.path.join(DEPLOY, TARGETS[target]))
     return copy.deepcopy(_cache[target])
 
 
@@ -80,8 +111,16 @@ def workloads(objs):
 
 
 def pod_spec(o):
-    specs = kustomize_render.pod_specs(o)
-    return specs[0] if specs else None
+    """The pod spec inside a workload object (None for other kinds)."""
+    spec = o.get("spec") or {}
+    if o["kind"] == "Pod":
+        return spec
+    if o["kind"] == "CronJob":
+        return spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec", {})
+    template = spec.get("template")
+    if isinstance(template, dict) and "spec" in template:
+        return template["spec"]
+    return None
 
 
 def pod_labels(o):
@@ -215,7 +254,18 @@ def container_port(c, port) -> int | None:
 
 
 def namespaced(o) -> bool:
-    return o["kind"] not in kustomize_render.CLUSTER_SCOPED
+    return o["kind"] not in CLUSTER_SCOPED
+
+
+def split_image(image: str) -> tuple[str, str, str]:
+    """name[:tag][@digest] -> (name, tag, digest); a registry port is no tag."""
+    name, digest = (image.split("@", 1) + [""])[:2]
+    tag = ""
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1:]
+    return name, tag, digest
 
 
 # ---------------------------------------------------------------- checks
@@ -624,7 +674,7 @@ def check_images(objs, production: bool) -> list[str]:
     for w in workloads(objs):
         for c in containers(w):
             img = c.get("image", "")
-            name, tag, digest = kustomize_render._split_image(img)
+            name, tag, digest = split_image(img)
             where = f"{w['kind']}/{w['metadata']['name']}/{c['name']}"
             if name in ("testrunner-coordinator", "testrunner-runner"):
                 p.append(f"{where}: image {img} was not set by the overlay")

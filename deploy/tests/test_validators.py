@@ -53,6 +53,43 @@ class KubernetesValidate(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0, r.stdout)
 
 
+KUBECTL = os.environ["KUBECTL"] if "KUBECTL" in os.environ else shutil.which("kubectl")
+
+
+@unittest.skipUnless(KUBECTL, "no kubectl (validate.sh passes the one it uses as $KUBECTL)")
+class KubectlKustomize(unittest.TestCase):
+    """The renderer the property tests read from."""
+
+    def kustomize(self, files: dict):
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in files.items():
+                with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
+                    fh.write(textwrap.dedent(text))
+            return subprocess.run([KUBECTL, "kustomize", tmp], capture_output=True, text=True, timeout=120)
+
+    def test_is_kustomize_v5(self):
+        r = subprocess.run([KUBECTL, "version", "--client"], capture_output=True, text=True, timeout=60)
+        self.assertRegex(r.stdout, r"(?m)^Kustomize Version: v5\.")
+
+    def test_applies_a_patch(self):
+        r = self.kustomize({
+            "kustomization.yaml": "namespace: ns\nresources: [d.yaml]\npatches:\n- path: p.yaml\n",
+            "d.yaml": GOOD,
+            "p.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: 3}\n",
+        })
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("replicas: 3", r.stdout)
+        self.assertIn("namespace: ns", r.stdout)
+
+    def test_rejects_patch_matching_nothing(self):
+        r = self.kustomize({
+            "kustomization.yaml": "resources: [d.yaml]\npatches:\n- path: p.yaml\n",
+            "d.yaml": GOOD,
+            "p.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: other}\nspec: {replicas: 3}\n",
+        })
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+
+
 @unittest.skipUnless(shutil.which("check-jsonschema"), "check-jsonschema not on PATH")
 class ComposeSchema(unittest.TestCase):
     CMD = ["check-jsonschema", "--builtin-schema", "vendor.compose-spec"]
