@@ -9,17 +9,13 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIMED_COUNTS, LogCursorRow, TESTRUN_COLUMNS, TestrunRow,
-    claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, RUNNING, TESTRUN_COLUMNS,
+    TestrunRow, claimed, per_testrun,
 };
-use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult, TestStatus};
+use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-const QUEUED: &str = TestStatus::Queued.sql();
-const RUNNING: &str = TestStatus::Running.sql();
-const CANCELLED: &str = TestStatus::Cancelled.sql();
 
 /// Store on a Postgres database.
 #[derive(Debug, Clone)]
@@ -33,6 +29,10 @@ sql_store!(
     PgStore,
     Postgres,
     in_list("= ANY(", ")"),
+    each_text(
+        "(SELECT o - 1 AS key, l AS value FROM UNNEST(",
+        "::text[]) WITH ORDINALITY AS u(l, o)) AS lines"
+    ),
     lock_cursor("FOR UPDATE")
 );
 
@@ -99,29 +99,6 @@ impl PgStore {
         .bind(&positions)
         .bind(&names)
         .bind(&contents)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
-    }
-
-    async fn insert_lines(
-        tx: &mut Transaction<'_, Postgres>,
-        cursor: &LogCursorRow,
-        run_start: i64,
-        texts: &[String],
-    ) -> Result<()> {
-        // One statement per batch: the array is unnested server-side.
-        sqlx::query(
-            "INSERT INTO log_lines (testrun_id, run_seq, test_id, line_no, attempt, line) \
-             SELECT $1, $2 + o - 1, $3, $4 + o - 1, $5, l \
-             FROM UNNEST($6::text[]) WITH ORDINALITY AS t(l, o)",
-        )
-        .bind(cursor.testrun_id)
-        .bind(run_start)
-        .bind(cursor.id)
-        .bind(cursor.log_lines)
-        .bind(cursor.attempt)
-        .bind(texts)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -205,11 +182,9 @@ impl PgStore {
         // SKIP LOCKED: coordinators sharing the database never wait on, or
         // hand out, a row another one is claiming.
         let rows: Vec<AssignmentRow> = sqlx::query_as(concatcp!(
-            "UPDATE tests SET status = ",
-            RUNNING,
-            ", attempt = attempt + 1, \
-                 assignment_id = gen_random_uuid()::text, runner_id = $1, runner_name = $2, \
-                 started_at = $3, log_seq = 0 \
+            "UPDATE tests SET ",
+            CLAIM_SET,
+            ", assignment_id = gen_random_uuid()::text \
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             " ORDER BY testrun_id, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
@@ -251,16 +226,7 @@ impl PgStore {
             sqlx::query("SET LOCAL synchronous_commit = on")
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(concatcp!(
-                "UPDATE tests SET status = ",
-                CANCELLED,
-                ", finished_at = $2, assignment_id = NULL, \
-                     runner_id = NULL WHERE assignment_id = ANY($1)"
-            ))
-            .bind(&claim.cancelled)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            Self::cancel_claimed(&mut tx, &claim.cancelled, now).await?;
         }
         tx.commit().await?;
         Ok(claim)

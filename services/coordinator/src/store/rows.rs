@@ -24,9 +24,23 @@ pub const TEST_COLUMNS: &str = "id, testrun_id, name, status, attempt, runner_na
 pub const ASSIGNMENT_COLUMNS: &str = "assignment_id, testrun_id, id AS test_id, name, content, \
      attempt, queued_at, log_lines, size_bytes";
 
-const CREATED: &str = TestrunStatus::Created.sql();
-const RUNNING_RUN: &str = TestrunStatus::Running.sql();
-const CANCELLED_RUN: &str = TestrunStatus::Cancelled.sql();
+// The statuses the stores' statements name, as SQL literals.
+pub const CREATED: &str = TestrunStatus::Created.sql();
+pub const RUNNING_RUN: &str = TestrunStatus::Running.sql();
+pub const CANCELLED_RUN: &str = TestrunStatus::Cancelled.sql();
+pub const QUEUED: &str = TestStatus::Queued.sql();
+pub const RUNNING: &str = TestStatus::Running.sql();
+pub const CANCELLED: &str = TestStatus::Cancelled.sql();
+pub const ERROR: &str = TestStatus::Error.sql();
+
+/// What every claim sets on the tests it takes, besides a fresh
+/// assignment id (each store makes its own): they run on runner `$1`
+/// (named `$2`) from time `$3`, one attempt more.
+pub const CLAIM_SET: &str = concatcp!(
+    "status = ",
+    RUNNING,
+    ", attempt = attempt + 1, runner_id = $1, runner_name = $2, started_at = $3, log_seq = 0"
+);
 
 /// How a claim of `c.n` tests of the Testrun `c.cid` at time `$2` changes
 /// its row: the first claim starts it (CREATED -> RUNNING); tests of a

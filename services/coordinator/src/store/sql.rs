@@ -7,16 +7,17 @@
 //! expansions compile to the same code a generic one would). What differs
 //! stays in each backend as an inherent method the expansion calls:
 //!
-//! - `insert_tests`, `insert_lines`: bulk inserts (`UNNEST` of arrays on
-//!   Postgres, `json_each` of one JSON text on SQLite);
+//! - `insert_tests`: the bulk insert of a Testrun's tests (`UNNEST` of
+//!   arrays on Postgres, `json_each` of one JSON text on SQLite);
 //! - `claim`: the dispatch claim (`FOR UPDATE SKIP LOCKED` on Postgres, the
 //!   single writer on SQLite);
 //! - `lock_tests_of`, `lock_results`, `lock_taken_back`: the row locks that
 //!   keep Postgres' lock order (tests by id, then their Testruns by id);
 //!   SQLite's one writer needs none;
-//! - `list`: how a list of values is bound, matched by the `in_list`
-//!   fragments the invocation passes (`= ANY($1)` against
-//!   `IN (SELECT value FROM json_each($1))`);
+//! - `list`: how a list of values is bound, matched by the fragments the
+//!   invocation passes: `in_list` to test membership (`= ANY($1)` against
+//!   `IN (SELECT value FROM json_each($1))`) and `each_text` to expand a
+//!   list of texts into `(key, value)` rows, key from 0;
 //! - `shared`: the pool other coordinators share (Postgres only).
 //!
 //! Status spellings come from the enums (`TestStatus::sql`); they are
@@ -24,33 +25,32 @@
 //! `status` stay usable.
 
 macro_rules! sql_store {
-    ($store:ty, $db:ty, in_list($open:literal, $close:literal), lock_cursor($lock:literal)) => {
+    (
+        $store:ty,
+        $db:ty,
+        in_list($open:literal, $close:literal),
+        each_text($each_open:literal, $each_close:literal),
+        lock_cursor($lock:literal)
+    ) => {
         const _: () = {
             use async_trait::async_trait;
             use const_format::concatcp;
             use sqlx::Transaction;
 
             use crate::domain::{
-                ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult, TestStatus,
-                Testrun, TestrunStatus, log,
+                ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult, Testrun,
+                TestrunStatus, log,
             };
             use crate::error::{Error, Result};
             use crate::store::rows::{
-                LogCursorRow, LogLineRow, ResumeRow, TEST_COLUMNS, TESTRUN_COLUMNS, TestRow,
+                CANCELLED, CANCELLED_RUN, CREATED, ERROR, LogCursorRow, LogLineRow, QUEUED,
+                RUNNING, RUNNING_RUN, ResumeRow, TEST_COLUMNS, TESTRUN_COLUMNS, TestRow,
                 TestrunRow, cancel_outcome, stored_lines, tally_finished, tally_moved,
             };
             use crate::store::contract::{
                 AppendOutcome, CancelOutcome, Claim, FinishOutcome, QueueStats, Registration,
                 Resumed, Store, TakeBack,
             };
-
-            const CREATED: &str = TestrunStatus::Created.sql();
-            const RUNNING_RUN: &str = TestrunStatus::Running.sql();
-            const CANCELLED_RUN: &str = TestrunStatus::Cancelled.sql();
-            const QUEUED: &str = TestStatus::Queued.sql();
-            const RUNNING: &str = TestStatus::Running.sql();
-            const CANCELLED: &str = TestStatus::Cancelled.sql();
-            const ERROR: &str = TestStatus::Error.sql();
 
             impl $store {
                 async fn testrun_in(tx: &mut Transaction<'_, $db>, id: i64) -> Result<Testrun> {
@@ -137,6 +137,50 @@ macro_rules! sql_store {
                         Self::settle(tx, run, now).await?;
                     }
                     Ok(tallies.into_iter().map(|(id, _)| id).collect())
+                }
+
+                /// Ends the tests a claim took from Testruns cancelled
+                /// meanwhile, instead of handing them out.
+                async fn cancel_claimed(
+                    tx: &mut Transaction<'_, $db>,
+                    assignment_ids: &[String],
+                    now: Millis,
+                ) -> Result<()> {
+                    sqlx::query(concatcp!(
+                        "UPDATE tests SET status = ", CANCELLED,
+                        ", finished_at = $2, assignment_id = NULL, runner_id = NULL \
+                         WHERE assignment_id ", $open, "$1", $close
+                    ))
+                    .bind(Self::list(assignment_ids))
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                    Ok(())
+                }
+
+                /// Stores a batch's new lines, numbered from the cursor.
+                async fn insert_lines(
+                    tx: &mut Transaction<'_, $db>,
+                    cursor: &LogCursorRow,
+                    run_start: i64,
+                    texts: &[String],
+                ) -> Result<()> {
+                    // One statement per batch, whatever its size: the list is
+                    // expanded server-side into (key, value) rows.
+                    sqlx::query(concatcp!(
+                        "INSERT INTO log_lines (testrun_id, run_seq, test_id, line_no, attempt, line) \
+                         SELECT $1, $2 + key, $3, $4 + key, $5, value FROM ",
+                        $each_open, "$6", $each_close
+                    ))
+                    .bind(cursor.testrun_id)
+                    .bind(run_start)
+                    .bind(cursor.id)
+                    .bind(cursor.log_lines)
+                    .bind(cursor.attempt)
+                    .bind(Self::list(texts))
+                    .execute(&mut **tx)
+                    .await?;
+                    Ok(())
                 }
 
                 /// Ends a Testrun whose last test just got its result.

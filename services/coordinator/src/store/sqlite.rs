@@ -16,17 +16,13 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIMED_COUNTS, LogCursorRow, TESTRUN_COLUMNS, TestrunRow,
-    claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, TESTRUN_COLUMNS,
+    TestrunRow, claimed, per_testrun,
 };
-use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult, TestStatus};
+use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-const QUEUED: &str = TestStatus::Queued.sql();
-const RUNNING: &str = TestStatus::Running.sql();
-const CANCELLED: &str = TestStatus::Cancelled.sql();
 
 /// Store in a SQLite file.
 #[derive(Debug, Clone)]
@@ -39,6 +35,7 @@ sql_store!(
     SqliteStore,
     Sqlite,
     in_list("IN (SELECT value FROM json_each(", "))"),
+    each_text("json_each(", ")"),
     lock_cursor("")
 );
 
@@ -114,27 +111,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn insert_lines(
-        tx: &mut Transaction<'_, Sqlite>,
-        cursor: &LogCursorRow,
-        run_start: i64,
-        texts: &[String],
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO log_lines (testrun_id, run_seq, test_id, line_no, attempt, line) \
-             SELECT $1, $2 + key, $3, $4 + key, $5, value FROM json_each($6)",
-        )
-        .bind(cursor.testrun_id)
-        .bind(run_start)
-        .bind(cursor.id)
-        .bind(cursor.log_lines)
-        .bind(cursor.attempt)
-        .bind(json(texts))
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
-    }
-
     // The single writer connection means no lock order to keep.
     async fn lock_tests_of(_: &mut Transaction<'_, Sqlite>, _: i64) -> Result<()> {
         Ok(())
@@ -156,11 +132,9 @@ impl SqliteStore {
         // The epoch check rides in the claim itself (one round trip to the
         // worker thread fewer per claim); only an empty claim asks why.
         let rows: Vec<AssignmentRow> = sqlx::query_as(concatcp!(
-            "UPDATE tests SET status = ",
-            RUNNING,
-            ", attempt = attempt + 1, \
-                 assignment_id = lower(hex(randomblob(16))), runner_id = $1, runner_name = $2, \
-                 started_at = $3, log_seq = 0 \
+            "UPDATE tests SET ",
+            CLAIM_SET,
+            ", assignment_id = lower(hex(randomblob(16))) \
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             " ORDER BY testrun_id, id LIMIT $4) \
@@ -201,16 +175,7 @@ impl SqliteStore {
         .await?;
         let claim = claimed(rows, runs)?;
         if !claim.cancelled.is_empty() {
-            sqlx::query(concatcp!(
-                "UPDATE tests SET status = ",
-                CANCELLED,
-                ", finished_at = $2, assignment_id = NULL, runner_id = NULL \
-                 WHERE assignment_id IN (SELECT value FROM json_each($1))"
-            ))
-            .bind(json(&claim.cancelled))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            Self::cancel_claimed(&mut tx, &claim.cancelled, now).await?;
         }
         tx.commit().await?;
         Ok(claim)
