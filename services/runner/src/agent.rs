@@ -9,26 +9,22 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng as _;
 use testrunner_proto::v1::{
-    self as pb, CoordinatorMessage, Drain, Finished, Heartbeat, Logs, Outcome, ProtocolVersion,
-    Register, Release, RunnerMessage, coordinator_message::Message as In,
+    self as pb, CoordinatorMessage, RunnerMessage, coordinator_message::Message as In,
     runner_message::Message as Out, runner_service_client::RunnerServiceClient,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tonic::Streaming;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 
 use crate::config::Config;
-use crate::exec::{self, ExecEvent, ExecSettings, Job, Report, Stop};
+use crate::connection::{self, Backoff};
+use crate::exec::{self, ExecEvent, ExecSettings, Job, Stop};
 use crate::outbox::{BatchLimit, Outbox};
 use crate::stats::Stats;
+use crate::wire::{self, Identity, Terms};
 use crate::workdir::WorkDirs;
-
-/// Reconnect backoff bounds.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// One assignment as the runner holds it.
 struct Slot {
@@ -58,7 +54,7 @@ impl Slot {
             return false;
         }
         self.hand_back = hand_back;
-        self.outbox.result = Some(not_started(assignment_id));
+        self.outbox.result = Some(wire::not_started(assignment_id));
         true
     }
 }
@@ -147,8 +143,8 @@ impl Agent {
 
     /// Runs until drained (SIGTERM / Ctrl-C).
     pub async fn run(mut self) -> anyhow::Result<()> {
-        let channel = self.channel()?;
-        let mut backoff = BACKOFF_MIN;
+        let channel = connection::channel(&self.config)?;
+        let mut backoff = Backoff::default();
         loop {
             if self.draining.is_some() && self.held.is_empty() {
                 tracing::info!("drained; exiting");
@@ -159,7 +155,7 @@ impl Agent {
                     tracing::info!("drained; exiting");
                     return Ok(());
                 }
-                Ok(Ended::Lost) => backoff = BACKOFF_MIN,
+                Ok(Ended::Lost) => backoff.reset(),
                 Err(status) => {
                     let level_error = status.code() == tonic::Code::Unauthenticated;
                     if level_error {
@@ -182,43 +178,14 @@ impl Agent {
                 self.settle(Duration::from_secs(3)).await;
                 return Ok(());
             }
-            // Jittered exponential backoff; tests keep running meanwhile.
-            let wait = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-            let until = tokio::time::Instant::now() + wait;
+            // Tests keep running meanwhile.
+            let until = tokio::time::Instant::now() + backoff.wait();
             while tokio::time::Instant::now() < until {
                 if self.idle_step(until).await {
                     return Ok(());
                 }
             }
         }
-    }
-
-    fn channel(&self) -> anyhow::Result<Channel> {
-        use anyhow::Context as _;
-        let mut endpoint = Endpoint::from_shared(self.config.coordinator.clone())
-            .context("--coordinator is not a valid URL")?
-            .connect_timeout(Duration::from_secs(5))
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true);
-        if self.config.coordinator.starts_with("https://") || self.config.tls_ca.is_some() {
-            let mut tls = ClientTlsConfig::new().with_enabled_roots();
-            if let Some(ca) = &self.config.tls_ca {
-                let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-                tls = tls.ca_certificate(Certificate::from_pem(pem));
-            }
-            if let (Some(cert), Some(key)) = (&self.config.tls_cert, &self.config.tls_key) {
-                let cert =
-                    std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-                let key =
-                    std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-                tls = tls.identity(Identity::from_pem(cert, key));
-            }
-            endpoint = endpoint.tls_config(tls).context("configuring TLS")?;
-        }
-        Ok(endpoint.connect_lazy())
     }
 
     /// While disconnected: keep taking test output (bounded) and signals,
@@ -258,25 +225,17 @@ impl Agent {
     /// One stream, from Register to its end.
     async fn session(&mut self, channel: Channel) -> Result<Ended, tonic::Status> {
         let (tx, rx) = mpsc::channel::<RunnerMessage>(1024);
-        let register = Register {
+        let me = Identity {
             instance_id: self.instance_id.clone(),
             name: self.name.clone(),
-            labels: self
-                .config
-                .labels
-                .iter()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            labels: self.config.labels.clone(),
             slots: self.slots,
             queue: self.queue_len,
-            version: env!("CARGO_PKG_VERSION").into(),
-            protocol: ProtocolVersion::ProtocolVersion1 as i32,
-            resume: self.held.keys().cloned().collect(),
         };
+        let register = wire::register(&me, self.held.keys().cloned().collect());
         let _ = tx
             .send(RunnerMessage {
-                message: Some(Out::Register(register)),
+                message: Some(register),
             })
             .await;
         let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
@@ -300,33 +259,25 @@ impl Agent {
                 ));
             }
         };
-        if let Some(lease) = &welcome.lease {
-            self.lease = Duration::from_millis(testrunner_proto::duration_to_millis(lease) as u64)
-                .max(Duration::from_secs(1));
+        let ours = BatchLimit {
+            lines: self.config.batch_lines,
+            bytes: self.config.batch_bytes,
+        };
+        let Terms {
+            lease,
+            heartbeat,
+            batch,
+        } = Terms::of(&welcome, ours);
+        if let Some(lease) = lease {
+            self.lease = lease;
         }
-        let heartbeat = welcome
-            .heartbeat_interval
-            .as_ref()
-            .map_or(Duration::from_secs(3), |d| {
-                Duration::from_millis(testrunner_proto::duration_to_millis(d) as u64)
-            })
-            .max(Duration::from_millis(50));
-        // Within the coordinator's limits (0: it sets none).
-        let limit_of = |theirs: u32, ours: usize| match theirs {
-            0 => ours,
-            theirs => ours.min(theirs as usize),
-        };
-        let batch = BatchLimit {
-            lines: limit_of(welcome.max_lines_per_batch, self.config.batch_lines).max(1),
-            bytes: limit_of(welcome.max_batch_bytes, self.config.batch_bytes),
-        };
         tracing::info!(runner_id = %welcome.runner_id, name = %self.name, slots = self.slots, resumed = self.held.len(), "attached to coordinator");
         self.stats.set_connected(true);
 
         let mut link = Link { tx, batch };
         // Say we are draining before anything else, so no Assign is sent.
         if self.draining.is_some() {
-            link.send(Out::Drain(Drain {})).await;
+            link.send(wire::drain()).await;
         }
         self.resume(&mut link).await;
         self.pump(&mut link, &mut inbound, heartbeat).await
@@ -379,7 +330,7 @@ impl Agent {
                     self.hand_back_stale(self.config.queue_wait, link).await;
                     self.flush_due(link).await;
                 }
-                _ = beat.tick() => link.send(Out::Heartbeat(Heartbeat {})).await,
+                _ = beat.tick() => link.send(wire::heartbeat()).await,
                 _ = self.sigterm.recv() => self.on_signal(Some(link)).await,
                 _ = self.sigint.recv() => self.on_signal(Some(link)).await,
                 () = tokio::time::sleep_until(deadline), if self.draining.is_some() => {
@@ -475,7 +426,7 @@ impl Agent {
             // Never started: a cancelled test is reported CANCELLED, one that
             // arrives while draining is handed straight back.
             let mut outbox = Outbox::new();
-            outbox.result = Some(not_started(&assign.assignment_id));
+            outbox.result = Some(wire::not_started(&assign.assignment_id));
             self.held.insert(
                 assign.assignment_id,
                 Slot {
@@ -491,23 +442,13 @@ impl Agent {
             );
             return;
         }
-        let job = Job {
-            assignment_id: assign.assignment_id.clone(),
-            name: assign.name,
-            content: assign.content,
-            command: assign.command,
-            timeout: assign
-                .timeout
-                .as_ref()
-                .map_or(Duration::from_secs(600), |d| {
-                    Duration::from_millis(testrunner_proto::duration_to_millis(d) as u64)
-                }),
-            attempt: assign.attempt,
-        };
+        let id = assign.assignment_id.clone();
+        let testrun_id = assign.testrun_id;
+        let job = wire::job(assign);
         self.held.insert(
-            assign.assignment_id.clone(),
+            id.clone(),
             Slot {
-                testrun_id: assign.testrun_id,
+                testrun_id,
                 outbox: Outbox::new(),
                 stop,
                 queued: Some(job),
@@ -517,7 +458,7 @@ impl Agent {
                 discard: false,
             },
         );
-        self.waiting.push_back(assign.assignment_id);
+        self.waiting.push_back(id);
         self.start_waiting();
     }
 
@@ -643,8 +584,11 @@ impl Agent {
                     return;
                 }
                 tracing::debug!(assignment_id = %assignment_id, outcome = ?report.outcome, "test ended");
-                slot.outbox.result =
-                    Some(finished(&assignment_id, &report, slot.outbox.last_seq()));
+                slot.outbox.result = Some(wire::finished(
+                    &assignment_id,
+                    &report,
+                    slot.outbox.last_seq(),
+                ));
                 slot.outbox.result_sent = false;
                 // The next test first: it does not wait for this result to
                 // be sent.
@@ -676,12 +620,7 @@ impl Agent {
             let Some((first_seq, lines)) = slot.outbox.next_batch(link.batch) else {
                 break;
             };
-            link.send(Out::Logs(Logs {
-                assignment_id: assignment_id.to_owned(),
-                first_seq,
-                lines,
-            }))
-            .await;
+            link.send(wire::logs(assignment_id, first_seq, lines)).await;
         }
     }
 
@@ -693,9 +632,7 @@ impl Agent {
         {
             slot.outbox.result_sent = true;
             let message = if slot.hand_back {
-                Out::Release(Release {
-                    assignment_id: assignment_id.to_owned(),
-                })
+                wire::release(assignment_id)
             } else {
                 Out::Finished(result.clone())
             };
@@ -740,7 +677,7 @@ impl Agent {
         self.draining = Some(Instant::now() + self.config.drain_timeout);
         self.hand_back_waiting();
         if let Some(link) = link {
-            link.send(Out::Drain(Drain {})).await;
+            link.send(wire::drain()).await;
             self.flush_all(link).await;
         }
     }
@@ -776,34 +713,10 @@ impl Link {
     }
 }
 
-/// The result of an assignment that never ran: CANCELLED (or, handed back,
-/// a `Release`).
-fn not_started(assignment_id: &str) -> Finished {
-    let report = Report {
-        outcome: Outcome::Cancelled,
-        exit_code: None,
-        duration: Duration::ZERO,
-        error: "cancelled before it started".into(),
-    };
-    finished(assignment_id, &report, 0)
-}
-
-fn finished(assignment_id: &str, report: &Report, last_seq: u64) -> Finished {
-    Finished {
-        assignment_id: assignment_id.to_owned(),
-        outcome: report.outcome as i32,
-        exit_code: report.exit_code,
-        duration: Some(testrunner_proto::duration_from_millis(
-            report.duration.as_millis() as i64,
-        )),
-        error: report.error.clone(),
-        log_lines: last_seq,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser as _;
+    use testrunner_proto::v1::Outcome;
 
     use super::*;
 

@@ -5,9 +5,11 @@
 
 pub mod agent;
 pub mod config;
+pub mod connection;
 pub mod exec;
 pub mod outbox;
 pub mod stats;
+pub mod wire;
 pub mod workdir;
 
 pub use agent::Agent;
