@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 /// Interpreters by file extension when a test has no command template and
 /// no shebang. `--interpreter EXT=COMMAND` adds or overrides entries.
@@ -137,9 +137,23 @@ pub struct Config {
     #[arg(long, env = "TESTRUNNER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "TESTRUNNER_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format.
+    #[arg(
+        long,
+        env = "TESTRUNNER_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How the runner writes its log (to standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, for log shippers.
+    Json,
 }
 
 impl Config {
@@ -216,6 +230,17 @@ mod tests {
         let mut argv = vec!["runner", "--token", "t"];
         argv.extend_from_slice(args);
         Config::try_parse_from(argv).expect("parses")
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json_and_nothing_else() {
+        assert_eq!(parse(&[]).log_format, LogFormat::Text);
+        assert_eq!(parse(&["--log-format", "json"]).log_format, LogFormat::Json);
+        assert_eq!(parse(&["--log-format", "text"]).log_format, LogFormat::Text);
+        let err = Config::try_parse_from(["runner", "--token", "t", "--log-format", "jsno"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("jsno") && err.contains("json"), "{err}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub struct ExecSettings {
 }
 
 /// One test to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub assignment_id: String,
     pub name: String,

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use clap::Parser as _;
+use runner::config::LogFormat;
 use runner::{Agent, Config, stats};
 
 // One thread: a runner's own work is moving bytes between pipes and one
@@ -10,7 +11,7 @@ use runner::{Agent, Config, stats};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    init_tracing(&config.log_format);
+    init_tracing(config.log_format);
     let stats = Arc::new(stats::Stats::default());
     if let Some(addr) = config.metrics_listen {
         let stats = Arc::clone(&stats);
@@ -23,16 +24,15 @@ async fn main() -> anyhow::Result<()> {
     Agent::new(config, stats)?.run().await
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn")
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }

@@ -2,12 +2,11 @@
 //!
 //! Lines are numbered from 1. They stay here until a `LogAck` covers them, so
 //! after a reconnect everything unacknowledged is sent again; the coordinator
-//! drops what it already has.
+//! drops what it already has. No I/O and no clock: the time of a push or a
+//! rewind is passed in.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-use testrunner_proto::v1::Finished;
 
 /// Unsent lines that make output "heavy" at a flush tick: this many in one
 /// flush interval (20 ms by default) is 50,000 lines a second.
@@ -29,7 +28,7 @@ pub struct BatchLimit {
     pub bytes: usize,
 }
 
-/// Unacknowledged lines and result of one assignment.
+/// Unacknowledged lines of one assignment.
 #[derive(Debug, Default)]
 pub struct Outbox {
     lines: VecDeque<String>,
@@ -41,10 +40,6 @@ pub struct Outbox {
     bytes: usize,
     /// Bytes of the held lines up to `sent`.
     sent_bytes: usize,
-    /// The result, once the test ended; kept until acknowledged.
-    pub result: Option<Finished>,
-    /// Whether `result` went out on the current stream.
-    pub result_sent: bool,
     /// When the current backlog of unsent lines began (none while all are
     /// sent); a full batch sent from it does not reset it, so the hold is
     /// counted from the backlog's start and ends early, never late.
@@ -59,10 +54,10 @@ impl Outbox {
         }
     }
 
-    /// Adds a line; returns its seq.
-    pub fn push(&mut self, line: String) -> u64 {
+    /// Adds a line that came at `now`; returns its seq.
+    pub fn push(&mut self, line: String, now: Instant) -> u64 {
         if self.unsent() == 0 {
-            self.unsent_since = Some(Instant::now());
+            self.unsent_since = Some(now);
         }
         self.bytes += line.len();
         self.lines.push_back(line);
@@ -133,24 +128,23 @@ impl Outbox {
         self.unsent() >= limit.lines as u64 || self.bytes - self.sent_bytes >= limit.bytes
     }
 
-    /// Whether a flush tick at `now` should send only full batches: the
-    /// test is still running, its output is heavy ([`HEAVY_LINES`]) and
-    /// has waited less than [`MAX_HOLD`].
+    /// Whether a flush tick at `now` should send only full batches, if
+    /// the test still runs (the caller knows): its output is heavy
+    /// ([`HEAVY_LINES`]) and has waited less than [`MAX_HOLD`].
     pub fn holds_back(&self, now: Instant) -> bool {
-        self.result.is_none()
-            && self.unsent() >= HEAVY_LINES
+        self.unsent() >= HEAVY_LINES
             && self
                 .unsent_since
                 .is_some_and(|since| now.saturating_duration_since(since) < MAX_HOLD)
     }
 
-    /// A new stream: everything unacknowledged must go again.
-    pub fn rewind(&mut self) {
+    /// A new stream, opened at `now`: everything unacknowledged must go
+    /// again.
+    pub fn rewind(&mut self, now: Instant) {
         self.sent = self.first_seq - 1;
         self.sent_bytes = 0;
-        self.result_sent = false;
         if self.unsent() > 0 {
-            self.unsent_since.get_or_insert_with(Instant::now);
+            self.unsent_since.get_or_insert(now);
         }
     }
 
@@ -172,9 +166,13 @@ mod tests {
     }
 
     fn filled(n: usize) -> Outbox {
+        filled_at(n, Instant::now())
+    }
+
+    fn filled_at(n: usize, now: Instant) -> Outbox {
         let mut o = Outbox::new();
         for i in 1..=n {
-            o.push(format!("line {i}"));
+            o.push(format!("line {i}"), now);
         }
         o
     }
@@ -213,7 +211,7 @@ mod tests {
             bytes: 12
         }));
         o.ack(3);
-        o.rewind();
+        o.rewind(Instant::now());
         assert!(o.fills(BatchLimit {
             lines: 100,
             bytes: 12
@@ -230,7 +228,7 @@ mod tests {
         o.next_batch(lines(10));
         o.ack(3);
         assert_eq!(o.bytes(), "line 4".len() + "line 5".len());
-        o.rewind();
+        o.rewind(Instant::now());
         assert_eq!(
             o.next_batch(lines(10)).unwrap(),
             (4, vec!["line 4".into(), "line 5".into()])
@@ -239,27 +237,39 @@ mod tests {
 
     #[test]
     fn heavy_output_is_held_for_a_fuller_batch_until_it_waited_long_enough() {
-        let mut o = filled(HEAVY_LINES as usize - 1);
         let now = Instant::now();
+        let mut o = filled_at(HEAVY_LINES as usize - 1, now);
         assert!(!o.holds_back(now), "light output goes at every tick");
-        o.push("one more".into());
+        o.push("one more".into(), now);
         assert!(o.holds_back(now), "heavy output waits");
         assert!(
             !o.holds_back(now + MAX_HOLD),
             "but not for longer than MAX_HOLD"
         );
-        o.result = Some(Finished::default());
-        assert!(!o.holds_back(now), "the test ended: everything goes");
-        o.result = None;
         o.next_batch(lines(usize::MAX));
         assert!(!o.holds_back(now), "nothing unsent");
         // The age is the backlog's: once everything was sent, a new backlog
         // starts its own clock.
-        let later = Instant::now();
+        let later = now + MAX_HOLD;
         for _ in 0..HEAVY_LINES {
-            o.push("x".into());
+            o.push("x".into(), later);
         }
         assert!(o.holds_back(later + MAX_HOLD / 2));
+        assert!(!o.holds_back(later + MAX_HOLD));
+    }
+
+    #[test]
+    fn a_rewound_backlog_keeps_its_age_or_starts_one() {
+        let now = Instant::now();
+        let mut o = filled_at(HEAVY_LINES as usize, now);
+        o.rewind(now + MAX_HOLD / 2);
+        assert!(!o.holds_back(now + MAX_HOLD), "the backlog's own age");
+        o.next_batch(lines(usize::MAX));
+        o.rewind(now + MAX_HOLD);
+        assert!(
+            o.holds_back(now + MAX_HOLD),
+            "everything unacknowledged is unsent again, from the rewind"
+        );
     }
 
     #[test]
@@ -267,7 +277,7 @@ mod tests {
         let mut o = filled(2);
         o.next_batch(lines(10));
         o.ack(2);
-        assert_eq!(o.push("three".into()), 3);
+        assert_eq!(o.push("three".into(), Instant::now()), 3);
         assert_eq!(o.next_batch(lines(10)).unwrap().0, 3);
     }
 }
