@@ -10,7 +10,8 @@ use testrunner_proto::v1::runner_service_server::RunnerServiceServer;
 use testrunner_proto::v1::testrun_service_server::TestrunServiceServer;
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -44,7 +45,9 @@ pub struct Application {
     routes: Routes,
     tls: Option<ServerTlsConfig>,
     runner_token: String,
-    tasks: Vec<JoinHandle<()>>,
+    /// Background work (dispatch, finisher, reaper, cluster), ended when
+    /// serving ends.
+    tasks: JoinSet<()>,
     plane: Option<RunnerPlane>,
 }
 
@@ -59,14 +62,14 @@ struct RunnerPlane {
 }
 
 /// Spawns on the runner plane if there is one, else here.
-fn spawn_on<F>(plane: Option<&Runtime>, task: F) -> JoinHandle<()>
+fn spawn_on<F>(tasks: &mut JoinSet<()>, plane: Option<&Runtime>, task: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
     match plane {
-        Some(runtime) => runtime.spawn(task),
-        None => tokio::spawn(task),
-    }
+        Some(runtime) => tasks.spawn_on(task, runtime.handle()),
+        None => tasks.spawn(task),
+    };
 }
 
 impl Application {
@@ -97,11 +100,11 @@ impl Application {
             (Some(_), Some(_)) => Arc::new(store::PgStore::open(&config.database_url).await?),
             _ => Arc::clone(&store),
         };
-        let mut tasks = Vec::new();
+        let mut tasks = JoinSet::new();
         let (cluster, cluster_listener) = match store.shared_pool() {
             Some(pool) => {
                 let (cluster, origin, sender) = cluster::start(pool.clone());
-                tasks.push(spawn_on(plane, sender.run()));
+                spawn_on(&mut tasks, plane, sender.run());
                 (cluster, Some((pool, origin)))
             }
             None => (Cluster::default(), None),
@@ -123,9 +126,10 @@ impl Application {
 
         let (finisher, finishing) =
             Finisher::new(Arc::clone(&store), Arc::clone(&hub), Arc::clone(&metrics));
-        tasks.push(spawn_on(plane, finishing));
-        tasks.push(spawn_on(plane, Arc::clone(&dispatcher).run()));
-        tasks.push(spawn_on(
+        spawn_on(&mut tasks, plane, finishing);
+        spawn_on(&mut tasks, plane, Arc::clone(&dispatcher).run());
+        spawn_on(
+            &mut tasks,
             plane,
             reaper::run(
                 Arc::clone(&store),
@@ -134,9 +138,10 @@ impl Application {
                 config.runners.lease,
                 config.runners.max_attempts,
             ),
-        ));
+        );
         if let Some((pool, origin)) = cluster_listener {
-            tasks.push(spawn_on(
+            spawn_on(
+                &mut tasks,
                 plane,
                 cluster::listen(
                     pool,
@@ -145,7 +150,7 @@ impl Application {
                     Arc::clone(&hub),
                     Arc::clone(&dispatcher) as Arc<dyn cluster::LocalRunners>,
                 ),
-            ));
+            );
         }
         // Tests left queued by an earlier run of the coordinator.
         dispatcher.wake();
@@ -288,14 +293,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        };
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            let _ = stopped_tx.send(true);
+        let stop = CancellationToken::new();
+        let signal = {
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                stop.cancel();
+            }
         };
         let builder = || -> anyhow::Result<Server> {
             let mut builder = Server::builder()
@@ -311,7 +316,7 @@ impl Application {
         let plane = match self.plane {
             Some(plane) => {
                 let mut server = builder()?;
-                let shutdown = stopped(stopped_rx.clone());
+                let shutdown = stop.clone().cancelled_owned();
                 let serving = plane.runtime.spawn(async move {
                     let listener = TcpListener::from_std(plane.listener)?;
                     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -333,7 +338,7 @@ impl Application {
             .add_routes(self.routes)
             .serve_with_incoming_shutdown(incoming, signal);
         let grace = async move {
-            stopped(stopped_rx).await;
+            stop.cancelled().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
         tokio::pin!(serve, grace);
@@ -368,9 +373,8 @@ impl Application {
                 }
             }
         };
-        for task in self.tasks {
-            task.abort();
-        }
+        let mut tasks = self.tasks;
+        tasks.shutdown().await;
         if let Some((runtime, serving)) = plane {
             serving.abort();
             drop(runtime);

@@ -63,9 +63,14 @@ pub struct Config {
     #[arg(long, env = "TESTRUNNER_CONSOLE_DIR")]
     pub console_dir: Option<PathBuf>,
 
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "TESTRUNNER_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format.
+    #[arg(
+        long,
+        env = "TESTRUNNER_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
 
     /// PEM certificate chain; with `--tls-key`, the listener speaks TLS.
     #[arg(long, env = "TESTRUNNER_TLS_CERT", requires = "tls_key")]
@@ -85,6 +90,16 @@ pub struct Config {
 
     #[command(flatten)]
     pub runners: RunnerSettings,
+}
+
+/// How the coordinator writes its log (to standard error). A value other
+/// than these is refused at start-up, not taken silently as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, for log shippers.
+    Json,
 }
 
 /// Limits on what clients may submit. Every one is a setting.
@@ -149,5 +164,24 @@ impl Config {
         config.database_url = database_url.into();
         config.runner_token = "test-token".into();
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_format_is_text_or_json_and_a_typo_is_refused() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(std::iter::once("coordinator").chain(args.iter().copied()))
+        };
+        assert_eq!(parse(&[]).unwrap().log_format, LogFormat::Text);
+        assert_eq!(
+            parse(&["--log-format", "json"]).unwrap().log_format,
+            LogFormat::Json
+        );
+        let err = parse(&["--log-format", "jsno"]).unwrap_err().to_string();
+        assert!(err.contains("jsno") && err.contains("json"), "{err}");
     }
 }

@@ -3,7 +3,7 @@ use coordinator::{Application, Config, runtime, telemetry};
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(&config.log_format);
+    telemetry::init(config.log_format);
     runtime::public(&config)?.block_on(serve(config))
 }
 
