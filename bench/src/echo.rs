@@ -74,8 +74,8 @@ async fn session(echo: Arc<Echo>, mut inbound: Streaming<RunnerMessage>, tx: Tx)
     };
     let welcome = Welcome {
         runner_id: register.instance_id,
-        heartbeat_interval: Some(testrunner_proto::duration_from_millis(3000)),
-        lease: Some(testrunner_proto::duration_from_millis(15_000)),
+        heartbeat_interval: Some(testrunner_proto::millis(3000)),
+        lease: Some(testrunner_proto::millis(15_000)),
         max_lines_per_batch: 10_000,
         max_line_bytes: 64 << 10,
         max_batch_bytes: 0,
@@ -98,7 +98,7 @@ async fn session(echo: Arc<Echo>, mut inbound: Streaming<RunnerMessage>, tx: Tx)
                 name: format!("s{n:05}.sh"),
                 content: "exit 0\n".into(),
                 command: String::new(),
-                timeout: Some(testrunner_proto::duration_from_millis(600_000)),
+                timeout: Some(testrunner_proto::millis(600_000)),
                 attempt: 1,
             };
             if !send(&tx, Out::Assign(assign)).await {

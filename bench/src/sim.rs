@@ -182,9 +182,8 @@ async fn sim(
         Some(In::Welcome(w)) => w
             .heartbeat_interval
             .as_ref()
-            .map_or(Duration::from_secs(3), |d| {
-                Duration::from_millis(testrunner_proto::duration_to_millis(d).max(50) as u64)
-            }),
+            .and_then(|d| Duration::try_from(*d).ok())
+            .map_or(Duration::from_secs(3), |d| d.max(Duration::from_millis(50))),
         other => bail!("expected Welcome, got {other:?}"),
     };
     counters.welcomed.fetch_add(1, Ordering::SeqCst);

@@ -1,10 +1,17 @@
 //! Domain types to wire types (the public API's messages). A leaf above
 //! the domain: the engine's watch and the adapters both build messages.
 
+use std::time::{Duration, UNIX_EPOCH};
 use testrunner_proto::v1 as pb;
-use testrunner_proto::{duration_from_millis, timestamp_from_millis};
 
-use crate::domain::{Counts, LogLine, Test, TestStatus, Testrun, TestrunStatus};
+use testrunner_proto::millis;
+
+use crate::domain::{Counts, LogLine, Millis, Test, TestStatus, Testrun, TestrunStatus};
+
+/// A stored time (Unix milliseconds) on the wire.
+fn timestamp(ms: Millis) -> prost_types::Timestamp {
+    (UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).into()
+}
 
 /// The wire enum of a Testrun status.
 pub fn testrun_status(s: TestrunStatus) -> pb::testrun::Status {
@@ -65,9 +72,9 @@ pub fn test(t: &Test) -> pb::Test {
         attempt: t.attempt.max(0) as u32,
         runner: t.runner_name.clone().unwrap_or_default(),
         exit_code: t.exit_code,
-        started_at: t.started_at.map(timestamp_from_millis),
-        finished_at: t.finished_at.map(timestamp_from_millis),
-        duration: t.duration_ms.map(duration_from_millis),
+        started_at: t.started_at.map(timestamp),
+        finished_at: t.finished_at.map(timestamp),
+        duration: t.duration_ms.map(millis),
         error: t.error.clone(),
         log_lines: t.log_lines.max(0) as u64,
         size_bytes: t.size_bytes.max(0) as u64,
@@ -82,9 +89,9 @@ pub fn testrun(r: &Testrun) -> pb::Testrun {
         status: testrun_status(r.status) as i32,
         tests: r.tests.iter().map(test).collect(),
         counts: Some(counts(&r.counts)),
-        created_at: Some(timestamp_from_millis(r.created_at)),
-        started_at: r.started_at.map(timestamp_from_millis),
-        finished_at: r.finished_at.map(timestamp_from_millis),
+        created_at: Some(timestamp(r.created_at)),
+        started_at: r.started_at.map(timestamp),
+        finished_at: r.finished_at.map(timestamp),
         command: r.command.clone(),
         timeout_seconds: (r.timeout_ms / 1000).max(0) as u32,
     }

@@ -11,23 +11,10 @@ pub use testrunner::v1;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/testrunner_descriptor.bin"));
 
-/// Converts a millisecond Unix timestamp into the wire type.
-pub fn timestamp_from_millis(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-/// Converts a millisecond duration into the wire type.
-pub fn duration_from_millis(ms: i64) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: ms / 1000,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
-}
-
-/// Converts a wire duration into milliseconds (negative durations clamp to 0).
-pub fn duration_to_millis(d: &prost_types::Duration) -> i64 {
-    (d.seconds.saturating_mul(1000) + i64::from(d.nanos) / 1_000_000).max(0)
+/// A millisecond count as a wire duration (negative counts as zero), by
+/// prost-types' own conversion.
+pub fn millis(ms: i64) -> prost_types::Duration {
+    std::time::Duration::from_millis(ms.max(0) as u64)
+        .try_into()
+        .expect("a u64 of milliseconds fits a wire duration")
 }

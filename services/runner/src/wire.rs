@@ -89,8 +89,9 @@ impl Terms {
     }
 }
 
+/// A wire duration as a std one (negative counts as zero).
 fn millis(d: &prost_types::Duration) -> Duration {
-    Duration::from_millis(testrunner_proto::duration_to_millis(d) as u64)
+    Duration::try_from(*d).unwrap_or_default()
 }
 
 /// The test an `Assign` asks for.
@@ -111,9 +112,7 @@ pub fn finished(assignment_id: &str, report: &Report, last_seq: u64) -> Finished
         assignment_id: assignment_id.to_owned(),
         outcome: report.outcome as i32,
         exit_code: report.exit_code,
-        duration: Some(testrunner_proto::duration_from_millis(
-            report.duration.as_millis() as i64,
-        )),
+        duration: report.duration.try_into().ok(),
         error: report.error.clone(),
         log_lines: last_seq,
     }
@@ -185,8 +184,8 @@ mod tests {
         assert_eq!(terms.lease, None);
         assert_eq!(terms.heartbeat, DEFAULT_HEARTBEAT);
         let welcome = Welcome {
-            lease: Some(testrunner_proto::duration_from_millis(10)),
-            heartbeat_interval: Some(testrunner_proto::duration_from_millis(1)),
+            lease: Some(testrunner_proto::millis(10)),
+            heartbeat_interval: Some(testrunner_proto::millis(1)),
             ..Welcome::default()
         };
         let terms = Terms::of(&welcome, BatchLimit { lines: 1, bytes: 1 });

@@ -241,7 +241,7 @@ impl Dispatcher {
                 name: a.name,
                 content: a.content,
                 command: a.command.unwrap_or_default(),
-                timeout: Some(testrunner_proto::duration_from_millis(a.timeout_ms)),
+                timeout: Some(testrunner_proto::millis(a.timeout_ms)),
                 attempt: a.attempt.max(0) as u32,
             }));
         if sent {
