@@ -54,7 +54,8 @@ impl RunnerService for RunnerApi {
     ) -> Result<Response<Self::AttachStream>, Status> {
         // Authenticate before reading anything: an unauthenticated caller
         // never gets as far as Register.
-        check_bearer(request.metadata(), &self.token, "runner token")?;
+        check_bearer(request.metadata(), &self.token, "runner token")
+            .inspect_err(|_| self.metrics.runner_refused())?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let api = self.clone();
@@ -393,6 +394,7 @@ impl RunnerApi {
     /// message at once.
     fn store_results(&self, session: &Arc<Session>, group: Vec<(String, Option<TestResult>)>) {
         let (finisher, dispatcher) = (self.finisher.clone(), Arc::clone(&self.dispatcher));
+        let metrics = Arc::clone(&self.metrics);
         let session = Arc::clone(session);
         tokio::spawn(async move {
             let to_store: Vec<(String, TestResult)> = group
@@ -422,6 +424,9 @@ impl RunnerApi {
                 let accepted = result.is_some() && stored.next().unwrap_or(false);
                 if result.is_some() && !accepted {
                     tracing::info!(runner = %session.info.name, %assignment_id, "late result refused: assignment moved elsewhere");
+                }
+                if !accepted {
+                    metrics.result_refused();
                 }
                 // Acknowledge before the slot is reused, so the runner never
                 // sees an Assign while it still counts this assignment
