@@ -543,6 +543,7 @@ impl Agent {
             slot.running = true;
             running += 1;
             tracing::debug!(assignment_id = %id, name = %job.name, "test started");
+            self.stats.test_started();
             tokio::spawn(exec::run(
                 job,
                 Arc::clone(&self.exec),
