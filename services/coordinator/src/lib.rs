@@ -23,7 +23,6 @@ pub mod service;
 pub mod shared_watch;
 pub mod store;
 pub mod telemetry;
-pub mod testing;
 pub mod validate;
 pub mod watch;
 
