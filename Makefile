@@ -10,9 +10,9 @@ run: ## Run the whole system: coordinator (SQLite), 2 runners, console
 test: ## Run every test (what CI runs)
 	@scripts/test
 
-test-rust: ## Rust tests only (needs Postgres and grpcurl)
+test-rust: ## Rust tests only (needs Postgres, grpcurl and cargo-nextest); stops at the first failure, never reruns
 	cargo build --workspace --bins
-	cargo nextest run --workspace || cargo test --workspace
+	cargo nextest run --workspace --profile ci
 
 test-web: ## Console typecheck and unit tests
 	cd web-client && npm run typecheck && npm test

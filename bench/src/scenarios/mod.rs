@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::procs::{Backend, Bins, CoordinatorProc, Db, Proc};
+use crate::procs::{self, Backend, Bins, CoordinatorProcess, Db, Proc};
 
 /// How big each scenario is.
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ impl Ctx {
 pub struct Stack {
     pub backend: Backend,
     scenario: &'static str,
-    pub coord: CoordinatorProc,
+    pub coord: CoordinatorProcess,
     pub runners: Vec<Proc>,
     db: Option<Db>,
 }
@@ -98,21 +98,14 @@ impl Stack {
         scenario: &'static str,
         extra: &[String],
     ) -> anyhow::Result<Self> {
-        let db = Db::create(backend, &ctx.pg_admin).await?;
-        let coord = match CoordinatorProc::start(
+        let db = procs::database(backend, &ctx.pg_admin).await?;
+        // On an error the database is dropped with `db`.
+        let coord = procs::coordinator(
             &ctx.bins,
             &db.url,
             extra,
             ctx.log(scenario, backend, "coordinator"),
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(err) => {
-                db.cleanup().await;
-                return Err(err);
-            }
-        };
+        )?;
         Ok(Self {
             backend,
             scenario,
@@ -125,7 +118,7 @@ impl Stack {
     /// Starts a runner process attached to this coordinator.
     pub fn runner(&mut self, ctx: &Ctx, name: &str, slots: u32) -> anyhow::Result<()> {
         let log = ctx.log(self.scenario, self.backend, &format!("runner-{name}"));
-        let proc = Proc::runner(&ctx.bins, &self.coord.runner_url(), name, slots, log)?;
+        let proc = procs::runner(&ctx.bins, &self.coord.runner_url(), name, slots, log)?;
         self.runners.push(proc);
         Ok(())
     }
@@ -135,16 +128,15 @@ impl Stack {
         if result.is_err() {
             eprintln!(
                 "  coordinator log ({}), last lines:\n{}",
-                self.coord.proc.log.display(),
-                self.coord.log_tail()
+                self.coord.process.log_path().display(),
+                self.coord.process.log_tail(20)
             );
         }
+        // Processes first, then the database they used.
         self.runners.clear();
         let db = self.db.take();
         drop(self);
-        if let Some(db) = db {
-            db.cleanup().await;
-        }
+        drop(db);
         result
     }
 }

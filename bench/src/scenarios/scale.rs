@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::{Ctx, Stack, bounded, limit_for, trivial_files};
 use crate::api;
-use crate::procs::{Backend, Proc, TOKEN, cpu_seconds, status_bytes};
+use crate::procs::{self, Backend, TOKEN, cpu_seconds, status_bytes};
 use crate::report::{Row, Verdict};
 use crate::sim::Fleet;
 
@@ -52,12 +52,11 @@ pub async fn baseline(ctx: &Ctx) -> anyhow::Result<Baseline> {
     let mut cmd = Command::new(&ctx.bins.bench);
     cmd.args(["echo-server", "--listen", "127.0.0.1:0", "--tests"])
         .arg(tests.to_string());
-    let (echo, addr) = Proc::spawn_announcing(
+    let (echo, addr) = procs::spawn_announcing(
         cmd,
         "echo listening on http://",
         ctx.work.join("scale-echo-server.log"),
-    )
-    .await?;
+    )?;
     let fleet = Fleet::start(&format!("http://{addr}"), TOKEN, runners, "echo-sim");
     fleet.wait_welcomed(attach_limit(runners)).await?;
     fleet.expect_acks(tests);
@@ -168,7 +167,7 @@ async fn idle_footprints(
     let mut cmd = Command::new(&ctx.bins.bench);
     cmd.args(["sim-runners", "--coordinator", &stack.coord.runner_url()])
         .args(["--token", TOKEN, "--count", "1"]);
-    let client = Proc::spawn(cmd, ctx.log("scale", stack.backend, "minimal-client"))?;
+    let client = procs::spawn(cmd, ctx.log("scale", stack.backend, "minimal-client"))?;
     bounded(
         "attaching the idle runner",
         Duration::from_secs(30),

@@ -1,11 +1,9 @@
 //! The `testrunner` command against a real coordinator and runner.
 
-#[path = "../../runner/tests/support/mod.rs"]
-mod support;
-
 use std::process::{Command, Output};
 
-use support::*;
+use testkit::bin;
+use testkit::e2e::*;
 
 fn testrunner(coord: &Coordinator, args: &[&str]) -> Output {
     Command::new(bin("testrunner"))

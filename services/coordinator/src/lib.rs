@@ -18,7 +18,6 @@ pub mod metrics;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
-pub mod testing;
 pub mod wire;
 
 pub use app::Application;

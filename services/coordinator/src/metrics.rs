@@ -25,6 +25,8 @@ const OUTCOMES: [TestStatus; 5] = [
 pub struct Metrics {
     finished: [AtomicU64; OUTCOMES.len()],
     log_lines: AtomicU64,
+    results_refused: AtomicU64,
+    runners_refused: AtomicU64,
     dispatched: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_sum_micros: AtomicU64,
@@ -51,6 +53,17 @@ impl Metrics {
     /// Counts stored log lines.
     pub fn lines_ingested(&self, n: usize) {
         self.log_lines.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a result acknowledged as not accepted: its assignment had
+    /// moved to another runner (a lost runner's late result) or was deleted.
+    pub fn result_refused(&self) {
+        self.results_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a runner stream refused for a missing or wrong runner token.
+    pub fn runner_refused(&self) {
+        self.runners_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records the time a test waited between queueing and dispatch.
@@ -116,6 +129,17 @@ impl Metrics {
              # TYPE testrunner_log_lines_ingested_total counter\n\
              testrunner_log_lines_ingested_total {}",
             self.log_lines.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP testrunner_results_refused_total Results not stored: the assignment had moved elsewhere or was deleted.\n\
+             # TYPE testrunner_results_refused_total counter\n\
+             testrunner_results_refused_total {}\n\
+             # HELP testrunner_runners_refused_total Runner streams refused for a missing or wrong token.\n\
+             # TYPE testrunner_runners_refused_total counter\n\
+             testrunner_runners_refused_total {}",
+            self.results_refused.load(Ordering::Relaxed),
+            self.runners_refused.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

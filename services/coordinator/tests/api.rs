@@ -1,7 +1,7 @@
 //! The Testrun API against the real coordinator on port 0, on a fresh
 //! SQLite file and a fresh Postgres database per test.
 
-use coordinator::testing::{Backend, TestApp};
+use testkit::{Backend, TestApp, on_both_stores};
 use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
 use testrunner_proto::v1::{
     CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest, GetTestrunRequest,
@@ -9,20 +9,6 @@ use testrunner_proto::v1::{
 };
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// Runs each test body once per backend, as `sqlite` and `postgres` tests.
-macro_rules! on_both_stores {
-    ($($name:ident($app:ident, $client:ident) $body:block)+) => {$(
-        mod $name {
-            use super::*;
-            async fn body(#[allow(unused_mut)] mut $app: TestApp, #[allow(unused_mut)] mut $client: TestrunServiceClient<Channel>) $body
-            #[tokio::test]
-            async fn sqlite() { let (a, c) = start(Backend::Sqlite).await; body(a, c).await }
-            #[tokio::test]
-            async fn postgres() { let (a, c) = start(Backend::Postgres).await; body(a, c).await }
-        }
-    )+};
-}
 
 async fn start(backend: Backend) -> (TestApp, TestrunServiceClient<Channel>) {
     let app = TestApp::spawn_with(backend, |c| {
@@ -65,7 +51,8 @@ fn assert_error<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code
 }
 
 on_both_stores! {
-    a_created_testrun_is_stored_with_its_tests_queued(_app, client) {
+    a_created_testrun_is_stored_with_its_tests_queued(backend) {
+        let (_app, mut client) = start(backend).await;
         let run = client
             .create_testrun(request("Steve", vec![file("test_ok.sh", "echo hello\n"), file("b.py", "print(1)")]))
             .await
@@ -84,7 +71,8 @@ on_both_stores! {
         assert_eq!(got.tests[0].size_bytes, 11);
     }
 
-    a_deleted_testrun_is_gone(_app, client) {
+    a_deleted_testrun_is_gone(backend) {
+        let (_app, mut client) = start(backend).await;
         let run = client.create_testrun(request("u", vec![file("a.sh", "true")])).await.unwrap().into_inner();
         client.delete_testrun(DeleteTestrunRequest { id: run.id }).await.unwrap();
         assert_error(client.get_testrun(GetTestrunRequest { id: run.id }).await, Code::NotFound, "testrun");
@@ -92,7 +80,8 @@ on_both_stores! {
         assert_eq!(list.total_size, 0);
     }
 
-    a_watch_request_is_read_plain_or_gzipped_and_other_encodings_are_refused(_app, client) {
+    a_watch_request_is_read_plain_or_gzipped_and_other_encodings_are_refused(backend) {
+        let (_app, mut client) = start(backend).await;
         let run = client.create_testrun(request("u", vec![file("a.sh", "true")])).await.unwrap().into_inner();
         let watch = testrunner_proto::v1::WatchTestrunRequest { id: run.id, after: 0, from_end: false };
         // A gzipped request is read like a plain one: the snapshot comes back.
@@ -120,13 +109,15 @@ on_both_stores! {
         );
     }
 
-    unknown_ids_are_not_found(_app, client) {
+    unknown_ids_are_not_found(backend) {
+        let (_app, mut client) = start(backend).await;
         assert_error(client.get_testrun(GetTestrunRequest { id: 999 }).await, Code::NotFound, "testrun 999");
         assert_error(client.cancel_testrun(CancelTestrunRequest { id: 999 }).await, Code::NotFound, "testrun 999");
         assert_error(client.delete_testrun(DeleteTestrunRequest { id: 999 }).await, Code::NotFound, "testrun 999");
     }
 
-    cancelling_a_created_testrun_cancels_it_and_its_tests_once(_app, client) {
+    cancelling_a_created_testrun_cancels_it_and_its_tests_once(backend) {
+        let (_app, mut client) = start(backend).await;
         let run = client.create_testrun(request("u", vec![file("a.sh", "true"), file("b.sh", "true")])).await.unwrap().into_inner();
         let cancelled = client.cancel_testrun(CancelTestrunRequest { id: run.id }).await.unwrap().into_inner();
         assert_eq!(cancelled.status, testrun::Status::Cancelled as i32);
@@ -136,20 +127,23 @@ on_both_stores! {
         assert_error(client.cancel_testrun(CancelTestrunRequest { id: run.id }).await, Code::FailedPrecondition, "testrun");
     }
 
-    usernames_must_be_1_to_64_characters(_app, client) {
+    usernames_must_be_1_to_64_characters(backend) {
+        let (_app, mut client) = start(backend).await;
         assert_error(client.create_testrun(request("", vec![file("a.sh", "")])).await, Code::InvalidArgument, "username");
         assert_error(client.create_testrun(request("   ", vec![file("a.sh", "")])).await, Code::InvalidArgument, "username");
         assert_error(client.create_testrun(request(&"x".repeat(65), vec![file("a.sh", "")])).await, Code::InvalidArgument, "username");
         client.create_testrun(request(&"é".repeat(64), vec![file("a.sh", "")])).await.expect("64 characters is fine");
     }
 
-    a_testrun_needs_tests_within_the_limit(_app, client) {
+    a_testrun_needs_tests_within_the_limit(backend) {
+        let (_app, mut client) = start(backend).await;
         assert_error(client.create_testrun(request("u", vec![])).await, Code::InvalidArgument, "tests");
         let many = (0..21).map(|i| file(&format!("t{i}.sh"), "")).collect();
         assert_error(client.create_testrun(request("u", many)).await, Code::InvalidArgument, "tests");
     }
 
-    unsafe_file_names_are_refused_naming_the_file(_app, client) {
+    unsafe_file_names_are_refused_naming_the_file(backend) {
+        let (_app, mut client) = start(backend).await;
         let long = "x".repeat(256);
         for bad in ["", ".", "..", "a/b", "..\\evil", "nul\0byte", "new\nline", "tab\there", long.as_str()] {
             assert_error(
@@ -160,7 +154,8 @@ on_both_stores! {
         }
     }
 
-    duplicate_file_names_are_refused(_app, client) {
+    duplicate_file_names_are_refused(backend) {
+        let (_app, mut client) = start(backend).await;
         assert_error(
             client.create_testrun(request("u", vec![file("a.sh", ""), file("a.sh", "")])).await,
             Code::InvalidArgument,
@@ -168,7 +163,8 @@ on_both_stores! {
         );
     }
 
-    files_over_the_size_limit_are_refused(_app, client) {
+    files_over_the_size_limit_are_refused(backend) {
+        let (_app, mut client) = start(backend).await;
         assert_error(
             client.create_testrun(request("u", vec![file("big.sh", &"x".repeat(1025))])).await,
             Code::InvalidArgument,
@@ -181,7 +177,8 @@ on_both_stores! {
         );
     }
 
-    command_templates_and_timeouts_are_checked(_app, client) {
+    command_templates_and_timeouts_are_checked(backend) {
+        let (_app, mut client) = start(backend).await;
         let mut r = request("u", vec![file("a.py", "")]);
         r.command = Some("pytest -q".into());
         assert_error(client.create_testrun(r.clone()).await, Code::InvalidArgument, "command");
@@ -194,13 +191,15 @@ on_both_stores! {
         assert_eq!(run.timeout_seconds, 30);
     }
 
-    nothing_is_stored_when_a_create_is_refused(_app, client) {
+    nothing_is_stored_when_a_create_is_refused(backend) {
+        let (_app, mut client) = start(backend).await;
         let _ = client.create_testrun(request("u", vec![file("a.sh", ""), file("a/b", "")])).await;
         let list = client.list_testruns(ListTestrunsRequest::default()).await.unwrap().into_inner();
         assert_eq!(list.total_size, 0);
     }
 
-    the_list_pages_newest_first_and_filters(_app, client) {
+    the_list_pages_newest_first_and_filters(backend) {
+        let (_app, mut client) = start(backend).await;
         for user in ["ann", "bob", "ann", "bob", "ann"] {
             client.create_testrun(request(user, vec![file("a.sh", "")])).await.unwrap();
         }
@@ -233,7 +232,8 @@ on_both_stores! {
         assert_eq!(cancelled.testruns.iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
     }
 
-    bad_list_requests_name_their_field(_app, client) {
+    bad_list_requests_name_their_field(backend) {
+        let (_app, mut client) = start(backend).await;
         assert_error(
             client.list_testruns(ListTestrunsRequest { page_token: "not-a-token".into(), ..Default::default() }).await,
             Code::InvalidArgument,
@@ -252,14 +252,12 @@ on_both_stores! {
     }
 }
 
-/// The store rolls a create back whole when a statement fails halfway
-/// (validation normally prevents this; the transaction must not rely on it).
-mod a_create_that_fails_halfway_stores_nothing {
-    use coordinator::domain::{ListFilter, NewTest, NewTestrun};
-    use coordinator::testing::{Backend, TestDb};
-
-    async fn check(backend: Backend) {
-        let db = TestDb::new(backend).await.unwrap();
+on_both_stores! {
+    /// The store rolls a create back whole when a statement fails halfway
+    /// (validation normally prevents this; the transaction must not rely on it).
+    a_create_that_fails_halfway_stores_nothing(backend) {
+        use coordinator::domain::{ListFilter, NewTest, NewTestrun};
+        let db = testkit::TestDb::new(backend).await.unwrap();
         let store = coordinator::store::connect(&db.url).await.unwrap();
         let dup = |n: &str| NewTest {
             name: n.into(),
@@ -279,16 +277,6 @@ mod a_create_that_fails_halfway_stores_nothing {
             .unwrap();
         assert!(runs.is_empty());
         assert_eq!(total, 0);
-    }
-
-    #[tokio::test]
-    async fn sqlite() {
-        check(Backend::Sqlite).await
-    }
-
-    #[tokio::test]
-    async fn postgres() {
-        check(Backend::Postgres).await
     }
 }
 

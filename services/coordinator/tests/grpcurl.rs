@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use coordinator::testing::{Backend, TestApp};
+use testkit::{Backend, TestApp, on_both_stores};
 
 fn grpcurl(addr: &str, args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new("grpcurl");
@@ -108,12 +108,8 @@ async fn create_list_get_delete(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn grpcurl_creates_lists_gets_and_deletes_through_reflection_on_sqlite() {
-    create_list_get_delete(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn grpcurl_creates_lists_gets_and_deletes_through_reflection_on_postgres() {
-    create_list_get_delete(Backend::Postgres).await
+on_both_stores! {
+    grpcurl_creates_lists_gets_and_deletes_through_reflection(backend) {
+        create_list_get_delete(backend).await
+    }
 }

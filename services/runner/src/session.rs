@@ -149,7 +149,10 @@ impl Agent {
         let actions = self.assignments.handle(Instant::now(), event);
         for action in actions {
             match action {
-                Action::Start(job) => self.processes.start(job),
+                Action::Start(job) => {
+                    self.processes.start(job);
+                    self.stats.test_started();
+                }
                 Action::Kill(id) => self.processes.kill(&id),
                 Action::Send(message) => self.send(message).await,
             }

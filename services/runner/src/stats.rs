@@ -14,6 +14,7 @@ pub struct Stats {
     running: AtomicU64,
     connected: AtomicU64,
     buffered: AtomicU64,
+    started: AtomicU64,
 }
 
 impl Stats {
@@ -28,6 +29,9 @@ impl Stats {
     }
     pub fn set_buffered(&self, bytes: usize) {
         self.buffered.store(bytes as u64, Ordering::Relaxed);
+    }
+    pub fn test_started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus text format.
@@ -58,6 +62,12 @@ impl Stats {
                 "testrunner_runner_buffered_log_bytes",
                 "Log bytes not yet acknowledged.",
                 &self.buffered,
+            ),
+            format!(
+                "# HELP testrunner_runner_tests_started_total Test processes started.\n\
+                 # TYPE testrunner_runner_tests_started_total counter\n\
+                 testrunner_runner_tests_started_total {}\n",
+                self.started.load(Ordering::Relaxed)
             ),
         ]
         .concat()

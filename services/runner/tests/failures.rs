@@ -1,12 +1,10 @@
 //! Failures the system survives, each with real processes: lost runners,
 //! a crashed coordinator, cancellation, drains and misbehaving runners.
 
-mod support;
-
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use support::*;
+use testkit::e2e::*;
 use testrunner_proto::v1::{
     CancelTestrunRequest, DeleteTestrunRequest, GetTestrunRequest, test, testrun,
 };
@@ -43,9 +41,6 @@ async fn wait_running(client: &mut Client, id: i64, name: &str) -> testrunner_pr
     .await
 }
 
-type Client =
-    testrunner_proto::v1::testrun_service_client::TestrunServiceClient<tonic::transport::Channel>;
-
 on_both_stores! {
     a_test_of_a_killed_runner_runs_again_elsewhere(backend) {
         let coord = Coordinator::start(backend, &[]).await;
@@ -54,7 +49,7 @@ on_both_stores! {
         let run = create(&mut client, vec![file("t.sh", "echo attempt $TESTRUNNER_ATTEMPT\nsleep 1\necho ok\n")], None, None).await;
         wait_running(&mut client, run.id, "t.sh").await;
         doomed.signal(Signal::SIGKILL);
-        doomed.wait_exit(Duration::from_secs(5));
+        doomed.wait_exit(Duration::from_secs(5)).await;
         let _rescuer = Runner::start(&coord, "rescuer", 1);
         let run = wait_done(&mut client, run.id).await;
         assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
@@ -91,10 +86,11 @@ on_both_stores! {
         let _other = Runner::start(&coord, "other", 1);
         let done = wait_done(&mut client, run.id).await;
         assert_eq!(done.status, testrun::Status::Success as i32, "{done:#?}");
-        // Thawed, the first runner finishes attempt 1 (exit 1) and reports;
-        // that late result must change nothing.
+        // Thawed, the first runner reports attempt 1 (exit 1) on a new
+        // stream. The coordinator refuses that late result, and it changes
+        // nothing.
         frozen.signal(Signal::SIGCONT);
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        coord.metric_reaches("testrunner_results_refused_total", 1.0).await;
         let after = get(&mut client, run.id).await;
         let t = test_named(&after, "t.sh");
         assert_eq!((t.attempt, t.runner.as_str(), t.status), (2, "other", test::Status::Passed as i32), "{after:#?}");
@@ -103,13 +99,15 @@ on_both_stores! {
 
     a_coordinator_crash_mid_testrun_loses_and_duplicates_no_line(backend) {
         let mut coord = Coordinator::start(backend, &[]).await;
-        let _r = Runner::start(&coord, "r1", 2);
+        let r = Runner::start(&coord, "r1", 2);
         let mut client = coord.client().await;
         let script = "for i in $(seq 1 40); do echo line $i; sleep 0.05; done\n";
         let run = create(&mut client, vec![file("a.sh", script), file("b.sh", script)], None, None).await;
         wait_running(&mut client, run.id, "a.sh").await;
         coord.kill();
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Back only once the runner knows it is gone: the tests' output
+        // from then on waits in the runner for the next stream.
+        r.metric_reaches("testrunner_runner_connected", 0.0).await;
         coord.restart();
         let mut client = coord.client().await;
         let run = wait_done(&mut client, run.id).await;
@@ -138,10 +136,12 @@ on_both_stores! {
         let run = wait_done(&mut client, run.id).await;
         assert_eq!(run.status, testrun::Status::Cancelled as i32);
         assert!(run.tests.iter().all(|t| t.status == test::Status::Cancelled as i32), "{run:#?}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        for pid in started {
-            assert!(!alive(pid), "process {pid} survived the cancel");
-        }
+        // They would sleep for a minute; killed, they are gone in moments.
+        eventually("every process of the cancelled test to be gone", Duration::from_secs(10), async || {
+            let left: Vec<i32> = started.iter().copied().filter(|p| alive(*p)).collect();
+            if left.is_empty() { Ok(()) } else { Err(left) }
+        })
+        .await;
         assert!(!log_of(&mut client, run.id, "long.sh").await.contains(&"finished".to_owned()));
     }
 
@@ -156,14 +156,11 @@ on_both_stores! {
         client.delete_testrun(DeleteTestrunRequest { id: run.id }).await.unwrap();
         let gone = client.get_testrun(GetTestrunRequest { id: run.id }).await.unwrap_err();
         assert_eq!(gone.code(), tonic::Code::NotFound);
-        let mut waited = 0;
-        while started.iter().any(|p| alive(*p)) && waited < 50 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            waited += 1;
-        }
-        for pid in started {
-            assert!(!alive(pid), "process {pid} survived the delete");
-        }
+        eventually("every process of the deleted test to be gone", Duration::from_secs(10), async || {
+            let left: Vec<i32> = started.iter().copied().filter(|p| alive(*p)).collect();
+            if left.is_empty() { Ok(()) } else { Err(left) }
+        })
+        .await;
         // The runner is free again and takes new work.
         let next = create(&mut client, vec![file("n.sh", "echo next\n")], None, None).await;
         let next = wait_done(&mut client, next.id).await;
@@ -177,7 +174,7 @@ on_both_stores! {
         let run = create(&mut client, vec![file("a.sh", "echo started\nsleep 1.5\necho finished\n"), file("b.sh", "echo b\n")], None, None).await;
         wait_running(&mut client, run.id, "a.sh").await;
         r.signal(Signal::SIGTERM);
-        assert_eq!(r.wait_exit(Duration::from_secs(20)), Some(0), "runner log: {}", r.log());
+        assert_eq!(r.wait_exit(Duration::from_secs(20)).await, Some(0), "runner log: {}", r.log());
         let run = get(&mut client, run.id).await;
         assert_eq!(status_of(&run, "a.sh"), test::Status::Passed);
         assert_eq!(log_of(&mut client, run.id, "a.sh").await, ["started", "finished"]);
@@ -200,7 +197,7 @@ on_both_stores! {
         let run = create(&mut client, vec![file("a.sh", &script)], None, None).await;
         wait_running(&mut client, run.id, "a.sh").await;
         r.signal(Signal::SIGTERM);
-        assert_eq!(r.wait_exit(Duration::from_secs(20)), Some(0), "runner log: {}", r.log());
+        assert_eq!(r.wait_exit(Duration::from_secs(20)).await, Some(0), "runner log: {}", r.log());
         let back = get(&mut client, run.id).await;
         assert_eq!(status_of(&back, "a.sh"), test::Status::Queued, "{back:#?}");
         assert_eq!(test_named(&back, "a.sh").attempt, 0, "a hand-back uses up no attempt");
@@ -285,15 +282,21 @@ mod raw {
             }
         }
 
-        /// Reads until the stream ends; the status it ended with.
+        /// Reads until the stream ends (bounded wait); the status it ended
+        /// with.
         pub async fn end(mut self) -> tonic::Status {
-            loop {
-                match self.inbound.message().await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => return tonic::Status::ok("stream ended"),
-                    Err(status) => return status,
+            let end = async {
+                loop {
+                    match self.inbound.message().await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => return tonic::Status::ok("stream ended"),
+                        Err(status) => return status,
+                    }
                 }
-            }
+            };
+            tokio::time::timeout(Duration::from_secs(20), end)
+                .await
+                .expect("the coordinator ends the stream in time")
         }
     }
 }
@@ -435,92 +438,84 @@ mod recovery {
         assert_eq!(done.counts.unwrap().passed, 1);
     }
 
-    /// Results sent back to back are stored together (one transaction per
-    /// batch); each is still acknowledged and counted exactly once.
-    async fn results_sent_together(backend: Backend) {
-        let coord = Coordinator::start(backend, &[]).await;
-        let mut client = coord.client().await;
-        let files = |n: usize| {
-            (0..n)
-                .map(|i| file(&format!("t{i}.sh"), "exit 0\n"))
-                .collect()
-        };
-        let a = create(&mut client, files(5), None, None).await;
-        let b = create(&mut client, files(3), None, None).await;
-        let mut s = Stream::open(
-            &coord,
-            vec![Out::Register(Register {
-                slots: 8,
-                ..register("batch-runner", vec![])
-            })],
-        )
-        .await;
-        assert!(matches!(s.next().await, In::Welcome(_)));
-        let mut assigned = Vec::new();
-        while assigned.len() < 8 {
-            assigned.push(s.next_assign().await);
-        }
-        // Two of run A's tests fail; everything else passes.
-        let failing: Vec<String> = assigned
-            .iter()
-            .filter(|x| x.testrun_id == a.id)
-            .take(2)
-            .map(|x| x.assignment_id.clone())
-            .collect();
-        for x in &assigned {
-            let passed = !failing.contains(&x.assignment_id);
-            s.send(Out::Finished(Finished {
-                assignment_id: x.assignment_id.clone(),
-                outcome: if passed {
-                    Outcome::Passed
-                } else {
-                    Outcome::Failed
-                } as i32,
-                exit_code: Some(i32::from(!passed)),
-                // A NUL (Postgres refuses it in text) must lose neither this
-                // result nor the others stored with it.
-                error: if passed {
-                    String::new()
-                } else {
-                    "boom\0".into()
-                },
-                ..Default::default()
-            }))
+    on_both_stores! {
+        /// Results sent back to back are stored together (one transaction per
+        /// batch); each is still acknowledged and counted exactly once.
+        results_sent_together_are_each_stored_once(backend) {
+            let coord = Coordinator::start(backend, &[]).await;
+            let mut client = coord.client().await;
+            let files = |n: usize| {
+                (0..n)
+                    .map(|i| file(&format!("t{i}.sh"), "exit 0\n"))
+                    .collect()
+            };
+            let a = create(&mut client, files(5), None, None).await;
+            let b = create(&mut client, files(3), None, None).await;
+            let mut s = Stream::open(
+                &coord,
+                vec![Out::Register(Register {
+                    slots: 8,
+                    ..register("batch-runner", vec![])
+                })],
+            )
             .await;
-        }
-        let mut acked = std::collections::HashSet::new();
-        while acked.len() < 8 {
-            if let In::ResultAck(ack) = s.next().await {
-                assert!(ack.accepted, "{} refused", ack.assignment_id);
-                assert!(acked.insert(ack.assignment_id), "acknowledged twice");
+            assert!(matches!(s.next().await, In::Welcome(_)));
+            let mut assigned = Vec::new();
+            while assigned.len() < 8 {
+                assigned.push(s.next_assign().await);
             }
+            // Two of run A's tests fail; everything else passes.
+            let failing: Vec<String> = assigned
+                .iter()
+                .filter(|x| x.testrun_id == a.id)
+                .take(2)
+                .map(|x| x.assignment_id.clone())
+                .collect();
+            for x in &assigned {
+                let passed = !failing.contains(&x.assignment_id);
+                s.send(Out::Finished(Finished {
+                    assignment_id: x.assignment_id.clone(),
+                    outcome: if passed {
+                        Outcome::Passed
+                    } else {
+                        Outcome::Failed
+                    } as i32,
+                    exit_code: Some(i32::from(!passed)),
+                    // A NUL (Postgres refuses it in text) must lose neither this
+                    // result nor the others stored with it.
+                    error: if passed {
+                        String::new()
+                    } else {
+                        "boom\0".into()
+                    },
+                    ..Default::default()
+                }))
+                .await;
+            }
+            let mut acked = std::collections::HashSet::new();
+            while acked.len() < 8 {
+                if let In::ResultAck(ack) = s.next().await {
+                    assert!(ack.accepted, "{} refused", ack.assignment_id);
+                    assert!(acked.insert(ack.assignment_id), "acknowledged twice");
+                }
+            }
+            let (a, b) = (
+                wait_done(&mut client, a.id).await,
+                wait_done(&mut client, b.id).await,
+            );
+            assert_eq!(a.status, testrun::Status::Failed as i32);
+            let counts = a.counts.unwrap();
+            assert_eq!((counts.passed, counts.failed, counts.running), (3, 2, 0));
+            let errors: Vec<&str> = a
+                .tests
+                .iter()
+                .map(|t| t.error.as_str())
+                .filter(|e| !e.is_empty())
+                .collect();
+            assert_eq!(errors, ["boom\u{FFFD}", "boom\u{FFFD}"]);
+            assert_eq!(b.status, testrun::Status::Success as i32);
+            assert_eq!(b.counts.unwrap().passed, 3);
         }
-        let (a, b) = (
-            wait_done(&mut client, a.id).await,
-            wait_done(&mut client, b.id).await,
-        );
-        assert_eq!(a.status, testrun::Status::Failed as i32);
-        let counts = a.counts.unwrap();
-        assert_eq!((counts.passed, counts.failed, counts.running), (3, 2, 0));
-        let errors: Vec<&str> = a
-            .tests
-            .iter()
-            .map(|t| t.error.as_str())
-            .filter(|e| !e.is_empty())
-            .collect();
-        assert_eq!(errors, ["boom\u{FFFD}", "boom\u{FFFD}"]);
-        assert_eq!(b.status, testrun::Status::Success as i32);
-        assert_eq!(b.counts.unwrap().passed, 3);
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn results_sent_together_are_each_stored_once_on_sqlite() {
-        results_sent_together(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn results_sent_together_are_each_stored_once_on_postgres() {
-        results_sent_together(Backend::Postgres).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -592,7 +587,7 @@ mod recovery {
         r.signal(Signal::SIGTERM);
         // The lease is 2s: past it the runner stops waiting and exits.
         assert_eq!(
-            r.wait_exit(Duration::from_secs(30)),
+            r.wait_exit(Duration::from_secs(30)).await,
             Some(0),
             "runner log: {}",
             r.log()

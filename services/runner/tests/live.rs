@@ -1,11 +1,9 @@
 //! Following Testruns live: from history to the live tail with no gap and no
 //! duplicate, resumable from a cursor, and never slowed by a slow watcher.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use testkit::e2e::*;
 use testrunner_proto::v1::testrun_event::Event;
 use testrunner_proto::v1::testruns_event::Event as ListEvent;
 use testrunner_proto::v1::{

@@ -2,74 +2,23 @@
 //! and coordinator, a separate runner listener, and two coordinators
 //! sharing one Postgres.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use testkit::e2e::*;
+use testkit::metrics::http_get;
 use testrunner_proto::v1::testrun_event::Event;
 use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
 use testrunner_proto::v1::{CancelTestrunRequest, WatchTestrunRequest, test, testrun};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-/// GET over plain HTTP/1.1; the body.
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or(out)
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
-}
-
-/// Scrapes `addr` until metric `name` reads `value` (gauges follow the
-/// database by a moment); the last scrape. Bounded: a wait, not a timing.
-async fn eventually(addr: &str, name: &str, value: f64) -> String {
-    for _ in 0..100 {
-        let text = http_get(addr, "/metrics").await;
-        if metric(&text, name) == value {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{name} never reached {value}:\n{}",
-        http_get(addr, "/metrics").await
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_a_known_workload() {
     let coord = Coordinator::start(Backend::Sqlite, &[]).await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let metrics_addr = format!("127.0.0.1:{port}");
     // No runner queue: this test counts queue depth as autoscaling reads
     // it, and a runner whose tests so far were short would first take the
     // extra tests into its own queue (queue.rs tests that).
-    let _r = Runner::start_with(
-        &coord,
-        "r1",
-        3,
-        &["--metrics-listen", &metrics_addr, "--queue", "0"],
-    );
+    let r = Runner::start_with(&coord, "r1", 3, &["--queue", "0"]);
     let mut client = coord.client().await;
     let run = create(
         &mut client,
@@ -89,37 +38,33 @@ async fn metrics_count_a_known_workload() {
     // as done as soon as it commits. (The free-slots gauge is 3 before the
     // run too, so waiting on it alone orders nothing.) A counter that
     // overshoots never reads the value waited for, so this still fails.
-    eventually(
-        &coord.addr,
-        "testrunner_tests_finished_total{outcome=\"PASSED\"}",
-        2.0,
-    )
-    .await;
-    eventually(
-        &coord.addr,
-        "testrunner_tests_finished_total{outcome=\"FAILED\"}",
-        1.0,
-    )
-    .await;
-    let text = eventually(&coord.addr, "testrunner_runner_free_slots", 3.0).await;
+    coord
+        .metric_reaches("testrunner_tests_finished_total{outcome=\"PASSED\"}", 2.0)
+        .await;
+    coord
+        .metric_reaches("testrunner_tests_finished_total{outcome=\"FAILED\"}", 1.0)
+        .await;
+    let m = coord
+        .metric_reaches("testrunner_runner_free_slots", 3.0)
+        .await;
     assert_eq!(
-        metric(&text, "testrunner_tests_finished_total{outcome=\"PASSED\"}"),
+        m.value("testrunner_tests_finished_total{outcome=\"PASSED\"}"),
         2.0
     );
     assert_eq!(
-        metric(&text, "testrunner_tests_finished_total{outcome=\"FAILED\"}"),
+        m.value("testrunner_tests_finished_total{outcome=\"FAILED\"}"),
         1.0
     );
-    assert_eq!(metric(&text, "testrunner_log_lines_ingested_total"), 16.0);
-    assert_eq!(metric(&text, "testrunner_tests_queued"), 0.0);
-    assert_eq!(metric(&text, "testrunner_tests_running"), 0.0);
-    assert_eq!(metric(&text, "testrunner_runners_connected"), 1.0);
-    assert_eq!(metric(&text, "testrunner_runner_free_slots"), 3.0);
-    assert_eq!(
-        metric(&text, "testrunner_dispatch_latency_seconds_count"),
-        3.0
+    assert_eq!(m.value("testrunner_log_lines_ingested_total"), 16.0);
+    assert_eq!(m.value("testrunner_tests_queued"), 0.0);
+    assert_eq!(m.value("testrunner_tests_running"), 0.0);
+    assert_eq!(m.value("testrunner_runners_connected"), 1.0);
+    assert_eq!(m.value("testrunner_runner_free_slots"), 3.0);
+    assert_eq!(m.value("testrunner_dispatch_latency_seconds_count"), 3.0);
+    assert!(
+        m.text()
+            .contains("# TYPE testrunner_dispatch_latency_seconds histogram")
     );
-    assert!(text.contains("# TYPE testrunner_dispatch_latency_seconds histogram"));
 
     // Queue depth is what autoscaling reads: it must see waiting work.
     let queued = create(&mut client, vec![file("q.sh", "sleep 30\n")], None, None).await;
@@ -132,23 +77,24 @@ async fn metrics_count_a_known_workload() {
         None,
     )
     .await;
-    let text = loop {
-        let text = http_get(&coord.addr, "/metrics").await;
-        if metric(&text, "testrunner_tests_running") == 3.0 {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(metric(&text, "testrunner_tests_queued"), 2.0);
-    let text = eventually(&coord.addr, "testrunner_runner_free_slots", 0.0).await;
-    assert_eq!(metric(&text, "testrunner_tests_queued"), 2.0);
-    assert!(metric(&text, "testrunner_oldest_queued_seconds") >= 0.0);
+    let m = coord.metric_reaches("testrunner_tests_running", 3.0).await;
+    assert_eq!(m.value("testrunner_tests_queued"), 2.0);
+    let m = coord
+        .metric_reaches("testrunner_runner_free_slots", 0.0)
+        .await;
+    assert_eq!(m.value("testrunner_tests_queued"), 2.0);
+    assert!(m.value("testrunner_oldest_queued_seconds") >= 0.0);
 
-    let runner_text = eventually(&metrics_addr, "testrunner_runner_running_tests", 3.0).await;
-    assert_eq!(metric(&runner_text, "testrunner_runner_slots"), 3.0);
-    assert_eq!(metric(&runner_text, "testrunner_runner_running_tests"), 3.0);
-    assert_eq!(metric(&runner_text, "testrunner_runner_connected"), 1.0);
-    assert_eq!(http_get(&metrics_addr, "/healthz").await.trim(), "ok");
+    let runner = r
+        .metric_reaches("testrunner_runner_running_tests", 3.0)
+        .await;
+    assert_eq!(runner.value("testrunner_runner_slots"), 3.0);
+    assert_eq!(runner.value("testrunner_runner_running_tests"), 3.0);
+    assert_eq!(runner.value("testrunner_runner_connected"), 1.0);
+    assert_eq!(
+        http_get(&r.metrics_addr, "/healthz").await.unwrap().trim(),
+        "ok"
+    );
     for id in [queued.id, waiting.id] {
         client
             .cancel_testrun(CancelTestrunRequest { id })

@@ -6,16 +6,17 @@
 //! are in the queue (held by a runner with one slot, every one RUNNING), so
 //! that it tests the queue, not tests handed out one at a time.
 
-mod support;
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use support::*;
+use testkit::e2e::*;
 use testrunner_proto::v1::{CancelTestrunRequest, test, testrun};
 
-type Client =
-    testrunner_proto::v1::testrun_service_client::TestrunServiceClient<tonic::transport::Channel>;
+/// Tests the coordinator handed out, counting a test again each time it
+/// was handed back and out again.
+const DISPATCHED: &str = "testrunner_dispatch_latency_seconds_count";
+/// Test processes a runner started.
+const STARTED: &str = "testrunner_runner_tests_started_total";
 
 /// Runs short tests, so the coordinator learns that this runner's tests
 /// are short and starts filling its queue.
@@ -47,37 +48,6 @@ async fn wait_all_held(client: &mut Client, id: i64, first: &str) -> testrunner_
     .await
 }
 
-/// Waits until the runner's log says test `name` ended, and then says
-/// something more: whatever the runner did at once on that test's end (such
-/// as starting the next one) is in its log by then.
-async fn wait_ended(r: &Runner, name: &str) {
-    let start = Instant::now();
-    loop {
-        let log = r.plain_log();
-        let id = log
-            .lines()
-            .find(|l| l.contains(" test started ") && l.ends_with(&format!(" name={name}")))
-            .and_then(|l| l.split(" assignment_id=").nth(1))
-            .and_then(|rest| rest.split(' ').next());
-        let ended = id.and_then(|id| log.split_once(&format!(" test ended assignment_id={id} ")));
-        if ended.is_some_and(|(_, after)| after.lines().count() > 1) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "gave up waiting for {name} to end; runner log:\n{log}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// How many tests the runner handed back because they waited too long.
-fn handed_back(r: &Runner) -> usize {
-    r.plain_log()
-        .matches("handing back a test that waited too long for a slot")
-        .count()
-}
-
 on_both_stores! {
     a_long_test_does_not_wait_in_a_queue_while_a_runner_is_free(backend) {
         let coord = Coordinator::start(backend, &[]).await;
@@ -94,10 +64,13 @@ on_both_stores! {
         let _c = Runner::start(&coord, "c", 1);
         let run = wait_done(&mut client, run.id).await;
         assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
-        // The two that waited were handed back, without using up an
-        // attempt, and ran on the runners that were free, not after long0.
-        assert_eq!(handed_back(&a), 2, "runner a's log: {}", a.plain_log());
-        assert_eq!(a.started().iter().filter(|n| n.starts_with("long")).collect::<Vec<_>>(), ["long0.sh"]);
+        // The two that waited were handed back (and so handed out twice),
+        // without using up an attempt, and ran on the runners that were
+        // free, not after long0: runner a started its five warm-up tests
+        // and long0 only.
+        let dispatched = coord.metrics().await.value(DISPATCHED);
+        assert_eq!(dispatched, 5.0 + 3.0 + 2.0, "runner a's log: {}", a.log());
+        assert_eq!(a.metrics().await.value(STARTED), 5.0 + 1.0, "runner a's log: {}", a.log());
         assert_eq!(test_named(&run, "long0.sh").runner, "a");
         let mut others: Vec<&str> = ["long1.sh", "long2.sh"].iter().map(|n| test_named(&run, n).runner.as_str()).collect();
         others.sort_unstable();
@@ -128,7 +101,9 @@ on_both_stores! {
         assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
         let ran = std::fs::read_to_string(&order).unwrap();
         assert_eq!(ran.lines().collect::<Vec<_>>(), names, "one slot runs them in order");
-        assert_eq!(handed_back(&r), 0, "all ran from the queue: {}", r.plain_log());
+        // All ran from the queue: none was handed back and out again.
+        assert_eq!(coord.metrics().await.value(DISPATCHED), 5.0 + 5.0, "runner log: {}", r.log());
+        assert_eq!(r.metrics().await.value(STARTED), 5.0 + 5.0);
         assert!(run.tests.iter().all(|t| t.attempt == 1 && t.runner == "r1"), "{run:#?}");
     }
 
@@ -161,9 +136,9 @@ on_both_stores! {
             assert!(log_of(&mut client, run.id, name).await.is_empty(), "{name}");
             assert!(!dir.path().join(name).exists(), "{name} ran");
         }
-        let started = r.started();
-        assert!(queued.iter().all(|q| !started.iter().any(|s| s == q)), "started: {started:?}");
-        assert!(started.iter().any(|s| s == "a.sh") && started.iter().any(|s| s == "c.sh"), "{started:?}");
+        // The runner started its five warm-up tests, a.sh and c.sh: no
+        // queued test, not even for a moment before its Cancel.
+        assert_eq!(r.metrics().await.value(STARTED), 5.0 + 2.0, "runner log: {}", r.log());
     }
 
     a_runner_without_a_coordinator_starts_nothing_from_its_queue(backend) {
@@ -184,16 +159,18 @@ on_both_stores! {
         // coordinator may give the queued tests to another runner once the
         // lease (2s) runs out: the runner must not start them meanwhile.
         coord.kill();
-        wait_ended(&r, "a.sh").await;
-        let started = r.started();
-        assert!(queued.iter().all(|q| !started.iter().any(|s| s == q)), "started while disconnected: {started:?}");
+        // a.sh ends: the runner then runs nothing (it decides what to
+        // start as it takes a test's end, and would start a queued test
+        // in the same step), and started nothing but the warm-up and a.sh.
+        r.metric_reaches("testrunner_runner_running_tests", 0.0).await;
+        assert_eq!(r.metrics().await.value(STARTED), 5.0 + 1.0, "started while disconnected; runner log: {}", r.log());
         assert!(!ran.exists());
         // Back, the runner hands them back (they waited for longer than
         // half a lease) and each runs once, none is lost.
         coord.restart();
         let mut client = coord.client().await;
         let run = wait_done(&mut client, run.id).await;
-        assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}\nrunner log: {}", r.plain_log());
+        assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}\nrunner log: {}", r.log());
         let ran = std::fs::read_to_string(&ran).unwrap();
         let mut ran: Vec<&str> = ran.lines().collect();
         ran.sort_unstable();
@@ -223,13 +200,14 @@ on_both_stores! {
         })
         .await;
         assert_eq!(test_named(&back, "b.sh").attempt, 0, "a hand-back uses up no attempt");
-        assert_eq!(r.wait_exit(Duration::from_secs(20)), Some(0), "runner log: {}", r.log());
+        assert_eq!(r.wait_exit(Duration::from_secs(20)).await, Some(0), "runner log: {}", r.log());
         let _next = Runner::start(&coord, "r2", 1);
         let run = wait_done(&mut client, run.id).await;
         assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
         assert_eq!(log_of(&mut client, run.id, "a.sh").await, ["started", "finished"]);
         assert_eq!((test_named(&run, "a.sh").runner.as_str(), test_named(&run, "b.sh").runner.as_str()), ("r1", "r2"));
+        // b.sh ran once, on r2: r1 never started it.
         assert_eq!(test_named(&run, "b.sh").attempt, 1);
-        assert!(!r.started().iter().any(|s| s == "b.sh"), "b.sh never started on r1");
+        assert_eq!(log_of(&mut client, run.id, "b.sh").await, ["b"]);
     }
 }

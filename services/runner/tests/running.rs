@@ -1,10 +1,8 @@
 //! Real coordinator and runner processes run real test files.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use testkit::e2e::*;
 use testrunner_proto::v1::{test, testrun};
 
 on_both_stores! {
@@ -187,10 +185,13 @@ on_both_stores! {
         let mut client = coord.client().await;
         let bad = Runner::start_with(&coord, "bad", 2, &["--token", "wrong"]);
         let run = create(&mut client, vec![file("a.sh", "echo a\n")], None, None).await;
-        // Give the bad runner every chance to (wrongly) get the test.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The bad runner keeps trying while a test waits, and is refused
+        // each time: it never attaches, and the test stays queued.
+        let refused = wait_for_metric(&coord.addr, "testrunner_runners_refused_total", "to reach 3", Duration::from_secs(30), |n| n >= 3.0).await;
+        assert_eq!(refused.value("testrunner_runners_connected"), 0.0);
         let still = get(&mut client, run.id).await;
         assert_eq!(still.status, testrun::Status::Created as i32, "{still:#?}");
+        // It tells its operator why (logged before it tried again).
         assert!(bad.log().contains("refused"), "runner log: {}", bad.log());
 
         let _good = Runner::start(&coord, "good", 1);

@@ -47,7 +47,8 @@ impl RunnerService for RunnerApi {
     ) -> Result<Response<Self::AttachStream>, Status> {
         // Authenticate before reading anything: an unauthenticated caller
         // never gets as far as Register.
-        check_bearer(request.metadata(), &self.token, "runner token")?;
+        check_bearer(request.metadata(), &self.token, "runner token")
+            .inspect_err(|_| self.runners.metrics.runner_refused())?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let api = self.clone();

@@ -67,6 +67,7 @@ impl Runners {
     /// message at once.
     pub fn store_results(&self, session: &Arc<Session>, group: Vec<(String, Option<TestResult>)>) {
         let (finisher, dispatcher) = (self.finisher.clone(), Arc::clone(&self.dispatcher));
+        let metrics = Arc::clone(&self.metrics);
         let session = Arc::clone(session);
         tokio::spawn(async move {
             let to_store: Vec<(String, TestResult)> = group
@@ -96,6 +97,9 @@ impl Runners {
                 let accepted = result.is_some() && stored.next().unwrap_or(false);
                 if result.is_some() && !accepted {
                     tracing::info!(runner = %session.info.name, %assignment_id, "late result refused: assignment moved elsewhere");
+                }
+                if !accepted {
+                    metrics.result_refused();
                 }
                 // Acknowledge before the slot is reused, so the runner never
                 // sees an Assign while it still counts this assignment
