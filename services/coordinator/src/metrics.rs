@@ -1,17 +1,29 @@
-//! Counters and histograms exposed at `/metrics` (Prometheus text format).
-//! Gauges that the database knows (queue depth) are read at scrape time.
+//! Counters and histograms exposed at `/metrics`, kept and rendered by
+//! `prometheus-client` (the OpenMetrics text format, which Prometheus
+//! scrapes). Gauges that the database knows (queue depth) are set from a
+//! reading taken at scrape time.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::domain::TestStatus;
+
+/// The media type of what `render` returns.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Upper bounds (seconds) of the dispatch latency histogram.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
 ];
 
-/// Outcomes counted in `testrunner_tests_finished_total`.
+/// Outcomes counted in `testrunner_tests_finished_total`, each shown from
+/// the start (at 0) so a rate over them never starts from nothing.
 const OUTCOMES: [TestStatus; 5] = [
     TestStatus::Passed,
     TestStatus::Failed,
@@ -20,16 +32,25 @@ const OUTCOMES: [TestStatus; 5] = [
     TestStatus::Error,
 ];
 
-/// Process-wide counters.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+/// Process-wide metrics.
+#[derive(Debug)]
 pub struct Metrics {
-    finished: [AtomicU64; OUTCOMES.len()],
-    log_lines: AtomicU64,
-    results_refused: AtomicU64,
-    runners_refused: AtomicU64,
-    dispatched: AtomicU64,
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    latency_sum_micros: AtomicU64,
+    registry: Registry,
+    finished: Family<Outcome, Counter>,
+    log_lines: Counter,
+    results_refused: Counter,
+    runners_refused: Counter,
+    dispatch_latency: Histogram,
+    queued: Gauge,
+    oldest_queued: Gauge<f64, AtomicU64>,
+    running: Gauge,
+    runners: Gauge,
+    free_slots: Gauge,
 }
 
 /// Gauges sampled at scrape time.
@@ -42,126 +63,126 @@ pub struct Gauges {
     pub free_slots: usize,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let m = Self {
+            finished: Family::default(),
+            log_lines: Counter::default(),
+            results_refused: Counter::default(),
+            runners_refused: Counter::default(),
+            dispatch_latency: Histogram::new(LATENCY_BUCKETS),
+            queued: Gauge::default(),
+            oldest_queued: Gauge::default(),
+            running: Gauge::default(),
+            runners: Gauge::default(),
+            free_slots: Gauge::default(),
+            registry: Registry::default(),
+        };
+        for s in OUTCOMES {
+            let _created = m.finished.get_or_create(&Outcome {
+                outcome: s.as_str(),
+            });
+        }
+        // Counters get their `_total` suffix from the encoder.
+        let r = &mut registry;
+        r.register(
+            "testrunner_tests_queued",
+            "Tests waiting for a runner",
+            m.queued.clone(),
+        );
+        r.register(
+            "testrunner_oldest_queued_seconds",
+            "Age of the oldest queued test",
+            m.oldest_queued.clone(),
+        );
+        r.register(
+            "testrunner_tests_running",
+            "Tests held by runners",
+            m.running.clone(),
+        );
+        r.register(
+            "testrunner_runners_connected",
+            "Runners attached to this coordinator",
+            m.runners.clone(),
+        );
+        r.register(
+            "testrunner_runner_free_slots",
+            "Free slots of the runners attached to this coordinator",
+            m.free_slots.clone(),
+        );
+        r.register(
+            "testrunner_tests_finished",
+            "Tests finished, by outcome",
+            m.finished.clone(),
+        );
+        r.register(
+            "testrunner_log_lines_ingested",
+            "Log lines stored",
+            m.log_lines.clone(),
+        );
+        r.register(
+            "testrunner_results_refused",
+            "Results not stored: the assignment had moved elsewhere or was deleted",
+            m.results_refused.clone(),
+        );
+        r.register(
+            "testrunner_runners_refused",
+            "Runner streams refused for a missing or wrong token",
+            m.runners_refused.clone(),
+        );
+        r.register(
+            "testrunner_dispatch_latency_seconds",
+            "Time from queueing to dispatch",
+            m.dispatch_latency.clone(),
+        );
+        Self { registry, ..m }
+    }
+}
+
 impl Metrics {
     /// Counts a finished test.
     pub fn test_finished(&self, status: TestStatus) {
-        if let Some(i) = OUTCOMES.iter().position(|s| *s == status) {
-            self.finished[i].fetch_add(1, Ordering::Relaxed);
+        if OUTCOMES.contains(&status) {
+            self.finished
+                .get_or_create(&Outcome {
+                    outcome: status.as_str(),
+                })
+                .inc();
         }
     }
 
     /// Counts stored log lines.
     pub fn lines_ingested(&self, n: usize) {
-        self.log_lines.fetch_add(n as u64, Ordering::Relaxed);
+        self.log_lines.inc_by(n as u64);
     }
 
     /// Counts a result acknowledged as not accepted: its assignment had
     /// moved to another runner (a lost runner's late result) or was deleted.
     pub fn result_refused(&self) {
-        self.results_refused.fetch_add(1, Ordering::Relaxed);
+        self.results_refused.inc();
     }
 
     /// Counts a runner stream refused for a missing or wrong runner token.
     pub fn runner_refused(&self) {
-        self.runners_refused.fetch_add(1, Ordering::Relaxed);
+        self.runners_refused.inc();
     }
 
     /// Records the time a test waited between queueing and dispatch.
     pub fn dispatched(&self, waited_seconds: f64) {
-        self.dispatched.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros
-            .fetch_add((waited_seconds.max(0.0) * 1e6) as u64, Ordering::Relaxed);
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| waited_seconds <= *b) {
-            self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
+        self.dispatch_latency.observe(waited_seconds.max(0.0));
     }
 
-    /// Renders everything in the Prometheus text exposition format.
+    /// Renders everything, with the scrape-time gauges `g`.
     pub fn render(&self, g: &Gauges) -> String {
+        self.queued.set(g.queued);
+        self.oldest_queued.set(g.oldest_queued_seconds);
+        self.running.set(g.running);
+        self.runners.set(g.runners as i64);
+        self.free_slots.set(g.free_slots as i64);
         let mut out = String::with_capacity(4096);
-        let mut gauge = |name: &str, help: &str, value: f64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        };
-        gauge(
-            "testrunner_tests_queued",
-            "Tests waiting for a runner.",
-            g.queued as f64,
-        );
-        gauge(
-            "testrunner_oldest_queued_seconds",
-            "Age of the oldest queued test.",
-            g.oldest_queued_seconds,
-        );
-        gauge(
-            "testrunner_tests_running",
-            "Tests held by runners.",
-            g.running as f64,
-        );
-        gauge(
-            "testrunner_runners_connected",
-            "Runners attached to this coordinator.",
-            g.runners as f64,
-        );
-        gauge(
-            "testrunner_runner_free_slots",
-            "Free slots of the runners attached to this coordinator.",
-            g.free_slots as f64,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP testrunner_tests_finished_total Tests finished, by outcome.\n\
-             # TYPE testrunner_tests_finished_total counter"
-        );
-        for (i, s) in OUTCOMES.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "testrunner_tests_finished_total{{outcome=\"{}\"}} {}",
-                s.as_str(),
-                self.finished[i].load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP testrunner_log_lines_ingested_total Log lines stored.\n\
-             # TYPE testrunner_log_lines_ingested_total counter\n\
-             testrunner_log_lines_ingested_total {}",
-            self.log_lines.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP testrunner_results_refused_total Results not stored: the assignment had moved elsewhere or was deleted.\n\
-             # TYPE testrunner_results_refused_total counter\n\
-             testrunner_results_refused_total {}\n\
-             # HELP testrunner_runners_refused_total Runner streams refused for a missing or wrong token.\n\
-             # TYPE testrunner_runners_refused_total counter\n\
-             testrunner_runners_refused_total {}",
-            self.results_refused.load(Ordering::Relaxed),
-            self.runners_refused.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP testrunner_dispatch_latency_seconds Time from queueing to dispatch.\n\
-             # TYPE testrunner_dispatch_latency_seconds histogram"
-        );
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            cumulative += self.latency_buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "testrunner_dispatch_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.dispatched.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "testrunner_dispatch_latency_seconds_bucket{{le=\"+Inf\"}} {count}\n\
-             testrunner_dispatch_latency_seconds_sum {}\n\
-             testrunner_dispatch_latency_seconds_count {count}",
-            self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
@@ -177,9 +198,32 @@ mod tests {
         m.dispatched(0.2);
         m.dispatched(100.0);
         let text = m.render(&Gauges::default());
+        assert!(text.contains("# TYPE testrunner_dispatch_latency_seconds histogram"));
         assert!(text.contains("testrunner_dispatch_latency_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("testrunner_dispatch_latency_seconds_bucket{le=\"0.25\"} 2"));
         assert!(text.contains("testrunner_dispatch_latency_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("testrunner_dispatch_latency_seconds_count 3"));
+    }
+
+    #[test]
+    fn counters_and_scrape_gauges_keep_their_names() {
+        let m = Metrics::default();
+        m.test_finished(TestStatus::Passed);
+        m.lines_ingested(7);
+        let text = m.render(&Gauges {
+            queued: 4,
+            runners: 2,
+            ..Gauges::default()
+        });
+        for line in [
+            "testrunner_tests_finished_total{outcome=\"PASSED\"} 1",
+            "testrunner_tests_finished_total{outcome=\"ERROR\"} 0",
+            "testrunner_log_lines_ingested_total 7",
+            "testrunner_results_refused_total 0",
+            "testrunner_tests_queued 4",
+            "testrunner_runners_connected 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
     }
 }

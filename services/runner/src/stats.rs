@@ -1,76 +1,91 @@
-//! The runner's own gauges, served at `/metrics` with `/healthz`.
+//! The runner's own metrics, kept and rendered by `prometheus-client`,
+//! served at `/metrics` with `/healthz`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-/// Gauges updated by the main loop.
-#[derive(Debug, Default)]
+/// Metrics updated by the session loop.
+#[derive(Debug)]
 pub struct Stats {
-    slots: AtomicU64,
-    running: AtomicU64,
-    connected: AtomicU64,
-    buffered: AtomicU64,
-    started: AtomicU64,
+    registry: Registry,
+    slots: Gauge,
+    running: Gauge,
+    connected: Gauge,
+    buffered: Gauge,
+    started: Counter,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let (slots, running, connected, buffered) = Default::default();
+        let started = Counter::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "testrunner_runner_slots",
+            "Tests this runner runs at once",
+            Gauge::clone(&slots),
+        );
+        registry.register(
+            "testrunner_runner_running_tests",
+            "Tests running now",
+            Gauge::clone(&running),
+        );
+        registry.register(
+            "testrunner_runner_connected",
+            "1 while attached to a coordinator",
+            Gauge::clone(&connected),
+        );
+        registry.register(
+            "testrunner_runner_buffered_log_bytes",
+            "Log bytes not yet acknowledged",
+            Gauge::clone(&buffered),
+        );
+        // The encoder adds the counter's `_total`.
+        registry.register(
+            "testrunner_runner_tests_started",
+            "Test processes started",
+            started.clone(),
+        );
+        Self {
+            registry,
+            slots,
+            running,
+            connected,
+            buffered,
+            started,
+        }
+    }
 }
 
 impl Stats {
     pub fn set_slots(&self, n: u32) {
-        self.slots.store(u64::from(n), Ordering::Relaxed);
+        self.slots.set(i64::from(n));
     }
     pub fn set_running(&self, n: usize) {
-        self.running.store(n as u64, Ordering::Relaxed);
+        self.running.set(n as i64);
     }
     pub fn set_connected(&self, yes: bool) {
-        self.connected.store(u64::from(yes), Ordering::Relaxed);
+        self.connected.set(i64::from(yes));
     }
     pub fn set_buffered(&self, bytes: usize) {
-        self.buffered.store(bytes as u64, Ordering::Relaxed);
+        self.buffered.set(bytes as i64);
     }
     pub fn test_started(&self) {
-        self.started.fetch_add(1, Ordering::Relaxed);
+        self.started.inc();
     }
 
-    /// Prometheus text format.
+    /// The OpenMetrics text of every metric.
     pub fn render(&self) -> String {
-        let g = |name: &str, help: &str, v: &AtomicU64| {
-            format!(
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n",
-                v.load(Ordering::Relaxed)
-            )
-        };
-        [
-            g(
-                "testrunner_runner_slots",
-                "Tests this runner runs at once.",
-                &self.slots,
-            ),
-            g(
-                "testrunner_runner_running_tests",
-                "Tests running now.",
-                &self.running,
-            ),
-            g(
-                "testrunner_runner_connected",
-                "1 while attached to a coordinator.",
-                &self.connected,
-            ),
-            g(
-                "testrunner_runner_buffered_log_bytes",
-                "Log bytes not yet acknowledged.",
-                &self.buffered,
-            ),
-            format!(
-                "# HELP testrunner_runner_tests_started_total Test processes started.\n\
-                 # TYPE testrunner_runner_tests_started_total counter\n\
-                 testrunner_runner_tests_started_total {}\n",
-                self.started.load(Ordering::Relaxed)
-            ),
-        ]
-        .concat()
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
     }
 }
 
@@ -93,7 +108,7 @@ pub async fn serve(addr: SocketAddr, stats: Arc<Stats>) -> std::io::Result<()> {
                 _ => ("404 Not Found", "not found\n".to_owned()),
             };
             let response = format!(
-                "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                "HTTP/1.0 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             );
             let _ = socket.write_all(response.as_bytes()).await;

@@ -17,7 +17,7 @@ use crate::domain::now_millis;
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::testruns::{TestRef, Testruns};
 use crate::error::Error;
-use crate::metrics::{Gauges, Metrics};
+use crate::metrics::{self, Gauges, Metrics};
 
 /// Lines per page when streaming a log download.
 const DOWNLOAD_PAGE: i64 = 10_000;
@@ -78,10 +78,7 @@ async fn metrics_text(State(state): State<HttpState>) -> Response {
         free_slots,
     };
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
         state.metrics.render(&gauges),
     )
         .into_response()
