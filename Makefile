@@ -26,9 +26,10 @@ screenshot: ## Refresh the README's screenshot (docs/screenshots) from the end-t
 	cd web-client && npm run build && TESTRUNNER_BIN_DIR=$(CURDIR)/target/debug \
 	  TESTRUNNER_SCREENSHOT=$(CURDIR)/docs/screenshots/testrun-detail.png npm run e2e
 
-lint: ## cargo fmt --check and clippy -D warnings
+lint: ## cargo fmt --check, clippy -D warnings, and the coordinator's layers (no import cycle)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/check-layers
 
 bench: ## Benchmarks against same-run baselines (see bench/README.md)
 	bench/run
