@@ -17,6 +17,9 @@
 //! gzip, as the `testrunner` CLI does. The coordinator's whole fan-out
 //! (framing, compression, sockets) still runs on the same cores and is what
 //! the ratio measures; the details record both processes' CPU.
+//!
+//! Longer than 500 lines on purpose: the scenario, its baseline and the
+//! watcher processes' wire-level reader are one measurement, kept together.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

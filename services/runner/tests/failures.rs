@@ -1,5 +1,8 @@
 //! Failures the system survives, each with real processes: lost runners,
 //! a crashed coordinator, cancellation, drains and misbehaving runners.
+//!
+//! Longer than 500 lines on purpose: one scenario per test, each readable
+//! top to bottom with its own processes; they share only the test kit.
 
 use std::time::Duration;
 
