@@ -145,7 +145,7 @@ impl Testruns {
         if !run.status.is_terminal() {
             match self.cancel(id).await {
                 // Finished meanwhile: nothing left to cancel.
-                Ok(_) | Err(Error::FailedPrecondition(_)) => {}
+                Ok(_) | Err(Error::IllegalTransition { .. }) => {}
                 Err(err) => return Err(err),
             }
         }
