@@ -242,10 +242,12 @@ pub fn cancel_outcome(testrun: Testrun, running: Vec<(String, String)>) -> Cance
     }
 }
 
-/// Finished tests of one Testrun in a batch, by bucket.
+/// How a statement changed one Testrun's counters: tests that stopped
+/// running, and the counter each went to (a test requeued goes to none:
+/// queued is what the others leave).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FinishedTally {
-    pub finished: i64,
+pub struct Tally {
+    pub left_running: i64,
     pub passed: i64,
     pub failed: i64,
     pub cancelled: i64,
@@ -265,11 +267,11 @@ fn tally_of<T: Default>(tallies: &mut Vec<(i64, T)>, id: i64) -> &mut T {
 
 /// Counts finished tests per Testrun, in Testrun id order (the order
 /// Testrun rows are locked in everywhere, after the tests by id).
-pub fn tally_finished(tests: &[Option<Test>]) -> Vec<(i64, FinishedTally)> {
-    let mut tallies: Vec<(i64, FinishedTally)> = Vec::new();
+pub fn tally_finished(tests: &[Option<Test>]) -> Vec<(i64, Tally)> {
+    let mut tallies: Vec<(i64, Tally)> = Vec::new();
     for test in tests.iter().flatten() {
         let t = tally_of(&mut tallies, test.testrun_id);
-        t.finished += 1;
+        t.left_running += 1;
         match test.status.bucket() {
             Bucket::Passed => t.passed += 1,
             Bucket::Failed => t.failed += 1,
@@ -281,23 +283,15 @@ pub fn tally_finished(tests: &[Option<Test>]) -> Vec<(i64, FinishedTally)> {
     tallies
 }
 
-/// Per-Testrun counter changes of tests taken back.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub all: i64,
-    pub cancelled: i64,
-    pub errored: i64,
-}
-
 /// Groups `(testrun_id, new status)` of tests taken back by Testrun, in id
 /// order (the order Testrun rows are locked in).
 pub fn tally_moved(moved: &[(i64, String)]) -> Vec<(i64, Tally)> {
     let mut tallies: Vec<(i64, Tally)> = Vec::new();
     for (id, status) in moved {
         let t = tally_of(&mut tallies, *id);
-        t.all += 1;
+        t.left_running += 1;
         t.cancelled += i64::from(status == TestStatus::Cancelled.as_str());
-        t.errored += i64::from(status == TestStatus::Error.as_str());
+        t.failed += i64::from(status == TestStatus::Error.as_str());
     }
     tallies.sort_unstable_by_key(|(id, _)| *id);
     tallies
@@ -380,17 +374,17 @@ mod tests {
         assert_eq!(
             t[0].1,
             Tally {
-                all: 1,
-                cancelled: 0,
-                errored: 1
+                left_running: 1,
+                failed: 1,
+                ..Tally::default()
             }
         );
         assert_eq!(
             t[1].1,
             Tally {
-                all: 2,
+                left_running: 2,
                 cancelled: 1,
-                errored: 0
+                ..Tally::default()
             }
         );
     }
@@ -427,8 +421,8 @@ mod tests {
             [
                 (
                     4,
-                    FinishedTally {
-                        finished: 1,
+                    Tally {
+                        left_running: 1,
                         passed: 0,
                         failed: 1,
                         cancelled: 0
@@ -436,8 +430,8 @@ mod tests {
                 ),
                 (
                     9,
-                    FinishedTally {
-                        finished: 3,
+                    Tally {
+                        left_running: 3,
                         passed: 2,
                         failed: 0,
                         cancelled: 1

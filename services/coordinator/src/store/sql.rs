@@ -49,7 +49,7 @@ macro_rules! sql_store {
             use crate::store::rows::{
                 CANCELLED, CANCELLED_RUN, CREATED, ERROR, LogCursorRow, LogLineRow, QUEUED,
                 RUNNING, RUNNING_RUN, ResumeRow, TEST_COLUMNS, TESTRUN_COLUMNS, TestRow,
-                TestrunRow, cancel_outcome, stored_lines, tally_finished, tally_moved,
+                Tally, TestrunRow, cancel_outcome, stored_lines, tally_finished, tally_moved,
             };
             use crate::store::contract::{
                 AppendOutcome, CancelOutcome, Claim, FinishOutcome, QueueStats, Registration,
@@ -125,19 +125,7 @@ macro_rules! sql_store {
                     .await?;
                     let tallies = tally_moved(&moved);
                     for (id, tally) in &tallies {
-                        let run = sqlx::query_as::<_, TestrunRow>(concatcp!(
-                            "UPDATE testruns SET tests_running = tests_running - $2, \
-                                 tests_cancelled = tests_cancelled + $3, \
-                                 tests_failed = tests_failed + $4 \
-                             WHERE id = $1 RETURNING ", TESTRUN_COLUMNS
-                        ))
-                        .bind(id)
-                        .bind(tally.all)
-                        .bind(tally.cancelled)
-                        .bind(tally.errored)
-                        .fetch_one(&mut **tx)
-                        .await?
-                        .into_domain()?;
+                        let run = Self::recount(tx, *id, tally).await?;
                         Self::settle(tx, run, now).await?;
                     }
                     Ok(tallies.into_iter().map(|(id, _)| id).collect())
@@ -185,6 +173,29 @@ macro_rules! sql_store {
                     .execute(&mut **tx)
                     .await?;
                     Ok(())
+                }
+
+                /// Applies a tally to a Testrun's counters; the Testrun after.
+                async fn recount(
+                    tx: &mut Transaction<'_, $db>,
+                    id: i64,
+                    t: &Tally,
+                ) -> Result<Testrun> {
+                    sqlx::query_as::<_, TestrunRow>(concatcp!(
+                        "UPDATE testruns SET tests_running = tests_running - $2, \
+                             tests_passed = tests_passed + $3, \
+                             tests_failed = tests_failed + $4, \
+                             tests_cancelled = tests_cancelled + $5 \
+                         WHERE id = $1 RETURNING ", TESTRUN_COLUMNS
+                    ))
+                    .bind(id)
+                    .bind(t.left_running)
+                    .bind(t.passed)
+                    .bind(t.failed)
+                    .bind(t.cancelled)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .into_domain()
                 }
 
                 /// Ends a Testrun whose last test just got its result.
@@ -462,23 +473,8 @@ macro_rules! sql_store {
                         tests.push(row.map(TestRow::into_domain).transpose()?);
                     }
                     let mut testruns = Vec::new();
-                    for (testrun_id, t) in tally_finished(&tests) {
-                        // Counts and reads back in one statement.
-                        let run = sqlx::query_as::<_, TestrunRow>(concatcp!(
-                            "UPDATE testruns SET tests_running = tests_running - $2, \
-                                 tests_passed = tests_passed + $3, \
-                                 tests_failed = tests_failed + $4, \
-                                 tests_cancelled = tests_cancelled + $5 \
-                             WHERE id = $1 RETURNING ", TESTRUN_COLUMNS
-                        ))
-                        .bind(testrun_id)
-                        .bind(t.finished)
-                        .bind(t.passed)
-                        .bind(t.failed)
-                        .bind(t.cancelled)
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .into_domain()?;
+                    for (testrun_id, tally) in tally_finished(&tests) {
+                        let run = Self::recount(&mut tx, testrun_id, &tally).await?;
                         testruns.push(Self::settle(&mut tx, run, now).await?);
                     }
                     tx.commit().await?;
