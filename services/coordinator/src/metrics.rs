@@ -65,8 +65,7 @@ pub struct Gauges {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::default();
-        let m = Self {
+        let mut m = Self {
             finished: Family::default(),
             log_lines: Counter::default(),
             results_refused: Counter::default(),
@@ -85,7 +84,7 @@ impl Default for Metrics {
             });
         }
         // Counters get their `_total` suffix from the encoder.
-        let r = &mut registry;
+        let r = &mut m.registry;
         r.register(
             "testrunner_tests_queued",
             "Tests waiting for a runner",
@@ -136,7 +135,7 @@ impl Default for Metrics {
             "Time from queueing to dispatch",
             m.dispatch_latency.clone(),
         );
-        Self { registry, ..m }
+        m
     }
 }
 
