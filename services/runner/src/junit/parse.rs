@@ -541,6 +541,17 @@ mod tests {
     }
 
     #[test]
+    fn escaped_markup_in_texts_reads_back_as_written() {
+        let xml = b"<testsuite><testcase name=\"t\"><failure message=\"a &lt;b&gt;\">self = &lt;obj at 0x1&gt;\n\n    def f():\n&#x41;&#66;</failure></testcase></testsuite>";
+        let p = parse(xml, Limits::default());
+        assert_eq!(p.cases[0].message, "a <b>");
+        assert_eq!(
+            p.cases[0].details,
+            "self = <obj at 0x1>\n\n    def f():\nAB"
+        );
+    }
+
+    #[test]
     fn duplicate_names_are_distinct_cases() {
         let xml = b"<testsuite><testcase name=\"t\"/><testcase name=\"t\"><failure/></testcase></testsuite>";
         let p = parse(xml, Limits::default());
