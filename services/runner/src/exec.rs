@@ -304,6 +304,7 @@ async fn execute(
             .await;
     }
     // Whatever the outcome: a killed test's partial report is worth reading.
+    let reading = Instant::now();
     let collected = {
         let (report, work) = (report_path.clone(), dir.path().to_owned());
         let limits = settings.junit;
@@ -315,6 +316,14 @@ async fn execute(
             })
     };
     if !collected.is_empty() {
+        // The bench's `cases` scenario reads `read_ms` from this line.
+        tracing::info!(
+            assignment_id = %job.assignment_id,
+            cases = collected.cases.len(),
+            read_ms = reading.elapsed().as_millis() as u64,
+            noted = !collected.note.is_empty(),
+            "junit report read"
+        );
         let _ = events
             .send(ExecEvent::Cases {
                 assignment_id: job.assignment_id.clone(),
