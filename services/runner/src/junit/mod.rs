@@ -203,4 +203,6 @@ fn read(report: &Path, work_dir: &Path, asked: bool, limits: Limits) -> Collecte
 }
 
 #[cfg(test)]
+mod flow_tests;
+#[cfg(test)]
 mod tests;
