@@ -86,6 +86,9 @@ struct Cli {
     /// Scenario 5: lines printed by the watched test.
     #[arg(long)]
     watch_lines: Option<usize>,
+    /// Scenario 6: cases in the test's JUnit report.
+    #[arg(long)]
+    cases: Option<usize>,
 }
 
 /// Helper processes the scenarios start (not for direct use).
@@ -118,6 +121,7 @@ enum Scenario {
     Latency,
     Scale,
     Watchers,
+    Cases,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -157,6 +161,7 @@ impl Cli {
         set(&mut s.scale_tests, self.scale_tests);
         set(&mut s.watchers, self.watchers);
         set(&mut s.watch_lines, self.watch_lines);
+        set(&mut s.cases, self.cases);
         if let Some(v) = self.slots {
             s.slots = v.clamp(1, 1024);
         }
@@ -196,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Scenario::Latency,
             Scenario::Scale,
             Scenario::Watchers,
+            Scenario::Cases,
         ]
     } else {
         cli.only.clone()
@@ -305,6 +311,7 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
         Scenario::Latency => "3. live latency",
         Scenario::Scale => "4. scale",
         Scenario::Watchers => "5. many watchers",
+        Scenario::Cases => "6. JUnit cases",
     };
     macro_rules! per_backend {
         ($baseline:expr, |$b:ident, $base:ident| $measure:expr) => {{
@@ -334,6 +341,9 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
         }),
         Scenario::Scale => per_backend!(scenarios::scale::baseline(ctx), |b, base| {
             scenarios::scale::measure(ctx, b, &base)
+        }),
+        Scenario::Cases => per_backend!(scenarios::cases::baseline(ctx), |b, base| {
+            scenarios::cases::measure(ctx, b, &base)
         }),
         Scenario::Watchers => per_backend!(async { anyhow::Ok(()) }, |b, base| {
             {

@@ -1,6 +1,7 @@
 //! The five scenarios. Each measures its baseline once per run, then the
 //! real coordinator and runners once per backend, and returns table rows.
 
+pub mod cases;
 pub mod dispatch;
 pub mod latency;
 pub mod logs;
@@ -26,6 +27,8 @@ pub struct Sizes {
     pub scale_tests: usize,
     pub watchers: usize,
     pub watch_lines: usize,
+    /// Scenario 6: cases in the one test's JUnit report.
+    pub cases: usize,
 }
 
 impl Sizes {
@@ -41,6 +44,7 @@ impl Sizes {
             scale_tests: 20_000,
             watchers: 500,
             watch_lines: 200_000,
+            cases: 100_000,
         }
     }
 
@@ -57,6 +61,7 @@ impl Sizes {
             scale_tests: 2_000,
             watchers: 50,
             watch_lines: 20_000,
+            cases: 10_000,
         }
     }
 }

@@ -9,13 +9,13 @@ use clap::{Parser, Subcommand};
 use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
 use testrunner_proto::v1::{
     CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest, GetTestLogRequest,
-    GetTestrunRequest, ListTestrunsRequest, TestFile, WatchTestrunRequest, get_test_log_request,
-    testrun, testrun_event::Event,
+    GetTestrunRequest, ListTestCasesRequest, ListTestrunsRequest, TestFile, WatchTestrunRequest,
+    get_test_log_request, testrun, testrun_event::Event,
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use crate::output;
+use crate::{cases, output};
 
 /// Command-line client of a TestRunner coordinator.
 #[derive(Debug, Parser)]
@@ -82,6 +82,23 @@ enum Command {
     Cancel { id: i64 },
     /// Delete a Testrun (cancelling it first if it runs).
     Delete { id: i64 },
+    /// List a Testrun's test cases (from its tests' JUnit reports), failed
+    /// and errored first.
+    Cases {
+        id: i64,
+        /// Only cases in this status: passed, failed, error or skipped.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only the cases of this test (file name).
+        #[arg(long)]
+        test: Option<String>,
+        /// Only cases whose name or classname contains this.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Write a Testrun's results as one JUnit XML document to stdout
+    /// (`testrunner junit 42 > results.xml`), for any CI to ingest.
+    Junit { id: i64 },
 }
 
 struct Api {
@@ -240,6 +257,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("testrun {} {}", r.id, output::run_status(r.status));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cases {
+            id,
+            status,
+            test,
+            name,
+        } => {
+            let status = match status {
+                Some(s) => Some(
+                    testrunner_proto::v1::test_case::Status::from_str_name(&s.to_uppercase())
+                        .with_context(|| {
+                            format!(
+                                "--status {s}: not a case status (passed, failed, error, skipped)"
+                            )
+                        })? as i32,
+                ),
+                None => None,
+            };
+            let test_id = match test {
+                Some(name) => Some(
+                    api.get(id)
+                        .await?
+                        .tests
+                        .iter()
+                        .find(|t| t.name == name)
+                        .map(|t| t.id)
+                        .with_context(|| format!("--test {name}: no such test in testrun {id}"))?,
+                ),
+                None => None,
+            };
+            let request = ListTestCasesRequest {
+                testrun_id: id,
+                test_id,
+                status,
+                name_contains: name,
+                page_size: 1000,
+                page_token: String::new(),
+            };
+            let found = cases::fetch(&mut api.client, request, |_, _| false)
+                .await
+                .map_err(status_err)?;
+            for case in &found {
+                print!("{}", cases::case_lines(case));
+            }
+            eprintln!("{} cases", found.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Junit { id } => {
+            let run = api.get(id).await?;
+            let request = ListTestCasesRequest {
+                testrun_id: id,
+                page_size: 1000,
+                ..Default::default()
+            };
+            let all = cases::fetch(&mut api.client, request, |_, _| false)
+                .await
+                .map_err(status_err)?;
+            let xml = cases::junit_document(&run, &all).context("writing the JUnit document")?;
+            print!("{xml}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Delete { id } => {
             let request = api.request(DeleteTestrunRequest { id });
             api.client
@@ -334,6 +411,13 @@ async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
 async fn summary(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
     let r = api.get(id).await?;
     eprint!("{}", output::run_details(&r));
+    // Failed cases from the tests' JUnit reports, like pytest's summary.
+    eprint!(
+        "{}",
+        cases::summary(&mut api.client, &r)
+            .await
+            .map_err(status_err)?
+    );
     Ok(if r.status == testrun::Status::Success as i32 {
         ExitCode::SUCCESS
     } else {

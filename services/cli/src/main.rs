@@ -4,6 +4,7 @@
 //! prefixed with their test), prints a summary and exits 0 only on SUCCESS,
 //! which is what a CI job wants. The other subcommands mirror the API.
 
+mod cases;
 mod commands;
 mod output;
 

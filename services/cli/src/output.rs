@@ -50,6 +50,12 @@ pub fn test_line(t: &Test) -> String {
     if !t.error.is_empty() {
         line.push_str(&format!("  ({})", t.error));
     }
+    if let Some(c) = t.cases.filter(|c| c.total > 0) {
+        line.push_str(&format!(
+            "  cases: {} passed, {} failed, {} errored, {} skipped",
+            c.passed, c.failed, c.errored, c.skipped
+        ));
+    }
     line
 }
 

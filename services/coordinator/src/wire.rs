@@ -6,6 +6,7 @@ use testrunner_proto::v1 as pb;
 
 use testrunner_proto::millis;
 
+use crate::domain::cases::{CaseCounts, CaseStatus, NewCase, StoredCase, storable};
 use crate::domain::{Counts, LogLine, Millis, Test, TestStatus, Testrun, TestrunStatus};
 
 /// A stored time (Unix milliseconds) on the wire.
@@ -78,6 +79,8 @@ pub fn test(t: &Test) -> pb::Test {
         error: t.error.clone(),
         log_lines: t.log_lines.max(0) as u64,
         size_bytes: t.size_bytes.max(0) as u64,
+        cases: Some(case_counts(&t.cases)),
+        note: t.note.clone(),
     }
 }
 
@@ -94,6 +97,7 @@ pub fn testrun(r: &Testrun) -> pb::Testrun {
         finished_at: r.finished_at.map(timestamp),
         command: r.command.clone(),
         timeout_seconds: (r.timeout_ms / 1000).max(0) as u32,
+        cases: Some(case_counts(&r.cases)),
     }
 }
 
@@ -106,4 +110,90 @@ pub fn log_lines(test_name: &str, lines: &[LogLine]) -> pb::LogLines {
         first_line: lines.first().map_or(0, |l| l.line_no.max(0) as u64),
         lines: lines.iter().map(|l| l.text.clone()).collect(),
     }
+}
+
+/// Case counts on the wire.
+pub fn case_counts(c: &CaseCounts) -> pb::CaseCounts {
+    let n = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
+    pb::CaseCounts {
+        total: n(c.total),
+        passed: n(c.passed),
+        failed: n(c.failed),
+        errored: n(c.errored),
+        skipped: n(c.skipped),
+    }
+}
+
+/// The wire enum of a case status.
+pub fn case_status(s: CaseStatus) -> pb::test_case::Status {
+    use pb::test_case::Status as P;
+    match s {
+        CaseStatus::Passed => P::Passed,
+        CaseStatus::Failed => P::Failed,
+        CaseStatus::Error => P::Error,
+        CaseStatus::Skipped => P::Skipped,
+    }
+}
+
+/// The domain status of a wire case status, if it names one.
+pub fn case_status_from(value: i32) -> Option<CaseStatus> {
+    use pb::test_case::Status as P;
+    match P::try_from(value).ok()? {
+        P::Unspecified => None,
+        P::Passed => Some(CaseStatus::Passed),
+        P::Failed => Some(CaseStatus::Failed),
+        P::Error => Some(CaseStatus::Error),
+        P::Skipped => Some(CaseStatus::Skipped),
+    }
+}
+
+/// A stored case on the wire.
+pub fn test_case(c: &StoredCase) -> pb::TestCase {
+    let case = &c.case;
+    pb::TestCase {
+        test_id: c.test_id,
+        test_name: c.test_name.clone(),
+        attempt: c.attempt.max(0) as u32,
+        index: case.index.clamp(0, u32::MAX as i64) as u32,
+        suite: case.suite.clone(),
+        classname: case.classname.clone(),
+        name: case.name.clone(),
+        file: case.file.clone(),
+        line: case.line.map(|l| l.max(0) as u32),
+        status: case_status(case.status) as i32,
+        duration: case.duration_ms.map(millis),
+        message: case.message.clone(),
+        details: case.details.clone(),
+        system_out: case.system_out.clone(),
+        system_err: case.system_err.clone(),
+    }
+}
+
+/// A runner's case, checked and made storable; `index` is its position in
+/// the report (the batch's `first_index` plus its place in the batch).
+pub fn new_case(c: pb::TestCase, index: i64) -> crate::error::Result<NewCase> {
+    let status = case_status_from(c.status).ok_or_else(|| {
+        crate::error::Error::invalid(
+            format!("cases.cases[{index}].status"),
+            format!("{} is not a case status", c.status),
+        )
+    })?;
+    let duration_ms = c
+        .duration
+        .and_then(|d| Duration::try_from(d).ok())
+        .map(|d| d.as_millis().min(i64::MAX as u128) as i64);
+    Ok(NewCase {
+        index,
+        status,
+        suite: storable(c.suite),
+        classname: storable(c.classname),
+        name: storable(c.name),
+        file: storable(c.file),
+        line: c.line.map(|l| l.min(i32::MAX as u32) as i32),
+        duration_ms,
+        message: storable(c.message),
+        details: storable(c.details),
+        system_out: storable(c.system_out),
+        system_err: storable(c.system_err),
+    })
 }

@@ -42,6 +42,7 @@ use testrunner_proto::v1::{self as pb, runner_message::Message as Out};
 
 use crate::drain::Drain;
 use crate::exec::{ExecEvent, Job, Report};
+use crate::junit::{Collected, outbox::CaseOutbox};
 use crate::outbox::{BatchLimit, Outbox};
 use crate::shipping::{self, Final, ResultGroup};
 use crate::wire;
@@ -100,6 +101,12 @@ pub enum Event {
     DrainDeadline,
     /// Draining without a coordinator for longer than a lease: leaving.
     Abandon,
+    /// A test's JUnit cases and note, before its `Ended`.
+    Cases {
+        assignment_id: String,
+        collected: Collected,
+    },
+    CasesAck(pb::CasesAck),
 }
 
 impl From<ExecEvent> for Event {
@@ -118,6 +125,13 @@ impl From<ExecEvent> for Event {
             } => Self::Ended {
                 assignment_id,
                 report,
+            },
+            ExecEvent::Cases {
+                assignment_id,
+                collected,
+            } => Self::Cases {
+                assignment_id,
+                collected,
             },
         }
     }
@@ -193,6 +207,8 @@ struct Assignment {
     /// When its `Assign` came.
     since: Instant,
     outbox: Outbox,
+    /// Its JUnit cases not acknowledged yet (rule 11).
+    cases: CaseOutbox,
     state: State,
 }
 
@@ -209,6 +225,13 @@ impl Assignment {
 
     /// Sends its unsent lines and then, if it has one, its report.
     fn flush(&mut self, id: &str, batch: BatchLimit, out: &mut Vec<Action>) {
+        // Lines, then the JUnit cases, then the report (rule 11).
+        shipping::lines(id, &mut self.outbox, batch, false, &mut |m| {
+            out.push(Action::Send(m));
+        });
+        while let Some(cases) = self.cases.next_batch(id) {
+            out.push(Action::Send(Out::Cases(cases)));
+        }
         let report = match &mut self.state {
             State::Reported { report, sent } => Some((&*report, sent)),
             _ => None,
@@ -280,6 +303,15 @@ impl Assignments {
             Event::FlushTick => self.flush_tick(now, &mut out),
             Event::Signal => self.signal(now, &mut out),
             Event::DrainDeadline | Event::Abandon => self.hand_back_all(&mut out),
+            Event::Cases {
+                assignment_id,
+                collected,
+            } => self.cases(&assignment_id, collected),
+            Event::CasesAck(ack) => {
+                if let Some(a) = self.held.get_mut(&ack.assignment_id) {
+                    a.cases.ack(ack.next_index);
+                }
+            }
         }
         out
     }
@@ -367,6 +399,7 @@ impl Assignments {
         }
         for a in self.held.values_mut() {
             a.outbox.rewind(now);
+            a.cases.rewind();
             if let State::Reported { sent, .. } = &mut a.state {
                 *sent = false;
             }
@@ -427,6 +460,7 @@ impl Assignments {
             testrun_id,
             since: now,
             outbox: Outbox::new(),
+            cases: CaseOutbox::new(),
             state,
         };
         if let Some(old) = self.held.insert(id, assignment) {
@@ -517,6 +551,17 @@ impl Assignments {
             shipping::lines(id, &mut a.outbox, batch, true, &mut |m| {
                 out.push(Action::Send(m));
             });
+        }
+    }
+
+    /// A test's JUnit cases: kept to go before its report. Only a test
+    /// that ran and reports `Finished` has any (a handed-back one is run
+    /// again; a discarded one is forgotten).
+    fn cases(&mut self, id: &str, collected: Collected) {
+        if let Some(a) = self.held.get_mut(id)
+            && a.state == State::Running
+        {
+            a.cases.fill(collected);
         }
     }
 

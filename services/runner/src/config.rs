@@ -145,6 +145,21 @@ pub struct Config {
         default_value_t = LogFormat::Text
     )]
     pub log_format: LogFormat,
+
+    /// Largest JUnit report read (`{junit}`, TESTRUNNER_JUNIT_XML), in
+    /// bytes; a larger one is not read and the test gets a note.
+    #[arg(long, env = "TESTRUNNER_JUNIT_MAX_BYTES", default_value_t = 32 << 20)]
+    pub junit_max_bytes: u64,
+
+    /// Most test cases kept from one JUnit report; the rest are counted in
+    /// the test's note.
+    #[arg(long, env = "TESTRUNNER_JUNIT_MAX_CASES", default_value_t = 100_000)]
+    pub junit_max_cases: usize,
+
+    /// Most bytes kept of each text of a case (message, details,
+    /// system-out, system-err); longer ones are cut with a marker.
+    #[arg(long, env = "TESTRUNNER_JUNIT_MAX_TEXT_BYTES", default_value_t = 64 << 10)]
+    pub junit_max_text_bytes: usize,
 }
 
 /// How the runner writes its log (to standard error).

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
+use crate::junit;
 use crate::workdir::WorkDirs;
 
 /// What a test is asked to stop for.
@@ -38,6 +39,8 @@ pub struct ExecSettings {
     pub max_output_bytes: u64,
     pub work_dirs: Arc<WorkDirs>,
     pub test_path: String,
+    /// Limits on reading a test's JUnit report.
+    pub junit: junit::Limits,
 }
 
 /// One test to run.
@@ -61,6 +64,12 @@ pub enum ExecEvent {
     Done {
         assignment_id: String,
         report: Report,
+    },
+    /// The cases of the test's JUnit report, and its note; sent after its
+    /// last line and before `Done`, only when there is something to say.
+    Cases {
+        assignment_id: String,
+        collected: junit::Collected,
     },
 }
 
@@ -171,6 +180,21 @@ async fn execute(
     let file = dir
         .write_file(&job.name, job.content.as_bytes(), mode)
         .map_err(|e| format!("cannot write {:?}: {e}", job.name))?;
+    // The JUnit report goes beside the work directory, not into it (see
+    // `WorkDir::report_path`); whatever a previous test left there goes.
+    let report_path = dir.report_path();
+    junit::clear(&report_path);
+    let asked = junit::asked_for(&job.command);
+    let filled;
+    let job = if asked {
+        filled = Job {
+            command: junit::fill_template(&job.command, &report_path),
+            ..job.clone()
+        };
+        &filled
+    } else {
+        job
+    };
     let mut argv = command_for(job, &file, &settings.interpreters)?;
     // Resolve the program against the test's PATH ourselves: given a bare
     // name and a child PATH, std must fork (copying the runner's page
@@ -189,6 +213,7 @@ async fn execute(
         .env("LANG", "C.UTF-8")
         .env("TESTRUNNER_TEST_NAME", &job.name)
         .env("TESTRUNNER_ATTEMPT", job.attempt.to_string())
+        .env(junit::ENV, &report_path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -275,6 +300,38 @@ async fn execute(
             .send(ExecEvent::Line {
                 assignment_id: job.assignment_id.clone(),
                 text: format!("[testrunner] {error}"),
+            })
+            .await;
+    }
+    // Whatever the outcome: a killed test's partial report is worth reading.
+    let reading = Instant::now();
+    // Most tests write no report and were not asked to: one stat here
+    // rather than a blocking-thread round trip per test.
+    let collected = if !asked && std::fs::symlink_metadata(&report_path).is_err() {
+        junit::Collected::default()
+    } else {
+        let (report, work) = (report_path.clone(), dir.path().to_owned());
+        let limits = settings.junit;
+        tokio::task::spawn_blocking(move || junit::collect(&report, &work, asked, outcome, limits))
+            .await
+            .unwrap_or_else(|e| junit::Collected {
+                cases: Vec::new(),
+                note: format!("JUnit report unreadable: the reader failed: {e}"),
+            })
+    };
+    if !collected.is_empty() {
+        // The bench's `cases` scenario reads `read_ms` from this line.
+        tracing::info!(
+            assignment_id = %job.assignment_id,
+            cases = collected.cases.len(),
+            read_ms = reading.elapsed().as_millis() as u64,
+            noted = !collected.note.is_empty(),
+            "junit report read"
+        );
+        let _ = events
+            .send(ExecEvent::Cases {
+                assignment_id: job.assignment_id.clone(),
+                collected,
             })
             .await;
     }

@@ -68,6 +68,11 @@ impl Agent {
                     .map_err(|e| anyhow::anyhow!("creating the work directory root: {e}"))?,
             ),
             test_path: config.test_path.clone(),
+            junit: crate::junit::Limits {
+                max_bytes: config.junit_max_bytes,
+                max_cases: config.junit_max_cases,
+                max_text: config.junit_max_text_bytes,
+            },
         });
         let slots = config.slot_count().clamp(1, 1024);
         let queue_len = config.queue_len().min(1024);
@@ -286,6 +291,7 @@ impl Agent {
             Some(In::LogAck(ack)) => Event::LogAck(ack),
             Some(In::ResultAck(ack)) => Event::ResultAck(ack),
             Some(In::Cancel(cancel)) => Event::Cancel(cancel),
+            Some(In::CasesAck(ack)) => Event::CasesAck(ack),
             Some(In::Welcome(_)) | None => {
                 tracing::warn!("unexpected message from the coordinator ignored");
                 return;

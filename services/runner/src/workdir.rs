@@ -65,6 +65,16 @@ impl WorkDir {
         &self.path
     }
 
+    /// Where the test's JUnit report goes (`{junit}`,
+    /// `TESTRUNNER_JUNIT_XML`): beside the directory, in the runner's own
+    /// root, so a test that lists or archives its directory never finds
+    /// it, and one test's report can never be another's.
+    pub fn report_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_owned();
+        name.push(".junit.xml");
+        self.path.with_file_name(name)
+    }
+
     /// Deletes the directory when the test ends instead of reusing it
     /// (something the test started may still be using it).
     pub fn discard(&mut self) {

@@ -23,6 +23,8 @@ import TextField from '@mui/material/TextField';
 import Tooltip from '@mui/material/Tooltip';
 import Typography from '@mui/material/Typography';
 import { useState, type ReactNode } from 'react';
+import { CaseCounts } from '../components/CaseCounts';
+import { CasesPanel, type CasesPanelProps } from '../components/CasesPanel';
 import { ConfirmDialog } from '../components/ConfirmDialog';
 import { ConnectionChip } from '../components/ConnectionChip';
 import { LogViewer } from '../components/LogViewer';
@@ -66,6 +68,10 @@ export interface TestrunDetailPageProps {
   logUrl: (testName: string) => string;
   onCancel: () => Promise<void>;
   onDelete: () => Promise<void>;
+  /** The selected test's JUnit cases, when it has any (or a note). */
+  cases?: (CasesPanelProps & { queryKey: string }) | undefined;
+  /** Lines of a test's log known so far, live ones included. */
+  liveLines?: ((t: Test) => number) | undefined;
 }
 
 function Meta(props: { label: string; children: ReactNode }) {
@@ -168,6 +174,7 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
                 <TableCell align="right" sx={hideXs}>
                   Lines
                 </TableCell>
+                <TableCell align="right">Cases</TableCell>
               </TableRow>
             </TableHead>
             <TableBody>
@@ -203,7 +210,17 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
                   </TableCell>
                   <TableCell sx={hideXs}>{t.runner}</TableCell>
                   <TableCell align="right" sx={{ ...hideXs, fontVariantNumeric: 'tabular-nums' }}>
-                    {formatCount(t.logLines)}
+                    {formatCount(Math.max(Number(t.logLines), props.liveLines?.(t) ?? 0))}
+                  </TableCell>
+                  <TableCell align="right">
+                    <CaseCounts counts={t.cases} />
+                    {t.note !== '' && (
+                      <Tooltip title={t.note}>
+                        <Typography variant="caption" color="warning.main" component="span" sx={{ ml: 0.5 }} data-testid="note-mark">
+                          ⚠
+                        </Typography>
+                      </Tooltip>
+                    )}
                   </TableCell>
                 </TableRow>
               ))}
@@ -211,6 +228,12 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
           </Table>
         </TableContainer>
       </Paper>
+
+      {sel !== undefined && props.cases !== undefined && (
+        <Paper sx={{ p: { xs: 1, sm: 2 } }}>
+          <CasesPanel {...props.cases} />
+        </Paper>
+      )}
 
       {sel !== undefined && props.log !== undefined && (
         <Paper sx={{ p: { xs: 1, sm: 2 } }} data-testid="log-panel" data-test={sel.name}>

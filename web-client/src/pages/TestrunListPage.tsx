@@ -18,6 +18,7 @@ import Typography from '@mui/material/Typography';
 import { Link as RouterLink, useNavigate } from 'react-router';
 import { ConnectionChip } from '../components/ConnectionChip';
 import { TestrunStatusChip } from '../components/StatusChip';
+import { CaseCounts } from '../components/CaseCounts';
 import { TestCounts } from '../components/TestCounts';
 import type { Testrun_Status } from '../gen/testrunner/v1/testrun_pb';
 import { dateOf, formatDuration, formatTime, spanMs } from '../lib/format';
@@ -133,6 +134,11 @@ export function TestrunListPage(props: TestrunListPageProps) {
                     <TableCell sx={{ maxWidth: 180, overflow: 'hidden', textOverflow: 'ellipsis' }}>{t.username}</TableCell>
                     <TableCell>
                       <TestCounts counts={t.counts} />
+                      {t.cases !== undefined && t.cases.total > 0 && (
+                        <Box component="span" sx={{ ml: 1.5, fontSize: '0.85em' }}>
+                          <CaseCounts counts={t.cases} />
+                        </Box>
+                      )}
                     </TableCell>
                     <TableCell sx={{ ...hide, whiteSpace: 'nowrap' }}>{formatTime(dateOf(t.createdAt))}</TableCell>
                     <TableCell align="right" sx={{ whiteSpace: 'nowrap', fontVariantNumeric: 'tabular-nums' }}>

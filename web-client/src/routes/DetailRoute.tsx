@@ -1,13 +1,17 @@
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import { useNavigate, useParams, useSearchParams } from 'react-router';
-import { Test_Status, type Test } from '../gen/testrunner/v1/testrun_pb';
+import { Test_Status, type Test, type TestCase_Status } from '../gen/testrunner/v1/testrun_pb';
 import { describeError } from '../lib/errors';
 import { NotFoundPage } from '../pages/NotFoundPage';
 import { TestrunDetailPage, type LogSource } from '../pages/TestrunDetailPage';
 import { useNow, useStore, useTestrunWatch } from '../store/react';
+import { CaseList, type CaseListState } from '../store/CaseList';
 import type { TestrunWatch } from '../store/TestrunStore';
 
 const INT64_MAX = 2n ** 63n - 1n;
+const noSubscribe = () => () => {};
+const NO_CASES: CaseListState = { cases: [], loading: false };
+const noCases = () => NO_CASES;
 
 /** A Testrun id from the URL, or undefined when it cannot be one. */
 export function parseId(raw: string | undefined): bigint | undefined {
@@ -117,6 +121,44 @@ function LiveDetail({ id, watch }: { id: bigint; watch: TestrunWatch }) {
     );
   };
 
+  // The selected test's cases: a new query when the test, a filter, or its
+  // counts (new cases arrived) change.
+  const [caseStatus, setCaseStatus] = useState<TestCase_Status>();
+  const [caseName, setCaseName] = useState('');
+  const casesTotal = selected?.cases?.total ?? 0;
+  const hasCases = casesTotal > 0;
+  const queryKey = `${String(selectedId)}|${caseStatus ?? ''}|${caseName}|${casesTotal}`;
+  const [caseList, setCaseList] = useState<CaseList>();
+  useEffect(() => {
+    if (selectedId === undefined || !hasCases) {
+      setCaseList(undefined);
+      return;
+    }
+    const list = new CaseList(store.client, { testrunId: id, testId: selectedId, status: caseStatus, nameContains: caseName });
+    setCaseList(list);
+    return () => list.dispose();
+    // queryKey covers the test, the filters and the count.
+  }, [queryKey, hasCases]);
+  const caseState = useSyncExternalStore(
+    caseList?.subscribe ?? noSubscribe,
+    caseList?.getState ?? noCases,
+  );
+  const cases =
+    selected !== undefined && (hasCases || selected.note !== '')
+      ? {
+          cases: caseState.cases,
+          total: casesTotal,
+          loading: caseState.loading,
+          error: caseState.error,
+          note: selected.note,
+          status: caseStatus,
+          onStatusChange: setCaseStatus,
+          name: caseName,
+          onNameChange: setCaseName,
+          queryKey,
+        }
+      : undefined;
+
   const running = state.testrun?.tests.some((t) => t.status === Test_Status.RUNNING) ?? false;
   const now = useNow(running || (state.testrun?.startedAt !== undefined && state.testrun.finishedAt === undefined));
 
@@ -137,6 +179,8 @@ function LiveDetail({ id, watch }: { id: bigint; watch: TestrunWatch }) {
         )
       }
       log={log}
+      cases={cases}
+      liveLines={(t) => watch.logs.total(t.id)}
       follow={follow}
       onFollowChange={setFollow}
       search={{

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::check_bearer;
 use crate::domain::ListFilter;
+use crate::domain::cases::CaseFilter;
 use crate::domain::validate::CreateInput;
 use crate::engine::testruns::{TestRef, Testruns};
 use crate::engine::watch;
@@ -159,6 +160,35 @@ impl TestrunService for TestrunApi {
             next_offset: r.offset + lines.len() as u64,
             total: test.log_lines.max(0) as u64,
             lines,
+        }))
+    }
+
+    async fn list_test_cases(
+        &self,
+        request: Request<pb::ListTestCasesRequest>,
+    ) -> Result<Response<pb::ListTestCasesResponse>, Status> {
+        let r = request.into_inner();
+        let status = match r.status {
+            None => None,
+            Some(v) => Some(wire::case_status_from(v).ok_or_else(|| {
+                Status::from(Error::invalid(
+                    "status",
+                    format!("{v} is not a case status"),
+                ))
+            })?),
+        };
+        let filter = CaseFilter {
+            test_id: r.test_id,
+            status,
+            name_contains: r.name_contains.filter(|n| !n.is_empty()),
+        };
+        let page = self
+            .service
+            .list_cases(r.testrun_id, filter, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListTestCasesResponse {
+            cases: page.cases.iter().map(wire::test_case).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 }

@@ -161,6 +161,7 @@ impl RunnerApi {
                     session.drain();
                 }
                 Some(In::Release(release)) => self.runners.on_release(session, release).await?,
+                Some(In::Cases(cases)) => self.runners.on_cases(session, cases).await?,
             }
         }
     }

@@ -2,6 +2,7 @@
 //! (`status`), the rules of a log stream (`log`) and of client input
 //! (`validate`). Nothing here knows about gRPC or SQL.
 
+pub mod cases;
 pub mod log;
 pub mod status;
 pub mod validate;
@@ -52,6 +53,8 @@ pub struct Testrun {
     pub log_seq: i64,
     /// Empty unless loaded with its tests.
     pub tests: Vec<Test>,
+    /// Sums of its tests' JUnit case counts.
+    pub cases: cases::CaseCounts,
 }
 
 /// A stored test (without its content).
@@ -70,6 +73,10 @@ pub struct Test {
     pub duration_ms: Option<i64>,
     pub log_lines: i64,
     pub size_bytes: i64,
+    /// Counts of its JUnit cases (one attempt's).
+    pub cases: cases::CaseCounts,
+    /// What went wrong with its JUnit report; empty when all is well.
+    pub note: String,
 }
 
 /// A test handed to a runner: everything the runner needs to run it.

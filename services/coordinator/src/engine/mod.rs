@@ -4,6 +4,7 @@
 //! storing results in batches (`finisher`) and taking tests back from lost
 //! runners (`reaper`).
 
+pub mod cases;
 pub mod dispatch;
 pub mod finisher;
 pub mod reaper;

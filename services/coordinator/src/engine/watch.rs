@@ -34,6 +34,9 @@ const CATCH_UP_PAGE: i64 = 5000;
 const MAX_LINES_PER_EVENT: usize = 1000;
 
 /// One `TestrunEvent` on its way to a watcher's client.
+// Events are moved once into a channel slot, never copied around in bulk:
+// boxing the larger variant would cost an allocation per event for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum WireEvent {
     /// Already encoded, once for every watcher that is caught up.

@@ -21,11 +21,13 @@ use crate::error::Error;
 
 #[macro_use]
 mod sql;
+mod cases;
 mod contract;
 mod postgres;
 mod rows;
 mod sqlite;
 
+pub use cases::{CaseStore, CasesOutcome};
 pub use contract::{
     AppendOutcome, CancelOutcome, Claim, FinishOutcome, QueueStats, Registration, Resumed,
     RunningAssignment, Store, TakeBack,

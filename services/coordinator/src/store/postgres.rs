@@ -21,8 +21,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[derive(Debug, Clone)]
 pub struct PgStore {
     /// One pool serves both: Postgres has no single writer.
-    write: PgPool,
-    read: PgPool,
+    pub(super) write: PgPool,
+    pub(super) read: PgPool,
 }
 
 sql_store!(

@@ -4,6 +4,7 @@
 
 use const_format::concatcp;
 
+use crate::domain::cases::CaseCounts;
 use crate::domain::{
     Assignment, Bucket, Counts, LogLine, Test, TestStatus, Testrun, TestrunStatus,
 };
@@ -14,11 +15,13 @@ use super::contract::{CancelOutcome, Claim, Resumed, RunningAssignment};
 /// Columns of `TestrunRow`, in one place for every query that reads it.
 pub const TESTRUN_COLUMNS: &str = "id, username, status, command, timeout_ms, created_at, \
      started_at, finished_at, tests_total, tests_running, tests_passed, tests_failed, \
-     tests_cancelled, log_seq";
+     tests_cancelled, log_seq, cases_total, cases_passed, cases_failed, cases_errored, \
+     cases_skipped";
 
 /// Columns of `TestRow`.
 pub const TEST_COLUMNS: &str = "id, testrun_id, name, status, attempt, runner_name, exit_code, \
-     error, started_at, finished_at, duration_ms, log_lines, size_bytes";
+     error, started_at, finished_at, duration_ms, log_lines, size_bytes, cases_total, \
+     cases_passed, cases_failed, cases_errored, cases_skipped, case_note";
 
 /// Columns of `AssignmentRow`, as a claim's `RETURNING` names them.
 pub const ASSIGNMENT_COLUMNS: &str = "assignment_id, testrun_id, id AS test_id, name, content, \
@@ -80,6 +83,30 @@ pub struct TestrunRow {
     tests_failed: i64,
     tests_cancelled: i64,
     log_seq: i64,
+    #[sqlx(flatten)]
+    cases: CaseCountsRow,
+}
+
+/// The case count columns of a test or Testrun row.
+#[derive(Debug, sqlx::FromRow)]
+pub struct CaseCountsRow {
+    cases_total: i64,
+    cases_passed: i64,
+    cases_failed: i64,
+    cases_errored: i64,
+    cases_skipped: i64,
+}
+
+impl From<CaseCountsRow> for CaseCounts {
+    fn from(r: CaseCountsRow) -> Self {
+        CaseCounts {
+            total: r.cases_total,
+            passed: r.cases_passed,
+            failed: r.cases_failed,
+            errored: r.cases_errored,
+            skipped: r.cases_skipped,
+        }
+    }
 }
 
 impl TestrunRow {
@@ -103,6 +130,7 @@ impl TestrunRow {
             },
             log_seq: self.log_seq,
             tests: Vec::new(),
+            cases: self.cases.into(),
         })
     }
 }
@@ -123,6 +151,9 @@ pub struct TestRow {
     duration_ms: Option<i64>,
     log_lines: i64,
     size_bytes: i64,
+    #[sqlx(flatten)]
+    cases: CaseCountsRow,
+    case_note: String,
 }
 
 impl TestRow {
@@ -142,6 +173,8 @@ impl TestRow {
             duration_ms: self.duration_ms,
             log_lines: self.log_lines,
             size_bytes: self.size_bytes,
+            cases: self.cases.into(),
+            note: self.case_note,
         })
     }
 }
@@ -406,6 +439,8 @@ mod tests {
                 duration_ms: None,
                 log_lines: 0,
                 size_bytes: 0,
+                cases: CaseCounts::default(),
+                note: String::new(),
             })
         };
         let tests = [

@@ -356,6 +356,10 @@ macro_rules! sql_store {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                    sqlx::query("DELETE FROM test_cases WHERE testrun_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     let deleted = sqlx::query("DELETE FROM testruns WHERE id = $1")
                         .bind(id)
                         .execute(&mut *tx)

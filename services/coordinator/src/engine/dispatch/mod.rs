@@ -230,6 +230,8 @@ impl Dispatcher {
             duration_ms: None,
             log_lines: a.log_lines,
             size_bytes: a.size_bytes,
+            cases: Default::default(),
+            note: String::new(),
         };
         // Watchers learn of the start before the runner can report the end.
         self.hub.publish(a.testrun_id, RunEvent::Test(test));

@@ -4,6 +4,7 @@
 //! (`adapters::runner`) reads the stream and calls these; the messages are
 //! the protocol's own (`proto/testrunner/v1/runner.proto`).
 
+mod cases;
 mod ingest;
 mod register;
 mod results;
