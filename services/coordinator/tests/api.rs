@@ -269,6 +269,7 @@ on_both_stores! {
             timeout_ms: 1000,
             // The second insert of "a" violates UNIQUE (testrun_id, name).
             tests: vec![dup("a"), dup("a")],
+            workspace: None,
         };
         assert!(store.create_testrun(&run, 0).await.is_err());
         let (runs, total) = store

@@ -100,6 +100,7 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
         command,
         timeout_ms,
         tests,
+        workspace: None,
     })
 }
 
