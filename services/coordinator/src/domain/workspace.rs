@@ -119,3 +119,35 @@ impl Setup {
         format!("set-up failed on runner {}: {why}", self.runner_name)
     }
 }
+
+/// The workspace fields of a create request, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceInput {
+    /// Root digest, its syntax already checked.
+    pub root: Option<(String, i64)>,
+    pub setup: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub setup_timeout_seconds: Option<u32>,
+}
+
+/// Most variables in `env`.
+pub const MAX_ENV_VARS: usize = 128;
+/// Most bytes of names and values in `env`.
+pub const MAX_ENV_BYTES: usize = 32 * 1024;
+
+/// Why an env name cannot be used, if it cannot.
+pub fn check_env_name(name: &str) -> std::result::Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("{name:?} must match [A-Za-z_][A-Za-z0-9_]*"));
+    }
+    if matches!(name, "PATH" | "HOME" | "TMPDIR") || name.starts_with("TESTRUNNER_") {
+        return Err(format!(
+            "{name:?} is the runner's own (PATH, HOME, TMPDIR, TESTRUNNER_*) and cannot be set"
+        ));
+    }
+    Ok(())
+}
