@@ -36,6 +36,7 @@ fn request(username: &str, files: Vec<TestFile>) -> CreateTestrunRequest {
         tests: files,
         command: None,
         timeout_seconds: None,
+        ..CreateTestrunRequest::default()
     }
 }
 

@@ -221,7 +221,9 @@ macro_rules! blob_content {
                                 sqlx::query(concatcp!(
                                     "INSERT INTO workspace_blobs (workspace, blob) \
                                      SELECT $1, value FROM ", $each_open, "$2", $each_close,
-                                    " ON CONFLICT DO NOTHING"
+                                    // WHERE: SQLite's parser needs it before
+                                    // ON CONFLICT in an INSERT ... SELECT.
+                                    " WHERE TRUE ON CONFLICT DO NOTHING"
                                 ))
                                 .bind(&w.digest)
                                 .bind(Self::list(part))
