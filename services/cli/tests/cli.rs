@@ -173,3 +173,87 @@ mod workspace {
         assert!(stderr.contains("\"spec/**/*.py\""), "{stderr}");
     }
 }
+
+/// End to end with real runners (runner contract rule 11): a package in a
+/// src/ layout that only imports after its set-up step.
+mod workspace_e2e {
+    use super::*;
+
+    fn write(root: &std::path::Path, rel: &str, content: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "needs the runner side of issue 14 (branch wt/ws-runner): run after merging it"]
+    async fn a_src_layout_package_runs_after_its_set_up_over_two_runners() {
+        let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+        let _r1 = Runner::start(&coord, "r1", 2);
+        let _r2 = Runner::start(&coord, "r2", 2);
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "pyproject.toml",
+            "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+             [project]\nname = \"mypkg\"\nversion = \"0.1.0\"\n\n[tool.setuptools.packages.find]\nwhere = [\"src\"]\n",
+        );
+        write(
+            dir.path(),
+            "src/mypkg/__init__.py",
+            "def add(a, b):\n    return a + b\n",
+        );
+        for i in 0..6 {
+            write(
+                dir.path(),
+                &format!("tests/test_{i}.py"),
+                &format!(
+                    "import os\nfrom mypkg import add\nassert add({i}, 1) == {}\n\
+                     assert os.environ['CI'] == 'true'\nprint('ok {i}')\n",
+                    i + 1
+                ),
+            );
+        }
+        let out = testrunner(
+            &coord,
+            &[
+                "run",
+                "--workspace",
+                dir.path().to_str().unwrap(),
+                "--setup",
+                "python3 -m venv .venv && .venv/bin/python -m pip install -q -e .",
+                "--env",
+                "CI=true",
+                "--command",
+                ".venv/bin/python {file}",
+                "tests/test_*.py",
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        for i in 0..6 {
+            assert!(
+                stdout.contains(&format!("[tests/test_{i}.py] ok {i}")),
+                "{stdout}"
+            );
+        }
+        assert!(stderr.contains("set-up on runner"), "{stderr}");
+
+        // The same tree without its set-up: the package does not import.
+        let out = testrunner(
+            &coord,
+            &[
+                "run",
+                "--workspace",
+                dir.path().to_str().unwrap(),
+                "--command",
+                "python3 {file}",
+                "tests/test_0.py",
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stdout.contains("ModuleNotFoundError"), "{stdout}");
+        assert!(stderr.contains("sent 0 files"), "{stderr}");
+    }
+}
