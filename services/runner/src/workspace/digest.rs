@@ -5,7 +5,6 @@
 use std::fmt;
 use std::io;
 
-use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use testrunner_proto::v1 as pb;
 
@@ -137,42 +136,16 @@ impl Tree {
     }
 }
 
-/// Decodes one `Directory` blob and checks its names (one path segment
-/// each, no `.`/`..`, NUL, control characters or `/`, sorted, unique).
-/// `at` names the directory in errors.
+/// Decodes one `Directory` blob (verified against its digest) and checks
+/// it by the shared rules (`testrunner-content`: canonical bytes, one path
+/// segment per name, sorted, unique). `at` names the directory in errors.
 pub fn decode_directory(bytes: &[u8], at: &str) -> Result<pb::Directory, String> {
-    let dir = pb::Directory::decode(bytes)
-        .map_err(|e| format!("directory {at:?}: not a Directory message: {e}"))?;
-    let mut seen = std::collections::HashSet::new();
-    let names = dir
-        .files
-        .iter()
-        .map(|f| f.name.as_str())
-        .chain(dir.directories.iter().map(|d| d.name.as_str()));
-    for name in names {
-        check_name(name).map_err(|e| format!("directory {at:?}: entry {name:?}: {e}"))?;
-        if !seen.insert(name) {
-            return Err(format!("directory {at:?}: entry {name:?} appears twice"));
-        }
-    }
-    Ok(dir)
-}
-
-/// One path segment, safe to join to a directory.
-pub fn check_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() {
-        return Err("empty name");
-    }
-    if name == "." || name == ".." {
-        return Err("'.' and '..' are not names");
-    }
-    if name.contains('/') {
-        return Err("contains '/'");
-    }
-    if name.chars().any(char::is_control) {
-        return Err("contains NUL or a control character");
-    }
-    Ok(())
+    let field = if at.is_empty() {
+        "workspace".to_owned()
+    } else {
+        format!("workspace/{at}")
+    };
+    testrunner_content::decode_directory(bytes, &field).map_err(|e| e.to_string())
 }
 
 /// Whether an I/O error is a full disk (or quota), which ends the tests
@@ -195,6 +168,8 @@ pub fn describe(err: &io::Error, doing: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
+
     use super::*;
 
     #[test]
@@ -230,24 +205,24 @@ mod tests {
             digest: Some(BlobId::of_bytes(b"").to_proto()),
             is_executable: false,
         };
-        for bad in ["..", ".", "a/b", "", "a\0b", "a\nb"] {
+        for bad in ["..", ".", "a/b", "a\0b", "a\nb"] {
             let dir = pb::Directory {
                 files: vec![file(bad)],
                 directories: vec![],
             };
-            let err = decode_directory(&dir.encode_to_vec(), "").unwrap_err();
-            assert!(err.contains("entry"), "{bad:?}: {err}");
+            let err = decode_directory(&dir.encode_to_vec(), "sub").unwrap_err();
+            assert!(err.contains("workspace/sub"), "{bad:?}: {err}");
         }
         let dir = pb::Directory {
             files: vec![file("x")],
             directories: vec![pb::DirectoryNode {
                 name: "x".into(),
-                digest: None,
+                digest: Some(BlobId::of_bytes(b"").to_proto()),
             }],
         };
         let err = decode_directory(&dir.encode_to_vec(), "").unwrap_err();
-        assert!(err.contains("twice"), "{err}");
+        assert!(err.contains("duplicate"), "{err}");
         let err = decode_directory(b"\xff\xff\xff", "sub").unwrap_err();
-        assert!(err.contains("not a Directory"), "{err}");
+        assert!(err.contains("not a valid Directory"), "{err}");
     }
 }
