@@ -49,7 +49,7 @@ pub async fn create(
             tests,
             command: None,
             timeout_seconds: None,
-            ..Default::default()
+            ..CreateTestrunRequest::default()
         })
         .await
         .context("CreateTestrun")?
