@@ -186,7 +186,6 @@ mod workspace_e2e {
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    #[ignore = "needs the runner side of issue 14 (branch wt/ws-runner): run after merging it"]
     async fn a_src_layout_package_runs_after_its_set_up_over_two_runners() {
         let coord = Coordinator::start(Backend::Sqlite, &[]).await;
         let _r1 = Runner::start(&coord, "r1", 2);
