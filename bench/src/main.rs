@@ -122,6 +122,7 @@ enum Scenario {
     Scale,
     Watchers,
     Cases,
+    Workspace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -202,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Scenario::Scale,
             Scenario::Watchers,
             Scenario::Cases,
+            Scenario::Workspace,
         ]
     } else {
         cli.only.clone()
@@ -242,7 +244,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         let name = format!("{scenario:?}").to_lowercase();
         let t = Instant::now();
         eprintln!("== {name}");
-        let new_rows = run_scenario(&ctx, *scenario, &backends).await;
+        let new_rows = if *scenario == Scenario::Workspace {
+            match bounded(
+                "6. workspace",
+                MEASUREMENT_LIMIT,
+                scenarios::workspace::measure(&ctx, cli.quick),
+            )
+            .await
+            {
+                Ok(rows) => rows,
+                Err(err) => vec![Row::error("6. workspace", "runner", &err)],
+            }
+        } else {
+            run_scenario(&ctx, *scenario, &backends).await
+        };
         for row in &new_rows {
             eprintln!("   {}", one_line(row));
         }
@@ -312,6 +327,7 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
         Scenario::Scale => "4. scale",
         Scenario::Watchers => "5. many watchers",
         Scenario::Cases => "6. JUnit cases",
+        Scenario::Workspace => "7. workspace",
     };
     macro_rules! per_backend {
         ($baseline:expr, |$b:ident, $base:ident| $measure:expr) => {{
@@ -351,6 +367,8 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
                 scenarios::watchers::measure(ctx, b)
             }
         }),
+        // Not per store: run from `run` directly.
+        Scenario::Workspace => {}
     }
     rows
 }

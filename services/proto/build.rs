@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("testrunner/v1/testrun.proto"),
         root.join("testrunner/v1/runner.proto"),
+        root.join("testrunner/v1/content.proto"),
     ];
     let fds = protox::compile(&files, [&root])?;
 

@@ -98,6 +98,7 @@ pub fn testrun(r: &Testrun) -> pb::Testrun {
         command: r.command.clone(),
         timeout_seconds: (r.timeout_ms / 1000).max(0) as u32,
         cases: Some(case_counts(&r.cases)),
+        ..pb::Testrun::default()
     }
 }
 
@@ -196,4 +197,48 @@ pub fn new_case(c: pb::TestCase, index: i64) -> crate::error::Result<NewCase> {
         system_out: storable(c.system_out),
         system_err: storable(c.system_err),
     })
+}
+/// Adds a Testrun's workspace, set-up, env and set-up steps (issue 14).
+pub fn add_workspace(
+    pb_run: &mut pb::Testrun,
+    ws: &crate::domain::workspace::TestrunWorkspace,
+    setups: &[crate::domain::workspace::Setup],
+) {
+    use crate::domain::workspace::parse_blob_key;
+    pb_run.workspace = ws.workspace.as_ref().map(|w| {
+        let (hash, size_bytes) = parse_blob_key(&w.digest);
+        pb::Workspace {
+            digest: Some(pb::Digest { hash, size_bytes }),
+            files: w.files.max(0) as u64,
+            bytes: w.bytes.max(0) as u64,
+        }
+    });
+    pb_run.setup = ws.setup.clone();
+    pb_run.env = ws.env.clone().into_iter().collect();
+    pb_run.setup_timeout_seconds = if ws.setup.is_some() {
+        (ws.setup_timeout_ms / 1000).max(0) as u32
+    } else {
+        0
+    };
+    pb_run.setups = setups.iter().map(setup).collect();
+}
+
+/// A runner's set-up step on the wire.
+pub fn setup(s: &crate::domain::workspace::Setup) -> pb::Setup {
+    use crate::domain::workspace::SetupStatus;
+    pb::Setup {
+        runner: s.runner_name.clone(),
+        status: match s.status {
+            SetupStatus::Running => pb::setup::Status::Running,
+            SetupStatus::Passed => pb::setup::Status::Passed,
+            SetupStatus::Failed => pb::setup::Status::Failed,
+        } as i32,
+        exit_code: s.exit_code,
+        duration: s.duration_ms.map(testrunner_proto::millis),
+        error: s.error.clone(),
+        output: s.output.clone(),
+        reused: s.reused,
+        started_at: Some(timestamp(s.started_at)),
+        finished_at: s.finished_at.map(timestamp),
+    }
 }

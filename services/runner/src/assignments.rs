@@ -107,6 +107,9 @@ pub enum Event {
         collected: Collected,
     },
     CasesAck(pb::CasesAck),
+    /// A Testrun's workspace was prepared, or failed to be (rule 12).
+    Prepared(crate::workspace::Preparation),
+    SetupAck(pb::SetupAck),
 }
 
 impl From<ExecEvent> for Event {
@@ -146,6 +149,12 @@ pub enum Action {
     Kill(String),
     /// Send this on the current stream (only asked for while one is up).
     Send(Out),
+    /// Prepare this Testrun's workspace (its end comes as
+    /// [`Event::Prepared`]).
+    Prepare {
+        testrun_id: i64,
+        spec: crate::workspace::Spec,
+    },
 }
 
 /// Where one assignment is.
@@ -264,6 +273,9 @@ pub struct Assignments {
     lease: Duration,
     stream: Stream,
     drain: Drain,
+    /// Workspace preparations by Testrun, and their unacknowledged
+    /// reports (rule 12; `setups.rs`).
+    setups: setups::Setups,
 }
 
 impl Assignments {
@@ -279,6 +291,7 @@ impl Assignments {
             lease: INITIAL_LEASE,
             stream: Stream::Starting,
             drain: Drain::Off,
+            setups: setups::Setups::default(),
         }
     }
 
@@ -312,6 +325,8 @@ impl Assignments {
                     a.cases.ack(ack.next_index);
                 }
             }
+            Event::Prepared(preparation) => self.prepared(now, preparation, &mut out),
+            Event::SetupAck(ack) => self.setups.acked(ack.testrun_id),
         }
         out
     }
@@ -411,6 +426,8 @@ impl Assignments {
         // back, as does what waited past `--queue-wait`; the rest starts.
         let stale = self.settings.queue_wait.min(self.lease / 2);
         self.hand_back_stale(now, stale, out);
+        // Set-up reports before the releases that follow a failed one.
+        self.setups.resend(out);
         self.flush_held(None, out);
         self.start_queued(out);
     }
@@ -427,11 +444,20 @@ impl Assignments {
         let id = assign.assignment_id.clone();
         let testrun_id = assign.testrun_id;
         let cancelled = self.early_cancels.remove(&id);
-        if cancelled || self.drain.is_on() {
+        let workspace = crate::workspace::Spec::of(&assign);
+        let unusable = match &workspace {
+            Some(Err(error)) => Some(format!("workspace: {error}")),
+            _ => None,
+        };
+        let setup_failed = workspace.is_some() && self.setups.failed(testrun_id);
+        if cancelled || self.drain.is_on() || setup_failed || unusable.is_some() {
             // Never started: a cancelled test is reported CANCELLED, one that
-            // arrives while draining is handed straight back; at once.
+            // arrives while draining, or of a Testrun whose set-up failed
+            // here (rule 12), is handed straight back; at once.
             let report = if cancelled {
                 Final::Finished(wire::not_started(&id))
+            } else if let Some(error) = unusable {
+                Final::Finished(wire::not_runnable(&id, error))
             } else {
                 Final::Released
             };
@@ -442,6 +468,10 @@ impl Assignments {
                 a.flush(&id, batch, out);
             }
             return;
+        }
+        if let Some(Ok(spec)) = workspace {
+            self.setups
+                .need(testrun_id, spec, self.batch().is_some(), out);
         }
         self.insert(
             id.clone(),
@@ -673,6 +703,7 @@ impl Assignments {
                 self.queue.retain(|queued| queued != id);
             }
             self.forget(&a);
+            self.setups_unused(a.testrun_id);
         }
     }
 
@@ -686,5 +717,6 @@ impl Assignments {
 }
 
 mod queue;
+mod setups;
 #[cfg(test)]
 mod tests;

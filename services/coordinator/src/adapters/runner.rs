@@ -162,6 +162,8 @@ impl RunnerApi {
                 }
                 Some(In::Release(release)) => self.runners.on_release(session, release).await?,
                 Some(In::Cases(cases)) => self.runners.on_cases(session, cases).await?,
+                Some(In::SetupStarted(m)) => self.runners.on_setup_started(session, m).await?,
+                Some(In::SetupFinished(m)) => self.runners.on_setup_finished(session, m).await?,
             }
         }
     }

@@ -5,6 +5,8 @@
 //! runners (`reaper`).
 
 pub mod cases;
+pub mod collector;
+pub mod content;
 pub mod dispatch;
 pub mod finisher;
 pub mod reaper;

@@ -22,12 +22,15 @@ use crate::error::Error;
 #[macro_use]
 mod sql;
 mod cases;
+#[macro_use]
+mod content;
 mod contract;
 mod postgres;
 mod rows;
 mod sqlite;
 
 pub use cases::{CaseStore, CasesOutcome};
+pub use content::{Collected, ContentStore, UploadState};
 pub use contract::{
     AppendOutcome, CancelOutcome, Claim, FinishOutcome, QueueStats, Registration, Resumed,
     RunningAssignment, Store, TakeBack,

@@ -8,6 +8,7 @@ mod cases;
 mod ingest;
 mod register;
 mod results;
+pub mod setups;
 
 use std::sync::Arc;
 
