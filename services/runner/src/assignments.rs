@@ -24,6 +24,11 @@
 //! Queued, Reported ─Cancel{forget} [7]─► (gone)
 //! ```
 //!
+//! A `Queued` test whose `Assign` names a workspace (rule 11) does not
+//! start, and does not count as waiting for a slot, until its Testrun's
+//! workspace is prepared on this runner (`setups.rs`); after a failed
+//! set-up it goes `Reported(Released)`.
+//!
 //! A `Reported` assignment remembers whether its report went out on the
 //! current stream; a new stream sends it, and every unacknowledged line,
 //! again (rule 7). The runner as a whole is taking work, or draining
