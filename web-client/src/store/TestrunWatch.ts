@@ -131,8 +131,21 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
       }
       case 'testrun': {
         const run = this.state.testrun;
-        // `testrun` events carry no tests: keep the ones we have.
-        this.setState({ testrun: { ...e.value, tests: run?.tests ?? [] } });
+        // `testrun` events carry no tests: keep the ones we have (and the
+        // set-ups, when the event leaves them out).
+        const setups = e.value.setups.length > 0 ? e.value.setups : (run?.setups ?? []);
+        this.setState({ testrun: { ...e.value, tests: run?.tests ?? [], setups } });
+        break;
+      }
+      case 'setup': {
+        // One runner's set-up started or ended: replace that runner's entry.
+        const run = this.state.testrun;
+        if (run === undefined) return;
+        const setups = [...run.setups];
+        const i = setups.findIndex((s) => s.runner === e.value.runner);
+        if (i >= 0) setups[i] = e.value;
+        else setups.push(e.value);
+        this.setState({ testrun: { ...run, setups } });
         break;
       }
       default:

@@ -20,12 +20,23 @@ export interface PickedFolder {
 
 const IGNORE_FILES = ['.gitignore', '.ignore'];
 
+/** A blob as UTF-8 text (FileReader where Blob.text is missing, as in jsdom). */
+function blobText(blob: Blob): Promise<string> {
+  if (typeof blob.text === 'function') return blob.text();
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result ?? ''));
+    reader.onerror = () => reject(reader.error ?? new Error('cannot read an ignore file'));
+    reader.readAsText(blob);
+  });
+}
+
 /** Applies `.git` skipping and the top-level ignore files to raw paths. */
 export async function filterFolder(name: string, all: readonly WorkspaceFile[]): Promise<PickedFolder> {
   let rules: IgnoreRules = [];
   for (const ignoreFile of IGNORE_FILES) {
     const f = all.find((x) => x.path === ignoreFile);
-    if (f !== undefined) rules = [...rules, ...parseIgnore(await f.blob.text())];
+    if (f !== undefined) rules = [...rules, ...parseIgnore(await blobText(f.blob))];
   }
   const files = all.filter((f) => !isIgnored(rules, f.path));
   return { name, files, ignored: all.length - files.length };
