@@ -58,7 +58,7 @@ export async function findMissing(
   const missing: TreeBlob[] = [];
   for (let i = 0; i < all.length; i += FIND_BATCH) {
     const part = all.slice(i, i + FIND_BATCH);
-    const res = await client.findMissingBlobs({ blobDigests: part.map((b) => b.digest) }, { signal });
+    const res = await retrying(() => client.findMissingBlobs({ blobDigests: part.map((b) => b.digest) }, { signal }), signal);
     for (const d of res.missingBlobDigests) {
       const b = tree.blobs.get(digestKey(d));
       if (b !== undefined) missing.push(b);
@@ -71,7 +71,40 @@ function what(b: TreeBlob): string {
   return b.kind === 'file' ? b.path : `folder ${b.path}`;
 }
 
-/** Uploads one large blob, resuming from what the coordinator says it has. */
+/** Codes after which the same call may simply be made again (uploads are idempotent). */
+const TRANSIENT = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.Internal, Code.Unknown]);
+/** Attempts per call (or per chunk) before giving up. */
+const ATTEMPTS = 5;
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    });
+  });
+}
+
+/** Runs an idempotent call, again after a transient failure (a dropped connection). */
+async function retrying<T>(call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const ce = ConnectError.from(err);
+      if (signal?.aborted || !TRANSIENT.has(ce.code) || attempt >= ATTEMPTS) throw err;
+      await sleep(100 * 2 ** attempt, signal);
+    }
+  }
+}
+
+/**
+ * Uploads one large blob in chunks. After a dropped call the same chunk is
+ * sent again (bytes the coordinator already kept are ignored); after
+ * OUT_OF_RANGE (it lost the partial upload, say on a restart) the upload
+ * starts over from 0.
+ */
 async function writeBlob(
   client: Client<typeof ContentService>,
   b: TreeBlob,
@@ -81,19 +114,37 @@ async function writeBlob(
 ): Promise<void> {
   const size = Number(b.digest.sizeBytes);
   let offset = 0;
-  while (offset < size) {
+  let reported = 0;
+  let restarts = 0;
+  for (;;) {
     const data = await bytesOf(b, offset, Math.min(offset + chunk, size));
-    const res = await client.writeBlob({ digest: b.digest, offset: BigInt(offset), data }, { signal });
+    let res;
+    try {
+      res = await retrying(() => client.writeBlob({ digest: b.digest, offset: BigInt(offset), data }, { signal }), signal);
+    } catch (err) {
+      const ce = ConnectError.from(err);
+      if (ce.code === Code.OutOfRange && offset > 0 && ++restarts < ATTEMPTS) {
+        offset = 0;
+        continue;
+      }
+      throw new ConnectError(`${what(b)}: ${ce.rawMessage}`, ce.code);
+    }
     const committed = Number(res.committedSize);
-    onBytes(Math.max(0, committed - offset));
+    // Progress only counts bytes the coordinator has, once each.
+    if (committed > reported) {
+      onBytes(committed - reported);
+      reported = committed;
+    }
     if (res.complete) return;
-    if (committed <= offset && data.length > 0) {
-      throw new Error(`${what(b)}: the coordinator kept no bytes at offset ${offset}`);
+    if (committed >= size) {
+      // All bytes arrived but the blob was not accepted: they do not hash to it.
+      throw new Error(`${what(b)}: the coordinator did not accept the uploaded bytes`);
+    }
+    if (committed <= offset && ++restarts >= ATTEMPTS) {
+      throw new Error(`${what(b)}: the coordinator keeps no bytes at offset ${offset}`);
     }
     offset = committed;
   }
-  // The last chunk must say complete; if not, the bytes did not hash right.
-  throw new Error(`${what(b)}: upload ended without the coordinator accepting the blob`);
 }
 
 /** Uploads what is missing; resolves to the final progress. */
@@ -140,7 +191,7 @@ export async function uploadTree(
     for (const b of batch) {
       requests.push(create(BatchUploadBlobsRequest_RequestSchema, { digest: b.digest, data: await bytesOf(b) }));
     }
-    const res = await client.batchUploadBlobs({ requests }, { signal: opts.signal });
+    const res = await retrying(() => client.batchUploadBlobs({ requests }, { signal: opts.signal }), opts.signal);
     res.responses.forEach((r, i) => {
       // 0 is OK; anything else is a gRPC code for this blob alone.
       if (r.code !== 0) {
