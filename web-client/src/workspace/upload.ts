@@ -7,6 +7,7 @@ import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Client } from '@connectrpc/connect';
 import {
   BatchUploadBlobsRequest_RequestSchema,
+  type BatchUploadBlobsRequest_Request,
   type ContentService,
 } from '../gen/testrunner/v1/content_pb';
 import { digestKey, type Tree, type TreeBlob } from './tree';
@@ -187,7 +188,7 @@ export async function uploadTree(
   let batchSize = 0;
   const flush = async () => {
     if (batch.length === 0) return;
-    const requests = [];
+    const requests: BatchUploadBlobsRequest_Request[] = [];
     for (const b of batch) {
       requests.push(create(BatchUploadBlobsRequest_RequestSchema, { digest: b.digest, data: await bytesOf(b) }));
     }
