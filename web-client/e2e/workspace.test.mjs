@@ -108,6 +108,17 @@ async function fillWorkspace(p, { patterns, setup = SETUP, env = 'PYTHONPATH=src
   await p.getByTestId('command').fill('python3 {file}');
 }
 
+/** Submits the form and waits for the Testrun's page; fails at once on an error shown by the form. */
+async function submitAndWaitForRun(p) {
+  await p.getByTestId('submit').click();
+  const formError = p.getByTestId('form-error').first();
+  const outcome = await Promise.race([
+    p.waitForURL(/\/testruns\/\d+/, { timeout: FINISH_MS }).then(() => 'created'),
+    formError.waitFor({ timeout: FINISH_MS }).then(() => 'error'),
+  ]);
+  if (outcome === 'error') assert.fail(`the form says: ${await formError.textContent()}`);
+}
+
 /** Counts upload calls (BatchUploadBlobs, WriteBlob) the page makes. */
 function countUploads(p) {
   const counter = { uploads: 0 };
@@ -130,8 +141,7 @@ e2e('a project folder is uploaded, set up on each runner, and its tests pass', a
   // .gitignore, src/calc/{__init__,ops}.py, tests/helper.py, tests/test_add.py,
   // tests/unit/test_more.py; .git/HEAD, debug.log, build/junk.txt left out.
   assert.match((await page.getByTestId('folder-counts').textContent()) ?? '', /^6 files, .*\(3 left out/);
-  await page.getByTestId('submit').click();
-  await page.waitForURL(/\/testruns\/\d+/, { timeout: FINISH_MS });
+  await submitAndWaitForRun(page);
   assert.ok(counter.uploads > 0, 'the first upload sends blobs');
 
   await page.locator('[data-testid="testrun-status"][data-status="SUCCESS"]').waitFor({ timeout: FINISH_MS });
@@ -154,16 +164,14 @@ e2e('a project folder is uploaded, set up on each runner, and its tests pass', a
 e2e('uploading the unchanged folder again sends no blob', async () => {
   const counter = countUploads(page);
   await fillWorkspace(page, { patterns: 'tests/test_add.py' });
-  await page.getByTestId('submit').click();
-  await page.waitForURL(/\/testruns\/\d+/, { timeout: FINISH_MS });
+  await submitAndWaitForRun(page);
   await page.locator('[data-testid="testrun-status"][data-status="SUCCESS"]').waitFor({ timeout: FINISH_MS });
   assert.equal(counter.uploads, 0);
 });
 
 e2e('a failing set-up is shown per runner with its exit code and log', async () => {
   await fillWorkspace(page, { patterns: 'tests/test_add.py', setup: 'echo "installing deps"; exit 3' });
-  await page.getByTestId('submit').click();
-  await page.waitForURL(/\/testruns\/\d+/, { timeout: FINISH_MS });
+  await submitAndWaitForRun(page);
   const failed = page.locator('[data-testid="setup-row"][data-status="FAILED"]').first();
   await failed.waitFor({ timeout: FINISH_MS });
   assert.equal((await failed.locator('td').nth(3).textContent())?.trim(), '3');

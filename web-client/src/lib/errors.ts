@@ -37,6 +37,8 @@ export function describeError(err: unknown): string {
       return `Not found: ${ce.rawMessage}`;
     case Code.FailedPrecondition:
       return ce.rawMessage;
+    case Code.Unimplemented:
+      return `The coordinator does not offer this (${ce.rawMessage || 'unimplemented'}): it may be older than this console.`;
     default:
       return ce.rawMessage || ce.message;
   }
