@@ -16,6 +16,8 @@ export interface FolderDropZoneProps {
   /** Reading the folder failed. */
   onError: (message: string) => void;
   error?: boolean;
+  /** While a submission runs: no new folder. */
+  disabled?: boolean;
 }
 
 /** A drop target for one folder, with a "choose folder" button over a `webkitdirectory` input. */
@@ -46,6 +48,7 @@ export function FolderDropZone(props: FolderDropZoneProps) {
   const onDrop = (e: DragEvent) => {
     e.preventDefault();
     setOver(false);
+    if (props.disabled) return;
     // Entries must be taken during the event; they are walked afterwards.
     take(folderFromEntries(entriesOfDrop(e.dataTransfer.items)));
   };
@@ -72,7 +75,7 @@ export function FolderDropZone(props: FolderDropZoneProps) {
     >
       <DriveFolderUploadIcon color={props.error ? 'error' : 'action'} sx={{ fontSize: 36 }} />
       <Typography sx={{ mb: 1 }}>{reading ? 'Reading the folder…' : 'Drop your project folder here'}</Typography>
-      <Button variant="outlined" disabled={reading} onClick={() => input.current?.click()}>
+      <Button variant="outlined" disabled={reading || props.disabled} onClick={() => input.current?.click()}>
         Choose folder
       </Button>
       <input

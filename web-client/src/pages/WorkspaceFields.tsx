@@ -77,6 +77,7 @@ export function WorkspaceFields(props: WorkspaceFieldsProps) {
           onFolder={(f) => props.onChange({ folder: f })}
           onError={props.onFolderError}
           error={folderError !== undefined}
+          disabled={props.disabled}
         />
         {folder !== undefined && (
           <Stack direction="row" spacing={1} sx={{ alignItems: 'center', mt: 1 }} data-testid="folder-summary">
@@ -107,6 +108,7 @@ export function WorkspaceFields(props: WorkspaceFieldsProps) {
         minRows={2}
         placeholder={'tests/**/test_*.py'}
         value={v.patterns}
+        disabled={props.disabled}
         onChange={(e) => props.onChange({ patterns: e.target.value })}
         error={testsError !== undefined}
         helperText={
@@ -123,6 +125,7 @@ export function WorkspaceFields(props: WorkspaceFieldsProps) {
         name="setup"
         placeholder="pip install -e ."
         value={v.setup}
+        disabled={props.disabled}
         onChange={(e) => props.onChange({ setup: e.target.value })}
         error={err('setup') !== undefined}
         helperText={err('setup') ?? 'Run once per runner at the folder root before its first test.'}
@@ -133,6 +136,7 @@ export function WorkspaceFields(props: WorkspaceFieldsProps) {
         name="setup_timeout_seconds"
         inputMode="numeric"
         value={v.setupTimeout}
+        disabled={props.disabled}
         onChange={(e) => props.onChange({ setupTimeout: e.target.value })}
         error={err('setup_timeout_seconds') !== undefined}
         helperText={err('setup_timeout_seconds') ?? 'Empty: the coordinator default.'}
@@ -146,6 +150,7 @@ export function WorkspaceFields(props: WorkspaceFieldsProps) {
         minRows={2}
         placeholder={'CI=true\nPYTHONPATH=src'}
         value={v.env}
+        disabled={props.disabled}
         onChange={(e) => props.onChange({ env: e.target.value })}
         error={err('env') !== undefined}
         helperText={err('env') ?? 'NAME=value per line, for every test and the set-up. PATH, HOME, TMPDIR and TESTRUNNER_* are the runner’s.'}
