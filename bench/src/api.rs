@@ -49,6 +49,7 @@ pub async fn create(
             tests,
             command: None,
             timeout_seconds: None,
+            ..CreateTestrunRequest::default()
         })
         .await
         .context("CreateTestrun")?

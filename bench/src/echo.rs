@@ -100,6 +100,7 @@ async fn session(echo: Arc<Echo>, mut inbound: Streaming<RunnerMessage>, tx: Tx)
                 command: String::new(),
                 timeout: Some(testrunner_proto::millis(600_000)),
                 attempt: 1,
+                ..Assign::default()
             };
             if !send(&tx, Out::Assign(assign)).await {
                 return;

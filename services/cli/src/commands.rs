@@ -157,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tests,
                 command,
                 timeout_seconds: timeout,
+                ..CreateTestrunRequest::default()
             });
             let run = api
                 .client

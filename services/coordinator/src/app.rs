@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use testrunner_proto::v1::content_service_server::ContentServiceServer;
 use testrunner_proto::v1::runner_service_server::RunnerServiceServer;
 use testrunner_proto::v1::testrun_service_server::TestrunServiceServer;
 use tokio::net::TcpListener;
@@ -19,15 +20,17 @@ use tonic_web::GrpcWebLayer;
 use tower::{Layer as _, ServiceExt as _};
 
 use crate::adapters::api::TestrunApi;
+use crate::adapters::content::ContentApi;
 use crate::adapters::http;
 use crate::adapters::runner::RunnerApi;
 use crate::adapters::watch_route::{self, SharedWatchRoute};
 use crate::config::Config;
+use crate::engine::content::Content;
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::finisher::Finisher;
-use crate::engine::reaper;
 use crate::engine::runners::Runners;
 use crate::engine::testruns::Testruns;
+use crate::engine::{collector, reaper};
 use crate::live::cluster;
 use crate::live::hub::Hub;
 use crate::live::signal::Cluster;
@@ -155,11 +158,26 @@ impl Application {
         // Tests left queued by an earlier run of the coordinator.
         dispatcher.wake();
 
+        let content = Content {
+            store: Arc::clone(&api_store),
+            settings: config.content.clone(),
+        };
+        spawn_on(
+            &mut tasks,
+            plane,
+            collector::run(
+                Arc::clone(&store),
+                Arc::clone(&hub),
+                config.content.blob_grace,
+                config.runners.lease,
+            ),
+        );
         let service = Testruns {
             store: api_store,
             hub: Arc::clone(&hub),
             dispatcher: Arc::clone(&dispatcher),
             limits: config.limits.clone(),
+            content: content.clone(),
         };
         let max = config.limits.max_request_bytes;
         let testrun_api = TestrunServiceServer::new(TestrunApi {
@@ -181,6 +199,14 @@ impl Application {
         })
         .max_decoding_message_size(config.runners.max_runner_message_bytes)
         .max_encoding_message_size(max);
+        // Batches carry up to 4 MiB of data plus their digests.
+        let content_api = ContentServiceServer::new(ContentApi {
+            content,
+            api_token: config.api_token.as_str().into(),
+            runner_token: runner_token.as_str().into(),
+        })
+        .max_decoding_message_size(max.max(8 << 20))
+        .max_encoding_message_size(max.max(8 << 20));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(testrunner_proto::FILE_DESCRIPTOR_SET)
@@ -203,12 +229,14 @@ impl Application {
         let web = GrpcWebLayer::new();
         let plane_routes = Routes::builder()
             .add_service(runner_api.clone())
+            .add_service(content_api.clone())
             .add_service(health.clone())
             .clone()
             .routes();
         let grpc = Routes::builder()
             .add_service(web.layer(testrun_api))
             .add_service(web.layer(health))
+            .add_service(web.layer(content_api))
             .add_service(runner_api)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -90,6 +90,8 @@ pub struct Config {
 
     #[command(flatten)]
     pub runners: RunnerSettings,
+    #[command(flatten)]
+    pub content: ContentSettings,
 }
 
 /// How the coordinator writes its log (to standard error). A value other
@@ -124,6 +126,9 @@ pub struct Limits {
     /// Largest per-test timeout a Testrun may ask for.
     #[arg(long, env = "TESTRUNNER_MAX_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_timeout: Duration,
+    /// Set-up timeout when a Testrun with a set-up gives none.
+    #[arg(long, env = "TESTRUNNER_DEFAULT_SETUP_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub default_setup_timeout: Duration,
 }
 
 /// How runners are kept track of.
@@ -153,6 +158,26 @@ pub struct RunnerSettings {
     /// Largest message on a runner stream, in bytes.
     #[arg(long, env = "TESTRUNNER_MAX_RUNNER_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_runner_message_bytes: usize,
+}
+
+/// Workspaces: limits on a tree, the set-up step, and blob collection.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ContentSettings {
+    /// Largest workspace (bytes of all its files) and largest blob.
+    #[arg(long, env = "TESTRUNNER_MAX_WORKSPACE_BYTES", default_value_t = 2 << 30)]
+    pub max_workspace_bytes: i64,
+    /// Most files in one workspace.
+    #[arg(
+        long,
+        env = "TESTRUNNER_MAX_WORKSPACE_FILES",
+        default_value_t = 200_000
+    )]
+    pub max_workspace_files: i64,
+    /// How long a blob no Testrun references is kept after its last
+    /// upload or lookup: covers uploads in progress and the gap between
+    /// an upload and the CreateTestrun that uses it.
+    #[arg(long, env = "TESTRUNNER_BLOB_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub blob_grace: Duration,
 }
 
 impl Config {

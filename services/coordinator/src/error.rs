@@ -38,6 +38,9 @@ pub enum Error {
     /// The coordinator is shutting down or the database is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// A position past what is allowed (a blob upload leaving a gap).
+    #[error("{0}")]
+    OutOfRange(String),
     /// A bug or an unexpected database failure.
     #[error("internal error: {0}")]
     Internal(#[from] anyhow::Error),
@@ -82,6 +85,7 @@ impl Error {
             Self::Aborted(m) => Self::Aborted(m.clone()),
             Self::DataLoss(m) => Self::DataLoss(m.clone()),
             Self::Unavailable(m) => Self::Unavailable(m.clone()),
+            Self::OutOfRange(m) => Self::OutOfRange(m.clone()),
             Self::Internal(cause) => Self::Internal(anyhow::anyhow!("{cause:#}")),
         }
     }

@@ -94,6 +94,7 @@ pub fn testrun(r: &Testrun) -> pb::Testrun {
         finished_at: r.finished_at.map(timestamp),
         command: r.command.clone(),
         timeout_seconds: (r.timeout_ms / 1000).max(0) as u32,
+        ..pb::Testrun::default()
     }
 }
 
@@ -105,5 +106,50 @@ pub fn log_lines(test_name: &str, lines: &[LogLine]) -> pb::LogLines {
         attempt: lines.first().map_or(0, |l| l.attempt.max(0) as u32),
         first_line: lines.first().map_or(0, |l| l.line_no.max(0) as u64),
         lines: lines.iter().map(|l| l.text.clone()).collect(),
+    }
+}
+
+/// Adds a Testrun's workspace, set-up, env and set-up steps (issue 14).
+pub fn add_workspace(
+    pb_run: &mut pb::Testrun,
+    ws: &crate::domain::workspace::TestrunWorkspace,
+    setups: &[crate::domain::workspace::Setup],
+) {
+    use crate::domain::workspace::parse_blob_key;
+    pb_run.workspace = ws.workspace.as_ref().map(|w| {
+        let (hash, size_bytes) = parse_blob_key(&w.digest);
+        pb::Workspace {
+            digest: Some(pb::Digest { hash, size_bytes }),
+            files: w.files.max(0) as u64,
+            bytes: w.bytes.max(0) as u64,
+        }
+    });
+    pb_run.setup = ws.setup.clone();
+    pb_run.env = ws.env.clone().into_iter().collect();
+    pb_run.setup_timeout_seconds = if ws.setup.is_some() {
+        (ws.setup_timeout_ms / 1000).max(0) as u32
+    } else {
+        0
+    };
+    pb_run.setups = setups.iter().map(setup).collect();
+}
+
+/// A runner's set-up step on the wire.
+pub fn setup(s: &crate::domain::workspace::Setup) -> pb::Setup {
+    use crate::domain::workspace::SetupStatus;
+    pb::Setup {
+        runner: s.runner_name.clone(),
+        status: match s.status {
+            SetupStatus::Running => pb::setup::Status::Running,
+            SetupStatus::Passed => pb::setup::Status::Passed,
+            SetupStatus::Failed => pb::setup::Status::Failed,
+        } as i32,
+        exit_code: s.exit_code,
+        duration: s.duration_ms.map(testrunner_proto::millis),
+        error: s.error.clone(),
+        output: s.output.clone(),
+        reused: s.reused,
+        started_at: Some(timestamp(s.started_at)),
+        finished_at: s.finished_at.map(timestamp),
     }
 }

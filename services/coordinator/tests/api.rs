@@ -36,6 +36,7 @@ fn request(username: &str, files: Vec<TestFile>) -> CreateTestrunRequest {
         tests: files,
         command: None,
         timeout_seconds: None,
+        ..CreateTestrunRequest::default()
     }
 }
 
@@ -269,6 +270,7 @@ on_both_stores! {
             timeout_ms: 1000,
             // The second insert of "a" violates UNIQUE (testrun_id, name).
             tests: vec![dup("a"), dup("a")],
+            workspace: None,
         };
         assert!(store.create_testrun(&run, 0).await.is_err());
         let (runs, total) = store

@@ -22,6 +22,7 @@ fn testrun(names: &[&str]) -> NewTestrun {
                 content: "true".into(),
             })
             .collect(),
+        workspace: None,
     }
 }
 

@@ -255,6 +255,7 @@ pub async fn create(
             tests: files,
             command: command.map(Into::into),
             timeout_seconds,
+            ..CreateTestrunRequest::default()
         })
         .await
         .expect("create")

@@ -30,9 +30,45 @@ pub struct TestrunApi {
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl TestrunApi {
+    /// A Testrun on the wire with its workspace, set-up, env and set-ups.
+    async fn with_workspace(&self, run: &crate::domain::Testrun) -> Result<pb::Testrun, Status> {
+        let mut out = wire::testrun(run);
+        let (ws, setups) = self.service.content.extras(run.id).await?;
+        if let Some(ws) = ws {
+            wire::add_workspace(&mut out, &ws, &setups);
+        }
+        Ok(out)
+    }
+
     fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
         check_bearer(request.metadata(), &self.api_token, "API token").map_err(Status::from)
     }
+}
+
+/// The workspace fields of a create request (`None` when none is given).
+fn workspace_input(
+    workspace: Option<pb::Digest>,
+    setup: Option<String>,
+    env: std::collections::HashMap<String, String>,
+    setup_timeout_seconds: Option<u32>,
+) -> Result<Option<crate::domain::workspace::WorkspaceInput>, Status> {
+    if workspace.is_none() && setup.is_none() && env.is_empty() {
+        return Ok(None);
+    }
+    let root = match &workspace {
+        None => None,
+        Some(d) => {
+            testrunner_content::check_digest(Some(d), "workspace")
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            Some((d.hash.clone(), d.size_bytes))
+        }
+    };
+    Ok(Some(crate::domain::workspace::WorkspaceInput {
+        root,
+        setup,
+        env: env.into_iter().collect(),
+        setup_timeout_seconds,
+    }))
 }
 
 fn filter(status: Option<i32>, username: Option<String>) -> Result<ListFilter, Status> {
@@ -61,9 +97,10 @@ impl TestrunService for TestrunApi {
             tests: r.tests.into_iter().map(|t| (t.name, t.content)).collect(),
             command: r.command,
             timeout_seconds: r.timeout_seconds,
+            workspace: workspace_input(r.workspace, r.setup, r.env, r.setup_timeout_seconds)?,
         };
         let run = self.service.create(input).await?;
-        Ok(Response::new(wire::testrun(&run)))
+        Ok(Response::new(self.with_workspace(&run).await?))
     }
 
     async fn get_testrun(
@@ -71,7 +108,7 @@ impl TestrunService for TestrunApi {
         request: Request<pb::GetTestrunRequest>,
     ) -> Result<Response<pb::Testrun>, Status> {
         let run = self.service.get(request.into_inner().id).await?;
-        Ok(Response::new(wire::testrun(&run)))
+        Ok(Response::new(self.with_workspace(&run).await?))
     }
 
     async fn list_testruns(

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod content;
 pub mod http;
 pub mod runner;
 pub mod status;

@@ -161,6 +161,8 @@ impl RunnerApi {
                     session.drain();
                 }
                 Some(In::Release(release)) => self.runners.on_release(session, release).await?,
+                Some(In::SetupStarted(m)) => self.runners.on_setup_started(session, m).await?,
+                Some(In::SetupFinished(m)) => self.runners.on_setup_finished(session, m).await?,
             }
         }
     }

@@ -19,6 +19,7 @@ fn code(err: &Error) -> Code {
         Error::Aborted(_) => Code::Aborted,
         Error::DataLoss(_) => Code::DataLoss,
         Error::Unavailable(_) => Code::Unavailable,
+        Error::OutOfRange(_) => Code::OutOfRange,
         Error::Internal(_) => Code::Internal,
     }
 }

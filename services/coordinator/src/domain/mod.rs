@@ -5,6 +5,7 @@
 pub mod log;
 pub mod status;
 pub mod validate;
+pub mod workspace;
 
 pub use status::{Bucket, Counts, IllegalTransition, TestStatus, TestrunStatus};
 
@@ -27,6 +28,8 @@ pub struct NewTestrun {
     pub command: Option<String>,
     pub timeout_ms: i64,
     pub tests: Vec<NewTest>,
+    /// Workspace, set-up and env (issue 14); `None` for a plain Testrun.
+    pub workspace: Option<workspace::NewWorkspace>,
 }
 
 /// One file of a new Testrun.

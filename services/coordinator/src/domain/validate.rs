@@ -3,6 +3,10 @@
 use std::collections::HashSet;
 
 use crate::config::Limits;
+use crate::domain::workspace::{
+    MAX_ENV_BYTES, MAX_ENV_VARS, NewWorkspace, TestrunWorkspace, WorkspaceInput, WorkspaceRef,
+    blob_key, check_env_name,
+};
 use crate::domain::{NewTest, NewTestrun};
 use crate::error::{Error, Result};
 
@@ -20,6 +24,8 @@ pub struct CreateInput {
     pub tests: Vec<(String, String)>,
     pub command: Option<String>,
     pub timeout_seconds: Option<u32>,
+    /// Workspace, set-up and env (issue 14); `None` when none was given.
+    pub workspace: Option<crate::domain::workspace::WorkspaceInput>,
 }
 
 /// Checks a create request against the limits and builds the Testrun to store.
@@ -52,10 +58,22 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
             ),
         ));
     }
+    let has_workspace = input.workspace.as_ref().is_some_and(|w| w.root.is_some());
     let mut seen = HashSet::with_capacity(input.tests.len());
     let mut tests = Vec::with_capacity(input.tests.len());
     for (i, (name, content)) in input.tests.into_iter().enumerate() {
-        check_file_name(&name).map_err(|m| Error::invalid(format!("tests[{i}].name"), m))?;
+        if has_workspace {
+            testrunner_content::validate_test_path(&name)
+                .map_err(|m| Error::invalid(format!("tests[{i}].name"), m.to_string()))?;
+            if !content.is_empty() {
+                return Err(Error::invalid(
+                    format!("tests[{i}].content"),
+                    "must be empty with a workspace (the file comes from the workspace)",
+                ));
+            }
+        } else {
+            check_file_name(&name).map_err(|m| Error::invalid(format!("tests[{i}].name"), m))?;
+        }
         if content.len() > limits.max_file_bytes {
             return Err(Error::invalid(
                 format!("tests[{i}].content"),
@@ -100,6 +118,90 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
         command,
         timeout_ms,
         tests,
+        workspace: input
+            .workspace
+            .map(|w| new_workspace(w, limits))
+            .transpose()?,
+    })
+}
+
+/// Checks the set-up and env of a create request (the tree itself is
+/// checked against the store by the engine).
+fn new_workspace(input: WorkspaceInput, limits: &Limits) -> Result<NewWorkspace> {
+    let setup = match input.setup {
+        Some(c) if c.trim().is_empty() => None,
+        Some(c) => {
+            if input.root.is_none() {
+                return Err(Error::invalid("setup", "needs a workspace"));
+            }
+            if c.len() > MAX_COMMAND_BYTES {
+                return Err(Error::invalid(
+                    "setup",
+                    format!("must be at most {MAX_COMMAND_BYTES} bytes"),
+                ));
+            }
+            if c.chars()
+                .any(|ch| ch == '\0' || (ch.is_control() && ch != '\t'))
+            {
+                return Err(Error::invalid(
+                    "setup",
+                    "contains NUL or control characters",
+                ));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    if input.env.len() > MAX_ENV_VARS {
+        return Err(Error::invalid(
+            "env",
+            format!(
+                "{} variables is more than the limit of {MAX_ENV_VARS}",
+                input.env.len()
+            ),
+        ));
+    }
+    let mut total = 0;
+    for (name, value) in &input.env {
+        check_env_name(name).map_err(|m| Error::invalid(format!("env[{name:?}]"), m))?;
+        if value.contains('\0') {
+            return Err(Error::invalid(
+                format!("env[{name:?}]"),
+                "value contains NUL",
+            ));
+        }
+        total += name.len() + value.len();
+    }
+    if total > MAX_ENV_BYTES {
+        return Err(Error::invalid(
+            "env",
+            format!("{total} bytes is more than the limit of {MAX_ENV_BYTES}"),
+        ));
+    }
+    let setup_timeout_ms = match (&setup, input.setup_timeout_seconds) {
+        (None, _) => 0,
+        (Some(_), None | Some(0)) => limits.default_setup_timeout.as_millis() as i64,
+        (Some(_), Some(s)) if u64::from(s) > limits.max_timeout.as_secs() => {
+            return Err(Error::invalid(
+                "setup_timeout_seconds",
+                format!("must be at most {} seconds", limits.max_timeout.as_secs()),
+            ));
+        }
+        (Some(_), Some(s)) => i64::from(s) * 1000,
+    };
+    Ok(NewWorkspace {
+        settings: TestrunWorkspace {
+            // Files and bytes are filled in once the engine resolved the tree.
+            workspace: input.root.map(|(hash, size)| WorkspaceRef {
+                digest: blob_key(&hash, size),
+                files: 0,
+                bytes: 0,
+            }),
+            setup,
+            env: input.env,
+            setup_timeout_ms,
+        },
+        blobs: Vec::new(),
     })
 }
 

@@ -4,6 +4,8 @@
 //! storing results in batches (`finisher`) and taking tests back from lost
 //! runners (`reaper`).
 
+pub mod collector;
+pub mod content;
 pub mod dispatch;
 pub mod finisher;
 pub mod reaper;

@@ -31,6 +31,8 @@ pub struct Testruns {
     pub hub: Arc<Hub>,
     pub dispatcher: Arc<Dispatcher>,
     pub limits: Limits,
+    /// Workspaces' blobs and trees (issue 14).
+    pub content: super::content::Content,
 }
 
 /// A page of the Testrun list.
@@ -51,7 +53,8 @@ pub enum TestRef {
 impl Testruns {
     /// Validates and stores a Testrun, then wakes the dispatcher.
     pub async fn create(&self, input: CreateInput) -> Result<Testrun> {
-        let new = validate::new_testrun(input, &self.limits)?;
+        let mut new = validate::new_testrun(input, &self.limits)?;
+        self.content.attach_tree(&mut new).await?;
         if let Some(i) = new.tests.iter().position(|t| t.content.contains('\0')) {
             return Err(Error::invalid(
                 format!("tests[{i}].content"),

@@ -94,7 +94,7 @@ pub struct QueueStats {
 
 /// Storage operations the coordinator needs.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: super::content::ContentStore + Send + Sync + std::fmt::Debug + 'static {
     /// Stores a Testrun and all its tests in one transaction.
     async fn create_testrun(&self, run: &NewTestrun, now: Millis) -> Result<Testrun>;
     /// One Testrun, with its tests when asked.

@@ -21,11 +21,14 @@ use crate::error::Error;
 
 #[macro_use]
 mod sql;
+#[macro_use]
+mod content;
 mod contract;
 mod postgres;
 mod rows;
 mod sqlite;
 
+pub use content::{Collected, ContentStore, UploadState};
 pub use contract::{
     AppendOutcome, CancelOutcome, Claim, FinishOutcome, QueueStats, Registration, Resumed,
     RunningAssignment, Store, TakeBack,

@@ -9,8 +9,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, RUNNING, TESTRUN_COLUMNS,
-    TestrunRow, claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, RUNNING,
+    SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
@@ -34,6 +34,14 @@ sql_store!(
         "::text[]) WITH ORDINALITY AS u(l, o)) AS lines"
     ),
     lock_cursor("FOR UPDATE")
+);
+
+blob_content!(
+    PgStore,
+    Postgres,
+    in_list("= ANY(", ")"),
+    each("UNNEST(", "::text[]) AS u(value)"),
+    lock("FOR UPDATE")
 );
 
 impl PgStore {
@@ -187,6 +195,7 @@ impl PgStore {
             ", assignment_id = gen_random_uuid()::text \
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
+            SKIP_FAILED_SETUP,
             " ORDER BY testrun_id, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
             ASSIGNMENT_COLUMNS

@@ -36,6 +36,11 @@ pub const ERROR: &str = TestStatus::Error.sql();
 /// What every claim sets on the tests it takes, besides a fresh
 /// assignment id (each store makes its own): they run on runner `$1`
 /// (named `$2`) from time `$3`, one attempt more.
+/// Claims skip the tests of Testruns this runner ($1) failed to set up
+/// (runner contract rule 11).
+pub const SKIP_FAILED_SETUP: &str = " AND NOT EXISTS (SELECT 1 FROM setups s \
+     WHERE s.testrun_id = tests.testrun_id AND s.runner_id = $1 AND s.status = 'FAILED')";
+
 pub const CLAIM_SET: &str = concatcp!(
     "status = ",
     RUNNING,

@@ -237,6 +237,9 @@ macro_rules! sql_store {
                     .fetch_one(&mut *tx)
                     .await?;
                     Self::insert_tests(&mut tx, id, run, now).await?;
+                    if let Some(ws) = &run.workspace {
+                        Self::insert_workspace(&mut tx, id, ws, now).await?;
+                    }
                     let mut testrun = Self::testrun_in(&mut tx, id).await?;
                     tx.commit().await?;
                     testrun.tests = self.tests_of(id).await?;

@@ -16,8 +16,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, TESTRUN_COLUMNS,
-    TestrunRow, claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, SKIP_FAILED_SETUP,
+    TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
@@ -37,6 +37,14 @@ sql_store!(
     in_list("IN (SELECT value FROM json_each(", "))"),
     each_text("json_each(", ")"),
     lock_cursor("")
+);
+
+blob_content!(
+    SqliteStore,
+    Sqlite,
+    in_list("IN (SELECT value FROM json_each(", "))"),
+    each("json_each(", ")"),
+    lock("")
 );
 
 impl SqliteStore {
@@ -137,6 +145,7 @@ impl SqliteStore {
             ", assignment_id = lower(hex(randomblob(16))) \
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
+            SKIP_FAILED_SETUP,
             " ORDER BY testrun_id, id LIMIT $4) \
                  AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5) \
              RETURNING ",

@@ -6,6 +6,7 @@
 //! permit, so a wake that arrives during a pass is never lost.
 
 mod session;
+mod workspaces;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,7 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     notify: Notify,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    workspaces: workspaces::WorkspaceCache,
 }
 
 impl Dispatcher {
@@ -52,6 +54,7 @@ impl Dispatcher {
             metrics,
             notify: Notify::new(),
             sessions: Mutex::default(),
+            workspaces: workspaces::WorkspaceCache::default(),
         }
     }
 
@@ -233,17 +236,28 @@ impl Dispatcher {
         };
         // Watchers learn of the start before the runner can report the end.
         self.hub.publish(a.testrun_id, RunEvent::Test(test));
-        let sent = !session.is_closed()
-            && session.try_send(Message::Assign(Assign {
-                assignment_id: a.assignment_id.clone(),
-                testrun_id: a.testrun_id,
-                test_id: a.test_id,
-                name: a.name,
-                content: a.content,
-                command: a.command.unwrap_or_default(),
-                timeout: Some(testrunner_proto::millis(a.timeout_ms)),
-                attempt: a.attempt.max(0) as u32,
-            }));
+        let mut assign = Assign {
+            assignment_id: a.assignment_id.clone(),
+            testrun_id: a.testrun_id,
+            test_id: a.test_id,
+            name: a.name,
+            content: a.content,
+            command: a.command.unwrap_or_default(),
+            timeout: Some(testrunner_proto::millis(a.timeout_ms)),
+            attempt: a.attempt.max(0) as u32,
+            ..Assign::default()
+        };
+        match self.workspaces.get(&*self.store, a.testrun_id).await {
+            Ok(Some(ws)) => workspaces::fill(&mut assign, &ws),
+            Ok(None) => {}
+            Err(err) => {
+                // Sending it without its workspace would run it wrongly.
+                session.forget(&a.assignment_id);
+                self.store.release_assignment(&a.assignment_id, now).await?;
+                return Err(err);
+            }
+        }
+        let sent = !session.is_closed() && session.try_send(Message::Assign(assign));
         if sent {
             tracing::debug!(runner = %session.info.name, assignment_id = %a.assignment_id, test_id = a.test_id, "test assigned");
         } else {

@@ -7,6 +7,7 @@
 mod ingest;
 mod register;
 mod results;
+pub mod setups;
 
 use std::sync::Arc;
 
