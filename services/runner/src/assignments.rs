@@ -100,6 +100,9 @@ pub enum Event {
     DrainDeadline,
     /// Draining without a coordinator for longer than a lease: leaving.
     Abandon,
+    /// A Testrun's workspace was prepared, or failed to be (rule 11).
+    Prepared(crate::workspace::Preparation),
+    SetupAck(pb::SetupAck),
 }
 
 impl From<ExecEvent> for Event {
@@ -132,6 +135,12 @@ pub enum Action {
     Kill(String),
     /// Send this on the current stream (only asked for while one is up).
     Send(Out),
+    /// Prepare this Testrun's workspace (its end comes as
+    /// [`Event::Prepared`]).
+    Prepare {
+        testrun_id: i64,
+        spec: crate::workspace::Spec,
+    },
 }
 
 /// Where one assignment is.
@@ -241,6 +250,9 @@ pub struct Assignments {
     lease: Duration,
     stream: Stream,
     drain: Drain,
+    /// Workspace preparations by Testrun, and their unacknowledged
+    /// reports (rule 11; `setups.rs`).
+    setups: setups::Setups,
 }
 
 impl Assignments {
@@ -256,6 +268,7 @@ impl Assignments {
             lease: INITIAL_LEASE,
             stream: Stream::Starting,
             drain: Drain::Off,
+            setups: setups::Setups::default(),
         }
     }
 
@@ -280,6 +293,8 @@ impl Assignments {
             Event::FlushTick => self.flush_tick(now, &mut out),
             Event::Signal => self.signal(now, &mut out),
             Event::DrainDeadline | Event::Abandon => self.hand_back_all(&mut out),
+            Event::Prepared(preparation) => self.prepared(now, preparation, &mut out),
+            Event::SetupAck(ack) => self.setups.acked(ack.testrun_id),
         }
         out
     }
@@ -378,6 +393,8 @@ impl Assignments {
         // back, as does what waited past `--queue-wait`; the rest starts.
         let stale = self.settings.queue_wait.min(self.lease / 2);
         self.hand_back_stale(now, stale, out);
+        // Set-up reports before the releases that follow a failed one.
+        self.setups.resend(out);
         self.flush_held(None, out);
         self.start_queued(out);
     }
@@ -394,11 +411,20 @@ impl Assignments {
         let id = assign.assignment_id.clone();
         let testrun_id = assign.testrun_id;
         let cancelled = self.early_cancels.remove(&id);
-        if cancelled || self.drain.is_on() {
+        let workspace = crate::workspace::Spec::of(&assign);
+        let unusable = match &workspace {
+            Some(Err(error)) => Some(format!("workspace: {error}")),
+            _ => None,
+        };
+        let setup_failed = workspace.is_some() && self.setups.failed(testrun_id);
+        if cancelled || self.drain.is_on() || setup_failed || unusable.is_some() {
             // Never started: a cancelled test is reported CANCELLED, one that
-            // arrives while draining is handed straight back; at once.
+            // arrives while draining, or of a Testrun whose set-up failed
+            // here (rule 11), is handed straight back; at once.
             let report = if cancelled {
                 Final::Finished(wire::not_started(&id))
+            } else if let Some(error) = unusable {
+                Final::Finished(wire::not_runnable(&id, error))
             } else {
                 Final::Released
             };
@@ -409,6 +435,10 @@ impl Assignments {
                 a.flush(&id, batch, out);
             }
             return;
+        }
+        if let Some(Ok(spec)) = workspace {
+            self.setups
+                .need(testrun_id, spec, self.batch().is_some(), out);
         }
         self.insert(
             id.clone(),
@@ -628,6 +658,7 @@ impl Assignments {
                 self.queue.retain(|queued| queued != id);
             }
             self.forget(&a);
+            self.setups_unused(a.testrun_id);
         }
     }
 
@@ -641,5 +672,6 @@ impl Assignments {
 }
 
 mod queue;
+mod setups;
 #[cfg(test)]
 mod tests;

@@ -137,6 +137,18 @@ pub struct Config {
     #[arg(long, env = "TESTRUNNER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Directory of the workspace blob cache (default: `cache` in the
+    /// runner's work root, which goes away with the runner; give a
+    /// directory of its own, e.g. a volume, to keep the cache across
+    /// restarts). One runner per directory.
+    #[arg(long, env = "TESTRUNNER_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Most bytes of workspace blobs kept in the cache; least recently used
+    /// blobs beyond it are evicted, never one a preparation uses.
+    #[arg(long, env = "TESTRUNNER_CACHE_BYTES", default_value_t = 10 << 30)]
+    pub cache_bytes: u64,
+
     /// Log format.
     #[arg(
         long,

@@ -20,6 +20,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
 use crate::workdir::WorkDirs;
+use crate::workspace::{self, copies::TestCopy};
 
 /// What a test is asked to stop for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,14 @@ pub struct Job {
     pub command: String,
     pub timeout: Duration,
     pub attempt: u32,
+    /// Variables for the test on top of its scrubbed environment (the
+    /// runner's own are never overridden; see `workspace::env`).
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Its `Assign` named a workspace: it starts only once that is
+    /// prepared, in a private copy of it.
+    pub wants_workspace: bool,
+    /// The prepared workspace, set when it starts.
+    pub workspace: Option<crate::workspace::Prepared>,
 }
 
 /// What a job sends to the runner's main loop.
@@ -82,7 +91,33 @@ pub async fn run(
 ) {
     let id = job.assignment_id.clone();
     let started = Instant::now();
-    let report = match execute(&job, &settings, &events, stop).await {
+    // A workspace test's private copy, made (or reset) off this thread;
+    // its timeout starts when its process does, after this.
+    let copy = match take_copy(&job).await {
+        Ok(copy) => copy,
+        Err(message) => {
+            let _ = events
+                .send(ExecEvent::Line {
+                    assignment_id: id.clone(),
+                    text: format!("[testrunner] {message}"),
+                })
+                .await;
+            let report = Report {
+                outcome: Outcome::Error,
+                exit_code: None,
+                duration: started.elapsed(),
+                error: message,
+            };
+            let _ = events
+                .send(ExecEvent::Done {
+                    assignment_id: id,
+                    report,
+                })
+                .await;
+            return;
+        }
+    };
+    let report = match execute(&job, copy, &settings, &events, stop).await {
         Ok(report) => report,
         Err(message) => {
             let _ = events
@@ -153,8 +188,24 @@ pub fn command_for(
     }
 }
 
+/// The test's copy of its workspace, if it has one.
+async fn take_copy(job: &Job) -> Result<Option<TestCopy>, String> {
+    let Some(base) = job.workspace.clone() else {
+        if job.wants_workspace {
+            return Err("its workspace is not prepared on this runner".into());
+        }
+        return Ok(None);
+    };
+    tokio::task::spawn_blocking(move || base.take())
+        .await
+        .map_err(|e| format!("copying the workspace: {e}"))?
+        .map(Some)
+        .map_err(|e| workspace::digest::describe(&e, "copying the workspace for the test"))
+}
+
 async fn execute(
     job: &Job,
+    mut copy: Option<TestCopy>,
     settings: &ExecSettings,
     events: &mpsc::Sender<ExecEvent>,
     mut stop: watch::Receiver<Stop>,
@@ -163,15 +214,35 @@ async fn execute(
         .work_dirs
         .take()
         .map_err(|e| format!("cannot create a work directory: {e}"))?;
-    let mode = if job.content.starts_with("#!") {
-        0o755
-    } else {
-        0o644
+    let mut argv = match &copy {
+        Some(copy) => {
+            workspace::command::argv(&job.name, &job.command, copy.path(), &settings.interpreters)?
+        }
+        None => {
+            let mode = if job.content.starts_with("#!") {
+                0o755
+            } else {
+                0o644
+            };
+            let file = dir
+                .write_file(&job.name, job.content.as_bytes(), mode)
+                .map_err(|e| format!("cannot write {:?}: {e}", job.name))?;
+            command_for(job, &file, &settings.interpreters)?
+        }
     };
-    let file = dir
-        .write_file(&job.name, job.content.as_bytes(), mode)
-        .map_err(|e| format!("cannot write {:?}: {e}", job.name))?;
-    let mut argv = command_for(job, &file, &settings.interpreters)?;
+    // The Testrun's variables, never over the runner's own.
+    let (vars, skipped) = workspace::env::usable(&job.env);
+    for note in skipped {
+        let _ = events
+            .send(ExecEvent::Line {
+                assignment_id: job.assignment_id.clone(),
+                text: format!("[testrunner] {note}"),
+            })
+            .await;
+    }
+    // With a workspace the test runs at the root of its copy, and its
+    // HOME and TMPDIR are its empty work directory.
+    let cwd = copy.as_ref().map_or(dir.path(), TestCopy::path).to_owned();
     // Resolve the program against the test's PATH ourselves: given a bare
     // name and a child PATH, std must fork (copying the runner's page
     // tables) instead of using posix_spawn, which was the runners' largest
@@ -181,8 +252,9 @@ async fn execute(
     let started = Instant::now();
     let mut child = Command::new(&argv[0])
         .args(&argv[1..])
-        .current_dir(dir.path())
+        .current_dir(&cwd)
         .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k, v)))
         .env("PATH", &settings.test_path)
         .env("HOME", dir.path())
         .env("TMPDIR", dir.path())
@@ -267,6 +339,9 @@ async fn execute(
             abort.abort();
             // It may be using the work directory too: no other test gets it.
             dir.discard();
+            if let Some(copy) = &mut copy {
+                copy.discard();
+            }
         }
     }
     let duration = started.elapsed();
@@ -282,6 +357,7 @@ async fn execute(
     // on this slot. One the test left files in is emptied off the thread
     // meanwhile, not awaited: its result and slot do not wait on that.
     drop(dir);
+    drop(copy);
     Ok(Report {
         outcome,
         exit_code: status,
@@ -413,6 +489,9 @@ mod tests {
             command: command.into(),
             timeout: Duration::from_secs(5),
             attempt: 1,
+            env: Default::default(),
+            wants_workspace: false,
+            workspace: None,
         }
     }
 

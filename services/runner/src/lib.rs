@@ -10,6 +10,8 @@
 //! stream as `wire` builds them, with `shipping` deciding what of an
 //! assignment's `outbox` goes when. `connection` reaches the coordinator,
 //! `drain` has the shutdown phases and signals, `stats` serves gauges.
+//! `workspace` fetches, caches, prepares and copies the trees that
+//! Testruns with a workspace run in.
 
 pub mod assignments;
 pub mod config;
@@ -23,6 +25,7 @@ pub mod shipping;
 pub mod stats;
 pub mod wire;
 pub mod workdir;
+pub mod workspace;
 
 pub use config::Config;
 pub use session::Agent;

@@ -27,6 +27,7 @@ use crate::processes::Processes;
 use crate::stats::Stats;
 use crate::wire::{self, Identity, Terms};
 use crate::workdir::WorkDirs;
+use crate::workspace::{self, Preparation, Preparer, Workspaces};
 
 /// Messages queued for the stream before sending waits.
 const OUTBOUND: usize = 1024;
@@ -52,23 +53,33 @@ pub struct Agent {
     link: Option<mpsc::Sender<RunnerMessage>>,
     stats: Arc<Stats>,
     signals: Signals,
+    channel: Channel,
+    /// Workspace preparations: where they run, and their ends.
+    workspaces: Arc<Workspaces>,
+    preparer: Preparer,
+    prepared_tx: mpsc::Sender<Preparation>,
+    prepared_rx: mpsc::Receiver<Preparation>,
 }
 
 impl Agent {
     /// A runner from its configuration (signals are hooked here).
     pub fn new(config: Config, stats: Arc<Stats>) -> anyhow::Result<Self> {
         config.validate()?;
+        let work_dirs = Arc::new(
+            WorkDirs::new(config.work_dir.as_deref())
+                .map_err(|e| anyhow::anyhow!("creating the work directory root: {e}"))?,
+        );
+        let channel = connection::channel(&config)?;
+        let workspaces = Arc::new(workspace_store(&config, &work_dirs, &channel)?);
         let exec = Arc::new(ExecSettings {
             interpreters: config.interpreter_table()?,
             kill_grace: config.kill_grace,
             max_line_bytes: config.max_line_bytes,
             max_output_bytes: config.max_output_bytes,
-            work_dirs: Arc::new(
-                WorkDirs::new(config.work_dir.as_deref())
-                    .map_err(|e| anyhow::anyhow!("creating the work directory root: {e}"))?,
-            ),
+            work_dirs,
             test_path: config.test_path.clone(),
         });
+        let (prepared_tx, prepared_rx) = mpsc::channel(64);
         let slots = config.slot_count().clamp(1, 1024);
         let queue_len = config.queue_len().min(1024);
         stats.set_slots(slots);
@@ -93,12 +104,17 @@ impl Agent {
             stats,
             signals: Signals::hook()?,
             config,
+            channel,
+            workspaces,
+            preparer: Preparer::start()?,
+            prepared_tx,
+            prepared_rx,
         })
     }
 
     /// Runs until drained (SIGTERM / Ctrl-C).
     pub async fn run(mut self) -> anyhow::Result<()> {
-        let channel = connection::channel(&self.config)?;
+        let channel = self.channel.clone();
         let mut backoff = Backoff::default();
         loop {
             if self.assignments.drained() {
@@ -155,6 +171,7 @@ impl Agent {
                 }
                 Action::Kill(id) => self.processes.kill(&id),
                 Action::Send(message) => self.send(message).await,
+                Action::Prepare { testrun_id, spec } => self.prepare(testrun_id, spec),
             }
         }
         self.stats.set_running(self.assignments.running());
@@ -173,6 +190,18 @@ impl Agent {
         }
     }
 
+    /// Prepares a Testrun's workspace on the preparer's thread; its end
+    /// comes back through `prepared_rx`.
+    fn prepare(&self, testrun_id: i64, spec: workspace::Spec) {
+        tracing::info!(testrun_id, workspace = %spec.workspace, "preparing workspace");
+        let workspaces = Arc::clone(&self.workspaces);
+        let done = self.prepared_tx.clone();
+        self.preparer.spawn(async move {
+            let preparation = workspaces.prepare(testrun_id, &spec).await;
+            let _ = done.send(preparation).await;
+        });
+    }
+
     async fn on_test_event(&mut self, event: ExecEvent) {
         self.feed(event.into()).await;
     }
@@ -186,6 +215,7 @@ impl Agent {
         tokio::select! {
             () = tokio::time::sleep_until(until) => {}
             Some(event) = self.processes.next(), if room => self.on_test_event(event).await,
+            Some(done) = self.prepared_rx.recv() => self.feed(Event::Prepared(done)).await,
             () = self.signals.recv() => self.feed(Event::Signal).await,
             () = drain::deadline(deadline) => self.feed(Event::DrainDeadline).await,
         }
@@ -274,6 +304,7 @@ impl Agent {
                 Some(event) = self.processes.next(), if room => self.on_test_event(event).await,
                 _ = flush.tick() => self.feed(Event::FlushTick).await,
                 _ = beat.tick() => self.send(wire::heartbeat()).await,
+                Some(done) = self.prepared_rx.recv() => self.feed(Event::Prepared(done)).await,
                 () = self.signals.recv() => self.feed(Event::Signal).await,
                 () = drain::deadline(deadline) => self.feed(Event::DrainDeadline).await,
             }
@@ -286,6 +317,7 @@ impl Agent {
             Some(In::LogAck(ack)) => Event::LogAck(ack),
             Some(In::ResultAck(ack)) => Event::ResultAck(ack),
             Some(In::Cancel(cancel)) => Event::Cancel(cancel),
+            Some(In::SetupAck(ack)) => Event::SetupAck(ack),
             Some(In::Welcome(_)) | None => {
                 tracing::warn!("unexpected message from the coordinator ignored");
                 return;
@@ -293,4 +325,30 @@ impl Agent {
         };
         self.feed(event).await;
     }
+}
+
+/// The workspace cache (`--cache-dir`, else in the work root) and where
+/// prepared workspaces and their copies go (always in the work root).
+fn workspace_store(
+    config: &Config,
+    work_dirs: &WorkDirs,
+    channel: &Channel,
+) -> anyhow::Result<Workspaces> {
+    let cache_dir = config
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| work_dirs.root().join("cache"));
+    let cache = workspace::cache::Cache::open(&cache_dir, config.cache_bytes)
+        .map_err(|e| anyhow::anyhow!("--cache-dir {}: {e}", cache_dir.display()))?;
+    let fetcher =
+        workspace::fetch::Fetcher::new(channel.clone(), &config.token, Arc::clone(&cache))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Workspaces::new(
+        cache,
+        fetcher,
+        &work_dirs.root().join("workspaces"),
+        config.test_path.clone(),
+        config.kill_grace,
+    )
+    .map_err(|e| anyhow::anyhow!("creating the workspace directory: {e}"))
 }

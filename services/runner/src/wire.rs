@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use testrunner_proto::v1::{
-    Assign, Drain, Finished, Heartbeat, Logs, Outcome, ProtocolVersion, Register, Release, Welcome,
-    runner_message::Message as Out,
+    Assign, Drain, Finished, Heartbeat, Logs, Outcome, ProtocolVersion, Register, Release,
+    SetupStarted, Welcome, runner_message::Message as Out,
 };
 
 use crate::exec::{Job, Report};
@@ -103,6 +103,9 @@ pub fn job(assign: Assign) -> Job {
         content: assign.content,
         command: assign.command,
         attempt: assign.attempt,
+        env: assign.env.into_iter().collect(),
+        wants_workspace: assign.workspace.is_some(),
+        workspace: None,
     }
 }
 
@@ -145,6 +148,22 @@ pub fn release(assignment_id: &str) -> Out {
 
 pub fn drain() -> Out {
     Out::Drain(Drain {})
+}
+
+pub fn setup_started(testrun_id: i64) -> Out {
+    Out::SetupStarted(SetupStarted { testrun_id })
+}
+
+/// The result of an assignment that could not start (a workspace it
+/// names is malformed): ERROR, with why.
+pub fn not_runnable(assignment_id: &str, error: String) -> Finished {
+    let report = Report {
+        outcome: Outcome::Error,
+        exit_code: None,
+        duration: Duration::ZERO,
+        error,
+    };
+    finished(assignment_id, &report, 0)
 }
 
 pub fn heartbeat() -> Out {

@@ -15,15 +15,20 @@ impl Assignments {
     /// free slot may take them (rule 3).
     pub(super) fn hand_back_stale(&mut self, now: Instant, limit: Duration, out: &mut Vec<Action>) {
         let batch = self.batch();
-        while let Some(id) = self.queue.front() {
-            if self
-                .held
-                .get(id)
-                .is_some_and(|a| now.saturating_duration_since(a.since) < limit)
-            {
-                break;
+        // Tests waiting for their workspace to be prepared are not waiting
+        // for a slot: they stay (their wait starts once it is ready).
+        let mut at = 0;
+        while let Some(id) = self.queue.get(at) {
+            if let Some(a) = self.held.get(id) {
+                if self.waits_for_setup(&a.state, a.testrun_id) {
+                    at += 1;
+                    continue;
+                }
+                if now.saturating_duration_since(a.since) < limit {
+                    break;
+                }
             }
-            let id = self.queue.pop_front().expect("front exists");
+            let id = self.queue.remove(at).expect("exists");
             if let Some(a) = self.held.get_mut(&id)
                 && a.unqueue(Final::Released)
             {
@@ -44,19 +49,33 @@ impl Assignments {
             && !self.drain.is_on()
             && self.batch().is_some()
         {
-            let Some(id) = self.queue.pop_front() else {
+            // The first that may start: tests waiting for their workspace
+            // let later ones (of other Testruns) go ahead.
+            let Some(at) = self.queue.iter().position(|id| {
+                self.held
+                    .get(id)
+                    .is_none_or(|a| !self.waits_for_setup(&a.state, a.testrun_id))
+            }) else {
                 break;
             };
+            let id = self.queue.remove(at).expect("exists");
             // Cancelled or disowned while it waited: nothing to start.
+            let Some(testrun_id) = self.held.get(&id).map(|a| a.testrun_id) else {
+                continue;
+            };
+            let workspace = self.workspace_for(testrun_id);
             let Some(a) = self.held.get_mut(&id) else {
                 continue;
             };
             if !matches!(a.state, State::Queued(_)) {
                 continue;
             }
-            let State::Queued(job) = std::mem::replace(&mut a.state, State::Running) else {
+            let State::Queued(mut job) = std::mem::replace(&mut a.state, State::Running) else {
                 unreachable!("checked above");
             };
+            if job.wants_workspace {
+                job.workspace = workspace;
+            }
             self.running += 1;
             out.push(Action::Start(job));
         }

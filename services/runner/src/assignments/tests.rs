@@ -109,6 +109,11 @@ fn describe(action: &Action) -> String {
         }
         Action::Send(Out::Release(r)) => format!("release {}", r.assignment_id),
         Action::Send(Out::Drain(_)) => "drain".into(),
+        Action::Send(Out::SetupStarted(s)) => format!("setup started {}", s.testrun_id),
+        Action::Send(Out::SetupFinished(s)) => {
+            format!("setup finished {} ok={}", s.testrun_id, s.ok)
+        }
+        Action::Prepare { testrun_id, .. } => format!("prepare {testrun_id}"),
         Action::Send(other) => format!("{other:?}"),
     }
 }
@@ -703,4 +708,144 @@ fn a_test_cancelled_before_it_came_is_reported_cancelled_even_while_draining() {
         ["finished x Cancelled unstarted lines=0"]
     );
     assert_eq!(r.on(assign("y", 1)), ["release y"]);
+}
+
+// Workspaces (rule 11): see `setups.rs`.
+
+fn assign_in_workspace(id: &str, testrun_id: i64) -> Event {
+    Event::Assign(pb::Assign {
+        assignment_id: id.into(),
+        testrun_id,
+        name: format!("tests/{id}.py"),
+        attempt: 1,
+        workspace: Some(crate::workspace::digest::BlobId::of_bytes(b"tree").to_proto()),
+        setup: "pip install -e .".into(),
+        ..pb::Assign::default()
+    })
+}
+
+fn prepared(testrun_id: i64, ok: bool) -> (Event, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = ok.then(|| {
+        std::sync::Arc::new(
+            crate::workspace::copies::Base::new(
+                "key".into(),
+                tmp.path().join("base"),
+                tmp.path().join("copies"),
+            )
+            .unwrap(),
+        )
+    });
+    let report = pb::SetupFinished {
+        testrun_id,
+        ok,
+        error: if ok {
+            String::new()
+        } else {
+            "set-up failed: exit 1".into()
+        },
+        ..Default::default()
+    };
+    (
+        Event::Prepared(crate::workspace::Preparation { base, report }),
+        tmp,
+    )
+}
+
+#[test]
+fn a_workspace_test_waits_for_its_preparation_while_other_tests_go_ahead() {
+    let mut r = Runner::new(Settings {
+        slots: 2,
+        ..settings()
+    });
+    r.on(up());
+    assert_eq!(
+        r.on(assign_in_workspace("w1", 7)),
+        ["setup started 7", "prepare 7"]
+    );
+    assert!(r.m.preparing(7));
+    assert_eq!(
+        r.on(assign_in_workspace("w2", 7)),
+        Vec::<String>::new(),
+        "prepared once"
+    );
+    assert_eq!(r.on(assign("plain", 8)), ["start plain"], "not held up");
+    // Waiting for a preparation is not waiting for a slot.
+    r.later(10 * SECOND);
+    assert!(r.on(Event::FlushTick).is_empty());
+    assert_eq!(r.queue(), ["w1", "w2"]);
+    let (done, _tmp) = prepared(7, true);
+    assert_eq!(r.on(done), ["setup finished 7 ok=true", "start w1"]);
+    // w2's wait for a slot starts now: not handed back at the next tick.
+    r.later(SECOND / 2);
+    assert!(r.on(Event::FlushTick).is_empty());
+    assert_eq!(
+        r.on(ended("w1", Outcome::Passed)),
+        ["start w2", "finished w1 Passed lines=0"]
+    );
+    let Some(State::Running) = r.state("w2") else {
+        panic!("w2 runs");
+    };
+}
+
+#[test]
+fn a_started_workspace_test_carries_its_prepared_workspace() {
+    let mut r = Runner::attached();
+    let actions = r.m.handle(r.now, assign_in_workspace("w1", 7));
+    assert!(matches!(
+        actions.last(),
+        Some(Action::Prepare { testrun_id: 7, .. })
+    ));
+    let (done, _tmp) = prepared(7, true);
+    let actions = r.m.handle(r.now, done);
+    let Some(Action::Start(job)) = actions.last() else {
+        panic!("{actions:?}");
+    };
+    assert!(job.wants_workspace);
+    assert_eq!(job.workspace.as_ref().map(|b| b.key.as_str()), Some("key"));
+}
+
+#[test]
+fn a_failed_set_up_is_reported_first_then_its_tests_are_released_now_and_later() {
+    let mut r = Runner::new(Settings {
+        slots: 2,
+        ..settings()
+    });
+    r.on(up());
+    r.on(assign_in_workspace("w1", 7));
+    r.on(assign_in_workspace("w2", 7));
+    let (failed, _tmp) = prepared(7, false);
+    assert_eq!(
+        r.on(failed),
+        ["setup finished 7 ok=false", "release w1", "release w2"]
+    );
+    assert_eq!(
+        r.on(assign_in_workspace("w3", 7)),
+        ["release w3"],
+        "never retried per test"
+    );
+    assert!(r.queue().is_empty());
+}
+
+#[test]
+fn a_set_up_report_is_resent_on_every_new_stream_until_acknowledged() {
+    let mut r = Runner::attached();
+    r.on(assign_in_workspace("w1", 7));
+    r.on(Event::Detached);
+    let (done, _tmp) = prepared(7, true);
+    assert!(r.on(done).is_empty(), "no stream: kept, nothing starts");
+    assert_eq!(r.on(up()), ["setup finished 7 ok=true", "start w1"]);
+    r.on(Event::Detached);
+    assert_eq!(r.on(up()), ["setup finished 7 ok=true"]);
+    r.on(Event::SetupAck(pb::SetupAck { testrun_id: 7 }));
+    r.on(Event::Detached);
+    assert!(r.on(up()).is_empty());
+}
+
+#[test]
+fn a_preparation_under_way_is_announced_again_on_a_new_stream() {
+    let mut r = Runner::attached();
+    r.on(assign_in_workspace("w1", 7));
+    r.on(Event::Detached);
+    assert_eq!(r.on(up()), ["setup started 7"]);
 }
