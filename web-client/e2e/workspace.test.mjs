@@ -169,6 +169,15 @@ e2e('uploading the unchanged folder again sends no blob', async () => {
   assert.equal(counter.uploads, 0);
 });
 
+e2e('a set-up timeout the coordinator refuses is shown beside that field', async () => {
+  await fillWorkspace(page, { patterns: 'tests/test_add.py' });
+  await page.getByTestId('setup-timeout').fill('99999999');
+  await page.getByTestId('submit').click();
+  await page.getByTestId('setup-timeout-helper').getByText(/must be at most \d+ seconds/).waitFor({ timeout: FINISH_MS });
+  assert.equal(await page.getByTestId('setup-timeout').getAttribute('aria-invalid'), 'true');
+  assert.match(page.url(), /\/new$/);
+});
+
 e2e('a failing set-up is shown per runner with its exit code and log', async () => {
   await fillWorkspace(page, { patterns: 'tests/test_add.py', setup: 'echo "installing deps"; exit 3' });
   await submitAndWaitForRun(page);

@@ -140,7 +140,10 @@ export function WorkspaceFields(props: WorkspaceFieldsProps) {
         onChange={(e) => props.onChange({ setupTimeout: e.target.value })}
         error={err('setup_timeout_seconds') !== undefined}
         helperText={err('setup_timeout_seconds') ?? 'Empty: the coordinator default.'}
-        slotProps={{ htmlInput: { 'data-testid': 'setup-timeout' } }}
+        slotProps={{
+          htmlInput: { 'data-testid': 'setup-timeout' },
+          formHelperText: { 'data-testid': 'setup-timeout-helper' } as object,
+        }}
         sx={{ maxWidth: 320 }}
       />
       <TextField
