@@ -159,6 +159,8 @@ e2e('a project folder is uploaded, set up on each runner, and its tests pass', a
   await setups.first().waitFor({ timeout: FINISH_MS });
   await setups.first().click();
   await page.getByTestId('setup-log').getByText('generated src/calc/_generated.py').first().waitFor();
+  await mkdir(path.join(os.tmpdir(), 'testrunner-e2e'), { recursive: true });
+  await page.screenshot({ path: path.join(os.tmpdir(), 'testrunner-e2e', 'workspace-detail.png'), fullPage: true });
 });
 
 e2e('uploading the unchanged folder again sends no blob', async () => {
