@@ -843,6 +843,37 @@ def check_tls(objs) -> list[str]:
     return p
 
 
+def check_runner_cache(objs) -> list[str]:
+    """The runner's workspace cache is a volume mounted at
+    TESTRUNNER_CACHE_DIR, and TESTRUNNER_CACHE_BYTES fits it (at most 90%,
+    leaving room for set-up products and partial fetches)."""
+    c = container(objs, "Deployment", "runner", "runner")
+    env = env_map(objs, c)
+    cache_dir, cache_bytes = env.get("TESTRUNNER_CACHE_DIR"), env.get("TESTRUNNER_CACHE_BYTES")
+    if not cache_dir or not cache_bytes:
+        return ["runner has no TESTRUNNER_CACHE_DIR / TESTRUNNER_CACHE_BYTES"]
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []}
+    if cache_dir not in mounts:
+        return [f"runner: no volume mounted at TESTRUNNER_CACHE_DIR {cache_dir}"]
+    spec = pod_spec(one(objs, "Deployment", "runner"))
+    vol = next((v for v in spec.get("volumes") or [] if v["name"] == mounts[cache_dir]), None)
+    if vol is None:
+        return [f"runner: volume {mounts[cache_dir]} missing"]
+    if "emptyDir" in vol and vol["emptyDir"] is not None:
+        size = (vol["emptyDir"] or {}).get("sizeLimit")
+    elif "ephemeral" in vol:
+        size = vol["ephemeral"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"]
+    elif "persistentVolumeClaim" in vol:
+        return []
+    else:
+        return [f"runner: cache volume {vol['name']} is neither emptyDir nor a claim"]
+    if size is None:
+        return ["runner: the cache emptyDir has no sizeLimit"]
+    if int(cache_bytes) > 0.9 * quantity(size):
+        return [f"runner: TESTRUNNER_CACHE_BYTES={cache_bytes} does not fit its {size} volume"]
+    return []
+
+
 ALL_COMMON = [
     check_resources,
     check_security,
@@ -856,4 +887,5 @@ ALL_COMMON = [
     check_drain_grace,
     check_slots_fit_cpu,
     check_coordinator_runner_port,
+    check_runner_cache,
 ]

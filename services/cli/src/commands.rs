@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use testrunner_proto::v1::content_service_client::ContentServiceClient;
 use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
 use testrunner_proto::v1::{
     CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest, GetTestLogRequest,
@@ -46,10 +47,26 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a Testrun from files and follow it; exit 0 only on SUCCESS.
+    ///
+    /// With `--workspace DIR`, the arguments are paths or globs relative to
+    /// DIR (`'tests/**/test_*.py'`, optionally `::selector`); DIR is
+    /// uploaded (honouring .gitignore and .ignore, never .git; only what
+    /// the coordinator lacks) and each test runs in its own copy of it.
     Run {
-        /// Test files (each becomes one test, named by its file name).
+        /// Test files (each becomes one test, named by its file name), or
+        /// with `--workspace` patterns over the workspace's files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// A project checkout to run the tests in.
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+        /// Set-up command run once per runner before its first test
+        /// (`pip install -e .`); needs --workspace.
+        #[arg(long, value_name = "CMD", requires = "workspace")]
+        setup: Option<String>,
+        /// Variable for every test and the set-up (repeatable).
+        #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+        env: Vec<(String, String)>,
         /// Who runs it (default: $USER).
         #[arg(long, env = "USER", default_value = "cli")]
         user: String,
@@ -128,7 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut api = Api {
         // Live logs come gzipped when the coordinator offers it (each
         // event is compressed once for all its watchers).
-        client: TestrunServiceClient::new(channel)
+        client: TestrunServiceClient::new(channel.clone())
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20),
@@ -137,10 +154,71 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run {
             files,
+            workspace: Some(dir),
+            setup,
+            env,
             user,
             command,
             timeout,
             detach,
+        } => {
+            let patterns: Vec<String> = files
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            let tree = crate::workspace::hash(&dir)?;
+            let names = crate::workspace::expand(&tree, &patterns)?;
+            let mut content = ContentServiceClient::new(channel.clone())
+                .max_decoding_message_size(16 << 20)
+                .max_encoding_message_size(16 << 20);
+            let sent = crate::workspace::upload(&mut content, api.token.as_ref(), &tree).await?;
+            eprintln!(
+                "workspace {}: {} files, {} bytes; sent {} files ({} bytes), {} already there",
+                tree.root.hash,
+                tree.files.len(),
+                tree.file_bytes(),
+                sent.files,
+                sent.bytes,
+                sent.files_present
+            );
+            let request = api.request(CreateTestrunRequest {
+                username: user,
+                tests: names
+                    .into_iter()
+                    .map(|name| TestFile {
+                        name,
+                        content: String::new(),
+                    })
+                    .collect(),
+                command,
+                timeout_seconds: timeout,
+                workspace: Some(tree.root.clone()),
+                setup,
+                env: env.into_iter().collect(),
+                ..CreateTestrunRequest::default()
+            });
+            let run = api
+                .client
+                .create_testrun(request)
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            eprintln!("testrun {} created with {} tests", run.id, run.tests.len());
+            if detach {
+                println!("{}", run.id);
+                return Ok(ExitCode::SUCCESS);
+            }
+            follow(&mut api, run.id).await
+        }
+        Command::Run {
+            files,
+            workspace: None,
+            env,
+            user,
+            command,
+            timeout,
+            detach,
+            ..
         } => {
             let mut tests = Vec::with_capacity(files.len());
             for path in &files {
@@ -157,6 +235,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tests,
                 command,
                 timeout_seconds: timeout,
+                env: env.into_iter().collect(),
                 ..CreateTestrunRequest::default()
             });
             let run = api
@@ -307,6 +386,7 @@ async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
                                 state.counts = r.counts;
                             }
                         }
+                        Some(Event::Setup(setup)) => eprintln!("{}", output::setup_line(&setup)),
                         None => {}
                     }
                 }
@@ -343,7 +423,15 @@ async fn summary(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
 }
 
 /// A gRPC error as a user should read it.
-fn status_err(s: tonic::Status) -> anyhow::Error {
+/// `K=V` of `--env`.
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?}: expected NAME=VALUE")),
+    }
+}
+
+pub(crate) fn status_err(s: tonic::Status) -> anyhow::Error {
     if s.code() == tonic::Code::Unauthenticated {
         return anyhow::anyhow!(
             "{} (pass --api-token or set TESTRUNNER_API_TOKEN)",

@@ -6,6 +6,7 @@
 
 mod commands;
 mod output;
+mod workspace;
 
 use clap::Parser as _;
 

@@ -67,3 +67,24 @@ pub fn run_details(r: &Testrun) -> String {
     }
     out
 }
+
+/// One line about a runner's set-up step.
+pub fn setup_line(s: &testrunner_proto::v1::Setup) -> String {
+    use testrunner_proto::v1::setup::Status;
+    let status = Status::try_from(s.status).unwrap_or(Status::Unspecified);
+    let mut line = format!("set-up on runner {}: {}", s.runner, status.as_str_name());
+    if s.reused {
+        line.push_str(" (reused)");
+    }
+    if let Some(code) = s.exit_code {
+        line.push_str(&format!(", exit {code}"));
+    }
+    if !s.error.is_empty() {
+        line.push_str(&format!(": {}", s.error));
+    }
+    if status == Status::Failed && !s.output.is_empty() {
+        line.push('\n');
+        line.push_str(s.output.trim_end());
+    }
+    line
+}
