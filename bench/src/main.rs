@@ -118,6 +118,7 @@ enum Scenario {
     Latency,
     Scale,
     Watchers,
+    Workspace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -196,6 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Scenario::Latency,
             Scenario::Scale,
             Scenario::Watchers,
+            Scenario::Workspace,
         ]
     } else {
         cli.only.clone()
@@ -236,7 +238,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         let name = format!("{scenario:?}").to_lowercase();
         let t = Instant::now();
         eprintln!("== {name}");
-        let new_rows = run_scenario(&ctx, *scenario, &backends).await;
+        let new_rows = if *scenario == Scenario::Workspace {
+            match bounded(
+                "6. workspace",
+                MEASUREMENT_LIMIT,
+                scenarios::workspace::measure(&ctx, cli.quick),
+            )
+            .await
+            {
+                Ok(rows) => rows,
+                Err(err) => vec![Row::error("6. workspace", "runner", &err)],
+            }
+        } else {
+            run_scenario(&ctx, *scenario, &backends).await
+        };
         for row in &new_rows {
             eprintln!("   {}", one_line(row));
         }
@@ -305,6 +320,7 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
         Scenario::Latency => "3. live latency",
         Scenario::Scale => "4. scale",
         Scenario::Watchers => "5. many watchers",
+        Scenario::Workspace => "6. workspace",
     };
     macro_rules! per_backend {
         ($baseline:expr, |$b:ident, $base:ident| $measure:expr) => {{
@@ -341,6 +357,8 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
                 scenarios::watchers::measure(ctx, b)
             }
         }),
+        // Not per store: run from `run` directly.
+        Scenario::Workspace => {}
     }
     rows
 }

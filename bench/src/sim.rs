@@ -220,7 +220,7 @@ async fn sim(
                             counters.done.notify_one();
                         }
                     }
-                    Some(In::LogAck(_)) | Some(In::Welcome(_)) | None => {}
+                    Some(In::LogAck(_)) | Some(In::Welcome(_)) | Some(In::SetupAck(_)) | None => {}
                 }
             }
             _ = beat.tick() => {

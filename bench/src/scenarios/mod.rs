@@ -1,4 +1,4 @@
-//! The five scenarios. Each measures its baseline once per run, then the
+//! The six scenarios. Each measures its baseline once per run, then the
 //! real coordinator and runners once per backend, and returns table rows.
 
 pub mod dispatch;
@@ -6,6 +6,7 @@ pub mod latency;
 pub mod logs;
 pub mod scale;
 pub mod watchers;
+pub mod workspace;
 
 use std::path::PathBuf;
 use std::time::Duration;

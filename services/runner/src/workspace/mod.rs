@@ -107,7 +107,7 @@ pub struct Preparation {
 pub struct Workspaces {
     cache: Arc<Cache>,
     fetcher: Fetcher,
-    /// `bases/`, `copies/`, `homes/`, `tmp/` below it.
+    /// `bases/`, `copies/`, `homes/` below it.
     root: PathBuf,
     test_path: String,
     kill_grace: Duration,
@@ -130,7 +130,7 @@ impl Workspaces {
         if root.exists() {
             copies::delete(root);
         }
-        for sub in ["bases", "copies", "homes", "tmp"] {
+        for sub in ["bases", "copies", "homes"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
         Ok(Self {
@@ -202,7 +202,9 @@ impl Workspaces {
         report: &mut pb::SetupFinished,
     ) -> Result<Prepared, String> {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let staging = self.root.join("tmp").join(format!("{key}.{n}"));
+        // Built where it stays: what the set-up writes may name its own
+        // directory (`pip install -e .` records it), so it is never moved.
+        let staging = self.root.join("bases").join(format!("{key}.{n}"));
         let result = self.build_in(&staging, key, spec, report).await;
         if result.is_err() {
             let staging = staging.clone();
@@ -303,11 +305,12 @@ impl Workspaces {
             }
         }
 
-        let dir = self.root.join("bases").join(key);
-        std::fs::rename(staging, &dir)
-            .map_err(|e| digest::describe(&e, "keeping the prepared workspace"))?;
+        let copies = self
+            .root
+            .join("copies")
+            .join(staging.file_name().unwrap_or_default());
         let base = Arc::new(
-            Base::new(key.to_owned(), dir, self.root.join("copies").join(key))
+            Base::new(key.to_owned(), staging.to_owned(), copies)
                 .map_err(|e| digest::describe(&e, "preparing copies"))?,
         );
         self.keep(Arc::clone(&base));

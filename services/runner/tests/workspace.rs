@@ -1,0 +1,200 @@
+//! Workspaces end to end (protocol rule 11): the `testrunner` CLI uploads a
+//! real checkout to a real coordinator, real runners fetch it into their
+//! caches, run the Testrun's set-up once each, and run every test in a
+//! private copy. Needs `python3` with `venv`, `pip`, `setuptools` and
+//! `pytest` on the runners' test PATH (`/usr/bin/python3` here).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use testkit::bin;
+use testkit::e2e::*;
+use testrunner_proto::v1::{setup, test, testrun};
+
+/// A venv that sees the system's pytest and setuptools, with the package
+/// installed editable: no network needed.
+const SETUP: &str = "python3 -m venv --without-pip --system-site-packages .venv && \
+    python3 -m pip --python .venv/bin/python install -q --no-build-isolation --no-deps --no-index -e .";
+const PYTEST: &str = ".venv/bin/python -m pytest -q -p no:cacheprovider {file}";
+
+fn write(root: &Path, rel: &str, content: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// A package in a `src/` layout that its tests import: they pass only once
+/// `pip install -e .` ran.
+fn package(root: &Path) {
+    write(
+        root,
+        "pyproject.toml",
+        "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+         [project]\nname = \"greet\"\nversion = \"0.1.0\"\n\n\
+         [tool.setuptools.packages.find]\nwhere = [\"src\"]\n",
+    );
+    write(
+        root,
+        "src/greet/__init__.py",
+        "def hello(name):\n    return f'hello {name}'\n",
+    );
+    write(
+        root,
+        "tests/test_greet.py",
+        "import greet\n\ndef test_hello():\n    assert greet.hello('x') == 'hello x'\n\n\
+         class TestMore:\n    def test_upper(self):\n        assert greet.hello('X').endswith('X')\n",
+    );
+    // Each of these writes into its copy and fails if another test's
+    // writes (or its own earlier attempt's) were visible.
+    for n in 1..=4 {
+        write(
+            root,
+            &format!("tests/test_private_{n}.py"),
+            "import os, pathlib\n\n\
+             def test_writes_stay_in_my_copy():\n\
+             \x20   marker = pathlib.Path('src/greet/marker.txt')\n\
+             \x20   assert not marker.exists(), 'another test wrote into my copy'\n\
+             \x20   marker.write_text('mine')\n\
+             \x20   pathlib.Path('src/greet/__init__.py').write_text('broken = (\\n')\n\
+             \x20   assert os.environ['CI'] == 'true' and os.environ.get('TESTRUNNER_RUNNER_TOKEN') is None\n",
+        );
+    }
+}
+
+fn testrunner(coord: &Coordinator, args: &[&str]) -> Output {
+    Command::new(bin("testrunner"))
+        .arg("--coordinator")
+        .arg(coord.url())
+        .args(args)
+        .env_remove("TESTRUNNER_API_TOKEN")
+        .output()
+        .expect("testrunner runs")
+}
+
+/// Uploads `dir` and creates a Testrun of `patterns` without following it.
+fn submit(coord: &Coordinator, dir: &Path, setup: &str, patterns: &[&str]) -> i64 {
+    let mut args = vec![
+        "run",
+        "--detach",
+        "--workspace",
+        dir.to_str().unwrap(),
+        "--setup",
+        setup,
+        "--env",
+        "CI=true",
+        "--command",
+        PYTEST,
+    ];
+    args.extend_from_slice(patterns);
+    let out = testrunner(coord, &args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    stdout.trim().parse().expect("the id on stdout")
+}
+
+fn setups_of(run: &testrunner_proto::v1::Testrun) -> Vec<(String, i32, bool)> {
+    let mut s: Vec<_> = run
+        .setups
+        .iter()
+        .map(|s| (s.runner.clone(), s.status, s.reused))
+        .collect();
+    s.sort();
+    s
+}
+
+on_both_stores! {
+    a_src_layout_package_runs_after_its_set_up_each_test_in_its_own_copy(backend) {
+        let coord = Coordinator::start(backend, &[]).await;
+        let cache = tempfile::tempdir().unwrap();
+        let cache_dir = cache.path().to_str().unwrap();
+        let r1 = Runner::start_with(&coord, "r1", 2, &["--cache-dir", cache_dir]);
+        let _r2 = Runner::start(&coord, "r2", 1);
+        let dir = tempfile::tempdir().unwrap();
+        package(dir.path());
+        let id = submit(&coord, dir.path(), SETUP, &[
+            "tests/test_greet.py::test_hello",
+            "tests/test_greet.py::TestMore",
+            "tests/test_private_*.py",
+        ]);
+        let mut client = coord.client().await;
+        let run = wait_done(&mut client, id).await;
+        if run.status != testrun::Status::Success as i32 {
+            let log = log_of(&mut client, id, &run.tests[0].name).await;
+            panic!("{log:#?}\n{run:#?}\n{}", r1.log());
+        }
+        assert_eq!(run.tests.len(), 6);
+        for t in &run.tests {
+            assert_eq!(t.status, test::Status::Passed as i32, "{}: {t:#?}", t.name);
+        }
+        // One set-up per runner that ran tests, none reused the first time.
+        let setups = setups_of(&run);
+        assert!(!setups.is_empty(), "{run:#?}");
+        for (runner, status, reused) in &setups {
+            assert_eq!(*status, setup::Status::Passed as i32, "{runner}: {run:#?}");
+            assert!(!reused, "{runner}");
+        }
+        // Nothing of what the tests wrote reached the checkout or the cache.
+        assert!(!dir.path().join("src/greet/marker.txt").exists());
+
+        // The same checkout and set-up again: reused, nothing run.
+        let again = submit(&coord, dir.path(), SETUP, &["tests/test_greet.py"]);
+        let run = wait_done(&mut client, again).await;
+        assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
+        let setups = setups_of(&run);
+        assert_eq!(setups.len(), 1, "{run:#?}");
+        assert!(setups[0].2, "reused: {run:#?}");
+    }
+
+    a_failed_set_up_is_reported_and_its_tests_end_error_naming_it(backend) {
+        let coord = Coordinator::start(backend, &[]).await;
+        let r1 = Runner::start(&coord, "r1", 2);
+        let dir = tempfile::tempdir().unwrap();
+        package(dir.path());
+        let id = submit(&coord, dir.path(), "echo cannot install; exit 7", &["tests/test_greet.py"]);
+        let mut client = coord.client().await;
+        let run = wait_done(&mut client, id).await;
+        let t = &run.tests[0];
+        assert_eq!(t.status, test::Status::Error as i32, "{run:#?}\n{}", r1.log());
+        let setup = &run.setups[0];
+        assert_eq!(setup.status, setup::Status::Failed as i32, "{run:#?}");
+        assert_eq!(setup.exit_code, Some(7));
+        assert!(setup.output.contains("cannot install"), "{setup:#?}");
+        assert!(format!("{run:?}").contains("exit 7"), "the tests' error names the set-up: {run:#?}");
+    }
+
+    a_corrupted_cache_entry_is_fetched_again(backend) {
+        let coord = Coordinator::start(backend, &[]).await;
+        let cache = tempfile::tempdir().unwrap();
+        let cache_dir = cache.path().to_str().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        package(dir.path());
+        let source = "def hello(name):\n    return f'hello {name}'\n";
+        {
+            let r1 = Runner::start_with(&coord, "r1", 1, &["--cache-dir", cache_dir]);
+            let id = submit(&coord, dir.path(), SETUP, &["tests/test_greet.py"]);
+            let mut client = coord.client().await;
+            let run = wait_done(&mut client, id).await;
+            assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}\n{}", r1.log());
+        }
+        // The package's source in the cache, changed on disk with its size
+        // kept: only hashing finds it.
+        let blobs = cache.path().join("blobs");
+        let entry = std::fs::read_dir(&blobs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| std::fs::read(p).is_ok_and(|b| b == source.as_bytes()))
+            .expect("the source is cached");
+        std::fs::write(&entry, source.replace("hello", "HELLO")).unwrap();
+
+        // A new runner process on the same cache (prepared directories are
+        // not kept across restarts, cached blobs are).
+        let r2 = Runner::start_with(&coord, "r2", 1, &["--cache-dir", cache_dir]);
+        let id = submit(&coord, dir.path(), SETUP, &["tests/test_greet.py"]);
+        let mut client = coord.client().await;
+        let run = wait_done(&mut client, id).await;
+        assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}\n{}", r2.log());
+        assert!(r2.log().contains("cache entry corrupted"), "{}", r2.log());
+        assert_eq!(std::fs::read_to_string(&entry).unwrap(), source, "fetched again");
+    }
+}
