@@ -41,7 +41,8 @@ const project = () => [
   inFolder('proj/tests/unit/test_b.py', 'def test_b(): pass\n'),
 ];
 
-describe('NewTestrunPage, Workspace mode', () => {
+// MUI forms render slowly in jsdom on a loaded 2-core machine (over the 5 s default).
+describe('NewTestrunPage, Workspace mode', { timeout: 20_000 }, () => {
   it('submits the folder without .git and ignored files, the expanded patterns, set-up and env', async () => {
     const onWs = vi.fn<OnWs>(async () => null);
     const { pickFolder, type } = setup(onWs);

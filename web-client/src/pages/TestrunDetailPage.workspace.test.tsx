@@ -27,7 +27,8 @@ function renderRun(run: ReturnType<typeof aTestrun>) {
   );
 }
 
-describe('TestrunDetailPage with a workspace', () => {
+// MUI forms render slowly in jsdom on a loaded 2-core machine (over the 5 s default).
+describe('TestrunDetailPage with a workspace', { timeout: 20_000 }, () => {
   const run = aTestrun({
     id: 4n,
     status: Testrun_Status.RUNNING,
