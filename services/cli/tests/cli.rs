@@ -173,3 +173,186 @@ mod workspace {
         assert!(stderr.contains("\"spec/**/*.py\""), "{stderr}");
     }
 }
+
+/// End to end with real runners (runner contract rule 11): a package in a
+/// src/ layout that only imports after its set-up step.
+mod workspace_e2e {
+    use super::*;
+
+    fn write(root: &std::path::Path, rel: &str, content: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_src_layout_package_runs_after_its_set_up_over_two_runners() {
+        let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+        let _r1 = Runner::start(&coord, "r1", 2);
+        let _r2 = Runner::start(&coord, "r2", 2);
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "pyproject.toml",
+            "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n\
+             [project]\nname = \"mypkg\"\nversion = \"0.1.0\"\n\n[tool.setuptools.packages.find]\nwhere = [\"src\"]\n",
+        );
+        write(
+            dir.path(),
+            "src/mypkg/__init__.py",
+            "def add(a, b):\n    return a + b\n",
+        );
+        for i in 0..6 {
+            write(
+                dir.path(),
+                &format!("tests/test_{i}.py"),
+                &format!(
+                    "import os\nfrom mypkg import add\nassert add({i}, 1) == {}\n\
+                     assert os.environ['CI'] == 'true'\nprint('ok {i}')\n",
+                    i + 1
+                ),
+            );
+        }
+        let out = testrunner(
+            &coord,
+            &[
+                "run",
+                "--workspace",
+                dir.path().to_str().unwrap(),
+                "--setup",
+                "python3 -m venv .venv && .venv/bin/python -m pip install -q -e .",
+                "--env",
+                "CI=true",
+                "--command",
+                ".venv/bin/python {file}",
+                "tests/test_*.py",
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        for i in 0..6 {
+            assert!(
+                stdout.contains(&format!("[tests/test_{i}.py] ok {i}")),
+                "{stdout}"
+            );
+        }
+        assert!(stderr.contains("set-up on runner"), "{stderr}");
+
+        // The same tree without its set-up: the package does not import.
+        let out = testrunner(
+            &coord,
+            &[
+                "run",
+                "--workspace",
+                dir.path().to_str().unwrap(),
+                "--command",
+                "python3 {file}",
+                "tests/test_0.py",
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(stdout.contains("ModuleNotFoundError"), "{stdout}");
+        assert!(stderr.contains("sent 0 files"), "{stderr}");
+    }
+
+    /// pytest's counts (`198 passed`, `1 failed`, ...) in a summary line.
+    fn counts(line: &str) -> Vec<String> {
+        let words: Vec<&str> = line
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .collect();
+        words
+            .windows(2)
+            .filter(|w| {
+                w[0].parse::<u32>().is_ok()
+                    && matches!(
+                        w[1],
+                        "passed"
+                            | "failed"
+                            | "skipped"
+                            | "error"
+                            | "errors"
+                            | "xfailed"
+                            | "xpassed"
+                    )
+            })
+            .map(|w| format!("{} {}", w[0], w[1]))
+            .collect()
+    }
+
+    /// Runs `script` with the `PATH` runners give tests (their default
+    /// `--test-path`), so both sides use the same `python3`.
+    fn sh(dir: &std::path::Path, script: &str) -> Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .output()
+            .expect("sh runs")
+    }
+
+    /// A real package's suite from its PyPI sdist, through TestRunner and
+    /// with pytest directly in the same checkout: the same outcome and the
+    /// same counts.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_pypi_sdists_suite_matches_pytest_run_directly() {
+        let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+        let _r1 = Runner::start(&coord, "r1", 2);
+        let tmp = tempfile::tempdir().unwrap();
+        let got = sh(
+            tmp.path(),
+            "python3 -m pip download -q --no-binary :all: --no-deps six==1.16.0 && \
+             mkdir direct via && tar xzf six-1.16.0.tar.gz -C direct && tar xzf six-1.16.0.tar.gz -C via",
+        );
+        assert!(got.status.success(), "{:?}", text(&got));
+        let setup = "python3 -m venv .venv && .venv/bin/python -m pip install -q -e . pytest";
+        let command = ".venv/bin/python -m pytest -q {file}";
+
+        let direct_dir = tmp.path().join("direct/six-1.16.0");
+        let direct = sh(
+            &direct_dir,
+            &format!("{setup} && {}", command.replace("{file}", "test_six.py")),
+        );
+        let (direct_out, direct_err) = text(&direct);
+        let direct_summary = direct_out
+            .lines()
+            .rev()
+            .find(|l| l.contains(" passed"))
+            .unwrap_or_else(|| panic!("pytest printed no summary: {direct_out}\n{direct_err}"))
+            .to_owned();
+
+        let via_dir = tmp.path().join("via/six-1.16.0");
+        let out = testrunner(
+            &coord,
+            &[
+                "run",
+                "--workspace",
+                via_dir.to_str().unwrap(),
+                "--setup",
+                setup,
+                "--command",
+                command,
+                "test_*.py",
+            ],
+        );
+        let (stdout, stderr) = text(&out);
+        assert_eq!(
+            out.status.success(),
+            direct.status.success(),
+            "the file's outcome differs: {direct_summary}\n{stdout}\n{stderr}"
+        );
+        let via_summary = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("[test_six.py]") && l.contains(" passed"))
+            .unwrap_or_else(|| panic!("no pytest summary through TestRunner: {stdout}\n{stderr}"));
+        assert!(!counts(&direct_summary).is_empty(), "{direct_summary}");
+        assert_eq!(
+            counts(via_summary),
+            counts(&direct_summary),
+            "{via_summary} vs {direct_summary}"
+        );
+    }
+}

@@ -13,8 +13,8 @@ use testrunner_proto::v1::content_service_client::ContentServiceClient;
 use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
 use testrunner_proto::v1::{
     BatchUploadBlobsRequest, CreateTestrunRequest, Digest, Directory, DirectoryNode, FileNode,
-    FindMissingBlobsRequest, GetTestrunRequest, ReadBlobRequest, TestFile, WriteBlobRequest,
-    batch_upload_blobs_request, setup, test,
+    FindMissingBlobsRequest, GetTestrunRequest, ReadBlobRequest, TestFile, WatchTestrunRequest,
+    WriteBlobRequest, batch_upload_blobs_request, setup, test, testrun_event,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -422,6 +422,12 @@ on_both_stores! {
             .await
             .unwrap()
             .into_inner();
+        // A watcher from the start sees the set-up's events live.
+        let mut watch = runs
+            .watch_testrun(WatchTestrunRequest { id: run.id, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
         let mut r1 = raw::Stream::open(&app, "r1").await;
         let assign = r1.next_assign().await;
         assert_eq!(assign.workspace.as_ref(), Some(&tree.root));
@@ -451,6 +457,31 @@ on_both_stores! {
         let s = &done.setups[0];
         assert_eq!((s.runner.as_str(), s.status, s.exit_code), ("r1", setup::Status::Failed as i32, Some(1)));
         assert_eq!(s.output, "ERROR: no setup.py\n");
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(20), watch.message())
+                .await
+                .expect("an event in time")
+                .unwrap()
+                .expect("the watch goes on");
+            if let Some(testrun_event::Event::Setup(s)) = event.event {
+                seen.push(s.status);
+            }
+        }
+        assert_eq!(seen, vec![setup::Status::Running as i32, setup::Status::Failed as i32]);
+        // A new watcher's snapshot carries the workspace and the set-ups.
+        let mut late = runs
+            .watch_testrun(WatchTestrunRequest { id: run.id, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        match late.message().await.unwrap().unwrap().event {
+            Some(testrun_event::Event::Snapshot(r)) => {
+                assert_eq!(r.setups.len(), 1);
+                assert_eq!(r.workspace.and_then(|w| w.digest), Some(tree.root.clone()));
+            }
+            other => panic!("expected a snapshot, got {other:?}"),
+        }
     }
 }
 

@@ -73,19 +73,21 @@ fn testrunner(coord: &Coordinator, args: &[&str]) -> Output {
 
 /// Uploads `dir` and creates a Testrun of `patterns` without following it.
 fn submit(coord: &Coordinator, dir: &Path, setup: &str, patterns: &[&str]) -> i64 {
+    let mut args = vec!["--setup", setup, "--command", PYTEST];
+    args.extend_from_slice(patterns);
+    submit_args(coord, dir, &args)
+}
+
+fn submit_args(coord: &Coordinator, dir: &Path, extra: &[&str]) -> i64 {
     let mut args = vec![
         "run",
         "--detach",
         "--workspace",
         dir.to_str().unwrap(),
-        "--setup",
-        setup,
         "--env",
         "CI=true",
-        "--command",
-        PYTEST,
     ];
-    args.extend_from_slice(patterns);
+    args.extend_from_slice(extra);
     let out = testrunner(coord, &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -196,5 +198,59 @@ on_both_stores! {
         assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}\n{}", r2.log());
         assert!(r2.log().contains("cache entry corrupted"), "{}", r2.log());
         assert_eq!(std::fs::read_to_string(&entry).unwrap(), source, "fetched again");
+    }
+
+    a_fetch_cut_by_a_coordinator_restart_resumes_where_it_was(backend) {
+        let mut coord = Coordinator::start(backend, &[]).await;
+        let cache = tempfile::tempdir().unwrap();
+        let cache_dir = cache.path().to_str().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // 96 MiB that compress and dedupe to nothing useful.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let big: Vec<u8> = (0..96 << 20)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (state >> 56) as u8
+            })
+            .collect();
+        std::fs::write(dir.path().join("big.bin"), &big).unwrap();
+        let sum = Command::new("sha256sum").arg(dir.path().join("big.bin")).output().unwrap();
+        let sum = String::from_utf8_lossy(&sum.stdout).split(' ').next().unwrap().to_owned();
+        write(dir.path(), "tests/check.sh", &format!(
+            "echo \"{sum}  big.bin\" | sha256sum -c -\n"
+        ));
+        let r1 = Runner::start_with(&coord, "r1", 1, &["--cache-dir", cache_dir]);
+        let id = submit_args(&coord, dir.path(), &["tests/check.sh"]);
+
+        // Part of the blob is in the runner's cache: cut the coordinator.
+        let partial = cache.path().join("tmp");
+        let started = std::time::Instant::now();
+        loop {
+            let written = std::fs::read_dir(&partial)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.metadata().is_ok_and(|m| m.len() > 0 && m.len() < big.len() as u64));
+            if written {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(120), "the fetch never started: {}", r1.log());
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        coord.kill();
+        eventually("the runner to see its read cut", std::time::Duration::from_secs(60), async || {
+            if r1.log().contains("blob read interrupted; resuming") { Ok(()) } else { Err("not yet") }
+        })
+        .await;
+        coord.restart();
+        let mut client = coord.client().await;
+        let run = wait_done(&mut client, id).await;
+        assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}\n{}", r1.log());
+        let log = r1.log();
+        let resumed_past_zero = log
+            .lines()
+            .filter(|l| l.contains("blob read interrupted; resuming"))
+            .any(|l| !l.contains("offset=0 "));
+        assert!(resumed_past_zero, "resumed from the offset reached: {log}");
     }
 }

@@ -33,8 +33,10 @@ const CATCH_UP_PAGE: i64 = 5000;
 /// Most lines per LogLines event.
 const MAX_LINES_PER_EVENT: usize = 1000;
 
-/// One `TestrunEvent` on its way to a watcher's client.
+/// One `TestrunEvent` on its way to a watcher's client. Unboxed: each is
+/// built once and moved into the watcher's channel, never copied around.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum WireEvent {
     /// Already encoded, once for every watcher that is caught up.
     Encoded(Arc<SharedEvent>),
@@ -200,6 +202,7 @@ impl Watcher {
                     self.send(Event::Testrun(wire::testrun(&run))).await?;
                 }
                 RunEvent::Resync => run = self.snapshot().await?,
+                RunEvent::Setup(setup) => self.send(Event::Setup(wire::setup(setup))).await?,
                 RunEvent::Committed { log_seq } => {
                     self.catch_up(*log_seq).await?;
                     run.log_seq = run.log_seq.max(self.cursor);
@@ -236,7 +239,12 @@ impl Watcher {
             self.cursor = run.log_seq;
         }
         self.names = run.tests.iter().map(|t| (t.id, t.name.clone())).collect();
-        self.send(Event::Snapshot(wire::testrun(&run))).await?;
+        let mut snapshot = wire::testrun(&run);
+        let (ws, setups) = self.service.content.extras(self.id).await?;
+        if let Some(ws) = ws {
+            wire::add_workspace(&mut snapshot, &ws, &setups);
+        }
+        self.send(Event::Snapshot(snapshot)).await?;
         let mut run = run;
         run.tests.clear();
         self.catch_up(run.log_seq).await?;

@@ -40,6 +40,8 @@ pub enum RunEvent {
     Resync,
     /// The Testrun was deleted.
     Deleted,
+    /// A runner's set-up step of the Testrun started or ended.
+    Setup(crate::domain::workspace::Setup),
     /// From another coordinator: lines are durable up to `log_seq`; read
     /// them from the store.
     Committed { log_seq: i64 },
@@ -116,6 +118,8 @@ impl Hub {
                 RunEvent::Testrun(_) => Some(Signal::Run { t }),
                 RunEvent::Resync => Some(Signal::Resync { t }),
                 RunEvent::Deleted => Some(Signal::Deleted { t }),
+                // Other coordinators' watchers reload (set-ups are rare).
+                RunEvent::Setup(_) => Some(Signal::Resync { t }),
                 RunEvent::Committed { .. }
                 | RunEvent::TestChanged { .. }
                 | RunEvent::TestrunChanged => None,

@@ -376,6 +376,43 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_said_so_and_leaves_nothing_behind() {
+        // A real full file system: a 256 KiB tmpfs (needs root and mount
+        // rights; elsewhere this test says why it did nothing).
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here");
+            return;
+        }
+        let result = std::panic::catch_unwind(|| {
+            let cache = Cache::open(dir.path(), 1 << 30).unwrap();
+            let bytes = vec![7u8; 1 << 20];
+            let id = BlobId::of_bytes(&bytes);
+            let mut w = cache.writer(&id).unwrap();
+            let err = w.write(&bytes).unwrap_err();
+            let message = super::super::digest::describe(&err, "writing to the cache");
+            assert!(
+                message.starts_with("disk full while writing to the cache"),
+                "{message}"
+            );
+            drop(w);
+            assert!(!cache.has(&id));
+            assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        });
+        let _ = std::process::Command::new("umount")
+            .arg(dir.path())
+            .status();
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    #[test]
     fn one_runner_per_cache_directory() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Cache::open(dir.path(), 1 << 20).unwrap();

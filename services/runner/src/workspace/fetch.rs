@@ -98,7 +98,10 @@ impl Fetcher {
                     Ok(bytes) => bytes,
                     Err(_) => {
                         // Corrupted since it was fetched: once more.
-                        *fetched = add(*fetched, self.fetch_missing(&[id.clone()]).await?);
+                        *fetched = add(
+                            *fetched,
+                            self.fetch_missing(std::slice::from_ref(&id)).await?,
+                        );
                         self.cache
                             .read_verified(&id)
                             .map_err(|e| format!("directory {path:?}: {e}"))?

@@ -24,11 +24,12 @@ impl Runners {
     /// A runner began preparing a Testrun.
     pub async fn on_setup_started(&self, session: &Session, m: pb::SetupStarted) -> Result<()> {
         let now = now_millis();
-        self.store
+        let setup = self
+            .store
             .setup_started(m.testrun_id, &session.info.id, &session.info.name, now)
             .await?;
         tracing::info!(runner = %session.info.name, testrun_id = m.testrun_id, "set-up started");
-        self.hub.publish(m.testrun_id, RunEvent::Resync);
+        self.hub.publish(m.testrun_id, RunEvent::Setup(setup));
         Ok(())
     }
 
@@ -46,7 +47,8 @@ impl Runners {
             error: clean(&m.error, MAX_ERROR_CHARS),
             output: tail(&m.output, MAX_OUTPUT_BYTES),
         };
-        self.store
+        let setup = self
+            .store
             .setup_finished(
                 m.testrun_id,
                 &session.info.id,
@@ -65,7 +67,7 @@ impl Runners {
             reused = m.reused,
             "set-up finished"
         );
-        self.hub.publish(m.testrun_id, RunEvent::Resync);
+        self.hub.publish(m.testrun_id, RunEvent::Setup(setup));
         if !m.ok {
             end_stranded(&*self.store, &self.hub).await?;
         }
