@@ -239,7 +239,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         let t = Instant::now();
         eprintln!("== {name}");
         let new_rows = if *scenario == Scenario::Workspace {
-            match bounded(
+            let mut rows = match bounded(
                 "6. workspace",
                 MEASUREMENT_LIMIT,
                 scenarios::workspace::measure(&ctx, cli.quick),
@@ -248,7 +248,20 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             {
                 Ok(rows) => rows,
                 Err(err) => vec![Row::error("6. workspace", "runner", &err)],
+            };
+            for &backend in &backends {
+                match bounded(
+                    "6. workspace upload and fetch",
+                    MEASUREMENT_LIMIT,
+                    scenarios::workspace::measure_e2e(&ctx, backend, cli.quick),
+                )
+                .await
+                {
+                    Ok(r) => rows.extend(r),
+                    Err(err) => rows.push(Row::error("6. workspace", backend.name(), &err)),
+                }
             }
+            rows
         } else {
             run_scenario(&ctx, *scenario, &backends).await
         };

@@ -125,3 +125,144 @@ fn copy_cost(work: &Path, files: usize) -> anyhow::Result<Vec<Row>> {
     fs::remove_dir_all(&root).ok();
     Ok(rows)
 }
+
+/// Upload and fetch against the real coordinator, CLI and runner on
+/// `backend`, with a tree of `files` files plus one test:
+///
+/// - upload cold, unchanged, and with one file changed (`testrunner run
+///   --workspace`: hashing, `FindMissingBlobs`, sending what is missing,
+///   `CreateTestrun`), against `tar c` of the same tree piped to `cat`;
+/// - a runner's preparation of it cold (empty cache: fetch everything and
+///   write it out), warm (a new runner process on the same cache: nothing
+///   fetched) and after the one-file change, as `Setup.duration`.
+pub async fn measure_e2e(
+    ctx: &Ctx,
+    backend: crate::procs::Backend,
+    quick: bool,
+) -> anyhow::Result<Vec<Row>> {
+    use anyhow::Context as _;
+    let files = if quick { 1_000 } else { 10_000 };
+    let label = "6. workspace";
+    let tree = ctx.work.join(format!("ws-tree-{}", backend.name()));
+    let _ = fs::remove_dir_all(&tree);
+    fs::create_dir_all(tree.join("tests"))?;
+    make_tree(&tree.join("src"), files)?;
+    fs::write(tree.join("tests/t.sh"), "test -f src/d0000/f0.py\n")?;
+    let cache = ctx.work.join(format!("ws-cache-{}", backend.name()));
+    let _ = fs::remove_dir_all(&cache);
+
+    // Baseline: reading the whole tree once.
+    let started = Instant::now();
+    let tar = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar cf - -C {} . | cat > /dev/null",
+            tree.display()
+        ))
+        .status()?;
+    anyhow::ensure!(tar.success(), "tar failed");
+    let tar_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let stack = super::Stack::start(ctx, backend, "workspace", &[]).await?;
+    let cli = ctx.bins.coordinator.with_file_name("testrunner");
+    let url = stack.coord.url();
+    let upload = |what: &str| -> anyhow::Result<(f64, String, i64)> {
+        let started = Instant::now();
+        let out = std::process::Command::new(&cli)
+            .args([
+                "--coordinator",
+                &url,
+                "run",
+                "--detach",
+                "--user",
+                "bench",
+                "--workspace",
+            ])
+            .arg(&tree)
+            .arg("tests/t.sh")
+            .env_remove("TESTRUNNER_API_TOKEN")
+            .output()
+            .with_context(|| format!("running {}", cli.display()))?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        anyhow::ensure!(out.status.success(), "upload {what}: {stderr}");
+        let id = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+        let sent = stderr
+            .lines()
+            .find(|l| l.contains("sent "))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        Ok((ms, sent, id))
+    };
+    let result = async {
+        let mut client = crate::api::client(&url).await?;
+        let limit = Duration::from_secs(600);
+        let prep_ms = |run: &testrunner_proto::v1::Testrun| {
+            run.setups
+                .first()
+                .and_then(|s| s.duration)
+                .map_or(f64::NAN, |d| {
+                    d.seconds as f64 * 1e3 + f64::from(d.nanos) / 1e6
+                })
+        };
+        let runner = |name: &str| -> anyhow::Result<crate::procs::Proc> {
+            let mut cmd = std::process::Command::new(&ctx.bins.runner);
+            cmd.args([
+                "--coordinator",
+                &stack.coord.runner_url(),
+                "--token",
+                crate::procs::TOKEN,
+            ])
+            .args(["--name", name, "--slots", "1", "--cache-dir"])
+            .arg(&cache);
+            crate::procs::spawn(cmd, ctx.log("workspace", backend, name))
+        };
+
+        let (cold_ms, cold_sent, cold_id) = upload("cold")?;
+        let mut r1 = runner("r1")?;
+        let run = crate::api::wait_success(&mut client, "bench", cold_id, limit).await?;
+        let run = crate::api::get(&mut client, run.id).await?;
+        let fetch_cold = prep_ms(&run);
+        r1.terminate(Duration::from_secs(10)).await;
+
+        let (same_ms, same_sent, same_id) = upload("unchanged")?;
+        let _r2 = runner("r2")?;
+        crate::api::wait_success(&mut client, "bench", same_id, limit).await?;
+        let fetch_warm = prep_ms(&crate::api::get(&mut client, same_id).await?);
+
+        fs::write(tree.join("src/d0000/f0.py"), "changed\n")?;
+        let (one_ms, one_sent, one_id) = upload("one file changed")?;
+        crate::api::wait_success(&mut client, "bench", one_id, limit).await?;
+        let fetch_one = prep_ms(&crate::api::get(&mut client, one_id).await?);
+
+        let row = |metric: &str, ms: f64, details: serde_json::Value| {
+            Row::new(label, backend.name(), &format!("{metric}, {files} files"))
+                .measured(ms, "ms")
+                .baseline(tar_ms, "ms")
+                .target("reported", Verdict::Info)
+                .details(details)
+        };
+        Ok(vec![
+            row("upload cold", cold_ms, json!({"cli": cold_sent})),
+            row("upload unchanged", same_ms, json!({"cli": same_sent})),
+            row("upload, one file changed", one_ms, json!({"cli": one_sent})),
+            row("runner prepares cold (fetch all)", fetch_cold, json!({})),
+            row(
+                "runner prepares warm (cache, new process)",
+                fetch_warm,
+                json!({}),
+            ),
+            row(
+                "runner prepares after one file changed",
+                fetch_one,
+                json!({}),
+            ),
+        ])
+    }
+    .await;
+    let result = stack.shutdown(result).await;
+    let _ = fs::remove_dir_all(&tree);
+    let _ = fs::remove_dir_all(&cache);
+    result
+}
