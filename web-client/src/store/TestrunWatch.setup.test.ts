@@ -107,3 +107,27 @@ describe('TestrunWatch workspace details', () => {
     watch.close();
   });
 });
+
+describe('TestrunWatch with a coordinator that streams workspace details', () => {
+  it('does not read them with GetTestrun when the snapshot carries the workspace', async () => {
+    let reads = 0;
+    const transport = createRouterTransport(({ service }) => {
+      service(TestrunService, {
+        getTestrun: () => {
+          reads++;
+          return aTestrun({ id: 9n });
+        },
+      });
+    });
+    const watch = new TestrunWatch(9n, createClient(TestrunService, transport), DEFAULT_BACKOFF);
+    const ws = { digest: { hash: 'd'.repeat(64), sizeBytes: 80n }, files: 1n, bytes: 2n };
+    watch.apply(ev({ case: 'snapshot', value: aTestrun({ id: 9n, workspace: ws, tests: [aTest({ id: 1n })] }) }));
+    watch.apply(ev({ case: 'test', value: aTest({ id: 1n, runner: 'r1', status: Test_Status.RUNNING }) }));
+    watch.apply(ev({ case: 'setup', value: create(SetupSchema, { runner: 'r1', status: Setup_Status.PASSED }) }));
+    watch.apply(ev({ case: 'testrun', value: aTestrun({ id: 9n, status: Testrun_Status.RUNNING }) }));
+    expect(watch.getState().testrun?.workspace?.files).toBe(1n);
+    expect(watch.getState().testrun?.setups.map((s) => s.runner)).toEqual(['r1']);
+    expect(reads).toBe(0);
+    watch.close();
+  });
+});

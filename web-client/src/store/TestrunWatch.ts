@@ -46,6 +46,8 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
   private extrasBusy = false;
   private extrasAgain = false;
   private noWorkspace = false;
+  /** The stream itself carries the workspace and `setup` events: no reads needed. */
+  private extrasInStream = false;
 
   constructor(
     readonly id: bigint,
@@ -114,6 +116,8 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
     const e = ev.event;
     switch (e.case) {
       case 'snapshot': {
+        // A coordinator that puts the workspace in snapshots also sends `setup` events.
+        if (e.value.workspace !== undefined) this.extrasInStream = true;
         for (const t of e.value.tests) this.noteLog(t);
         this.setState({ testrun: withExtras(e.value, this.state.testrun), notFound: false });
         this.refreshExtras();
@@ -147,6 +151,7 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
         break;
       }
       case 'setup': {
+        this.extrasInStream = true;
         // One runner's set-up started or ended: replace that runner's entry.
         const run = this.state.testrun;
         if (run === undefined) return;
@@ -173,7 +178,7 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
    * not read again.
    */
   private refreshExtras(): void {
-    if (this.noWorkspace || this.abort.signal.aborted) return;
+    if (this.noWorkspace || this.extrasInStream || this.abort.signal.aborted) return;
     if (this.extrasBusy) {
       this.extrasAgain = true;
       return;
@@ -203,7 +208,7 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
 
   /** Whether a test change may come with a set-up change not seen yet. */
   private setupsMayHaveChanged(t: Test): boolean {
-    if (this.noWorkspace) return false;
+    if (this.noWorkspace || this.extrasInStream) return false;
     if (t.status === Test_Status.ERROR) return true;
     if (t.runner === '') return false;
     const s = this.state.testrun?.setups.find((x) => x.runner === t.runner);
