@@ -22,6 +22,7 @@ export default defineConfig({
     // downloads are proxied, so the page keeps one origin (no CORS).
     proxy: {
       '/testrunner.v1.TestrunService': coordinator,
+      '/testrunner.v1.ContentService': coordinator,
       '^/testruns/.*/log$': coordinator,
     },
   },

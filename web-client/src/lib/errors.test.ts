@@ -17,6 +17,15 @@ describe('fieldErrorsOf', () => {
     });
   });
 
+  it('reads workspace field paths, map keys quoted or not', () => {
+    const err = (m: string) => new ConnectError(m, Code.InvalidArgument);
+    expect(fieldErrorsOf(err('workspace.digest.hash: must be 64 lowercase hex characters'))).toEqual({
+      'workspace.digest.hash': 'must be 64 lowercase hex characters',
+    });
+    expect(fieldErrorsOf(err('env["1X"]: not a variable name'))).toEqual({ 'env["1X"]': 'not a variable name' });
+    expect(fieldErrorsOf(err('env.PATH: is the runner\'s own'))).toEqual({ 'env.PATH': "is the runner's own" });
+  });
+
   it('keeps messages without a field path as a form-level error', () => {
     expect(fieldErrorsOf(new ConnectError('request too large', Code.InvalidArgument))).toEqual({
       '': 'request too large',

@@ -6,7 +6,9 @@ import { Code, ConnectError } from '@connectrpc/connect';
 export type FieldErrors = Record<string, string>;
 
 // `tests[2].name: contains '/'` -> field `tests[2].name`, message `contains '/'`.
-const FIELD_MESSAGE = /^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?)*): (.+)$/s;
+// A map key may be quoted (`env["1X"]: not a variable name`).
+const FIELD_MESSAGE =
+  /^([A-Za-z_][A-Za-z0-9_]*(?:\[(?:\d+|"[^"]*"|'[^']*')\])?(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[(?:\d+|"[^"]*"|'[^']*')\])?)*): (.+)$/s;
 
 /**
  * Splits an INVALID_ARGUMENT error into field errors. The coordinator starts
@@ -35,6 +37,8 @@ export function describeError(err: unknown): string {
       return `Not found: ${ce.rawMessage}`;
     case Code.FailedPrecondition:
       return ce.rawMessage;
+    case Code.Unimplemented:
+      return `The coordinator does not offer this (${ce.rawMessage || 'unimplemented'}): it may be older than this console.`;
     default:
       return ce.rawMessage || ce.message;
   }

@@ -51,3 +51,12 @@ export function spanMs(start: Date | undefined, end: Date | undefined, now: numb
 export function formatCount(n: number | bigint): string {
   return n.toLocaleString('en-US');
 }
+
+/** `512 B`, `1.5 KiB`, `3.2 MiB`, `1.1 GiB` */
+export function formatBytes(n: number | bigint): string {
+  const b = Number(n);
+  if (b < 1024) return `${b} B`;
+  if (b < 1024 ** 2) return `${(b / 1024).toFixed(1)} KiB`;
+  if (b < 1024 ** 3) return `${(b / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(b / 1024 ** 3).toFixed(1)} GiB`;
+}

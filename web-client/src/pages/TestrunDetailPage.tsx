@@ -30,6 +30,7 @@ import { ConnectionChip } from '../components/ConnectionChip';
 import { LogViewer } from '../components/LogViewer';
 import { TestStatusChip, TestrunStatusChip } from '../components/StatusChip';
 import { TestCounts } from '../components/TestCounts';
+import { SetupTable, WorkspaceSummary } from '../components/WorkspacePanel';
 import { Test_Status, type Test } from '../gen/testrunner/v1/testrun_pb';
 import { dateOf, durationMs, formatCount, formatDuration, formatTime, spanMs } from '../lib/format';
 import { canCancel } from '../lib/status';
@@ -156,7 +157,10 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
             {run.command !== undefined ? <code>{run.command}</code> : <span>by shebang / extension</span>}
           </Meta>
         </Box>
+        <WorkspaceSummary run={run} />
       </Paper>
+
+      <SetupTable setups={run.setups} now={now} />
 
       <Paper sx={{ overflow: 'hidden' }}>
         <TableContainer sx={{ maxHeight: 360 }}>

@@ -17,18 +17,28 @@ function lastUsername(): string {
 export function NewRoute() {
   const store = useStore();
   const navigate = useNavigate();
+  const created = (run: { id: bigint }, username: string) => {
+    try {
+      localStorage.setItem(LAST_USERNAME, username.trim());
+    } catch {
+      // Not remembering the name is fine.
+    }
+    void navigate(`/testruns/${run.id}`);
+  };
   return (
     <NewTestrunPage
       initialUsername={lastUsername()}
       onSubmit={async (input) => {
         try {
-          const run = await store.createTestrun(input);
-          try {
-            localStorage.setItem(LAST_USERNAME, input.username.trim());
-          } catch {
-            // Not remembering the name is fine.
-          }
-          void navigate(`/testruns/${run.id}`);
+          created(await store.createTestrun(input), input.username);
+          return null;
+        } catch (err) {
+          return fieldErrorsOf(err);
+        }
+      }}
+      onSubmitWorkspace={async (input, onProgress) => {
+        try {
+          created(await store.createWorkspaceTestrun(input, onProgress), input.username);
           return null;
         } catch (err) {
           return fieldErrorsOf(err);

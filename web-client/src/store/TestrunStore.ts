@@ -5,15 +5,18 @@
 // (ListView, TestrunWatch) and call the actions below.
 
 import { createClient, type Client, type Transport } from '@connectrpc/connect';
+import { ContentService } from '../gen/testrunner/v1/content_pb';
 import { TestrunService, type Testrun } from '../gen/testrunner/v1/testrun_pb';
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../lib/backoff';
 import type { LogCacheOptions } from './LogCache';
 import { ListView, type ListFilter } from './ListView';
 import { TestrunWatch } from './TestrunWatch';
+import { createWorkspaceTestrun, type NewWorkspaceTestrun, type WorkspaceProgress } from './workspaceUpload';
 
 export type { ListFilter, ListState } from './ListView';
 export type { TestrunWatchState } from './TestrunWatch';
 export type { Connection } from './follow';
+export type { NewWorkspaceTestrun, WorkspaceProgress } from './workspaceUpload';
 export { ListView, TestrunWatch };
 
 /** A Testrun to create, as the form collects it. */
@@ -41,6 +44,8 @@ interface WatchRef {
 
 export class TestrunStore {
   readonly client: Client<typeof TestrunService>;
+  /** Workspace uploads. */
+  readonly content: Client<typeof ContentService>;
   private readonly backoff: BackoffOptions;
   private readonly watches = new Map<bigint, WatchRef>();
 
@@ -49,6 +54,7 @@ export class TestrunStore {
     private readonly options: StoreOptions = {},
   ) {
     this.client = createClient(TestrunService, transport);
+    this.content = createClient(ContentService, transport);
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
   }
 
@@ -99,6 +105,15 @@ export class TestrunStore {
       ...(command !== undefined && command !== '' && { command }),
       ...(input.timeoutSeconds !== undefined && { timeoutSeconds: input.timeoutSeconds }),
     });
+  }
+
+  /** Hashes and uploads the folder (only what is missing), then creates the Testrun. */
+  async createWorkspaceTestrun(
+    input: NewWorkspaceTestrun,
+    onProgress?: (p: WorkspaceProgress) => void,
+    signal?: AbortSignal,
+  ): Promise<Testrun> {
+    return createWorkspaceTestrun({ testruns: this.client, content: this.content }, input, onProgress, signal);
   }
 
   async cancelTestrun(id: bigint): Promise<Testrun> {

@@ -2,6 +2,7 @@
 
 import { Code, type Client } from '@connectrpc/connect';
 import {
+  Setup_Status,
   Test_Status,
   type Test,
   type Testrun,
@@ -41,6 +42,12 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
   private started = false;
   /** Whether any event arrived: until then there is no cursor to resume. */
   private received = false;
+  /** Workspace details (see `refreshExtras`): a read in flight, another wanted, the Testrun has none. */
+  private extrasBusy = false;
+  private extrasAgain = false;
+  private noWorkspace = false;
+  /** The stream itself carries the workspace and `setup` events: no reads needed. */
+  private extrasInStream = false;
 
   constructor(
     readonly id: bigint,
@@ -109,8 +116,11 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
     const e = ev.event;
     switch (e.case) {
       case 'snapshot': {
+        // A coordinator that puts the workspace in snapshots also sends `setup` events.
+        if (e.value.workspace !== undefined) this.extrasInStream = true;
         for (const t of e.value.tests) this.noteLog(t);
-        this.setState({ testrun: e.value, notFound: false });
+        this.setState({ testrun: withExtras(e.value, this.state.testrun), notFound: false });
+        this.refreshExtras();
         break;
       }
       case 'test': {
@@ -122,6 +132,9 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
         if (i >= 0) tests[i] = e.value;
         else tests.push(e.value);
         this.setState({ testrun: { ...run, tests } });
+        // A test starting on a runner means its set-up there ended; an ERROR
+        // may be a failed set-up.
+        if (this.setupsMayHaveChanged(e.value)) this.refreshExtras();
         break;
       }
       case 'log': {
@@ -131,14 +144,75 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
       }
       case 'testrun': {
         const run = this.state.testrun;
-        // `testrun` events carry no tests: keep the ones we have.
-        this.setState({ testrun: { ...e.value, tests: run?.tests ?? [] } });
+        // `testrun` events carry no tests: keep the ones we have (and the
+        // set-ups, when the event leaves them out).
+        this.setState({ testrun: withExtras({ ...e.value, tests: run?.tests ?? [] }, run) });
+        this.refreshExtras();
+        break;
+      }
+      case 'setup': {
+        this.extrasInStream = true;
+        // One runner's set-up started or ended: replace that runner's entry.
+        const run = this.state.testrun;
+        if (run === undefined) return;
+        const setups = [...run.setups];
+        const i = setups.findIndex((s) => s.runner === e.value.runner);
+        if (i >= 0) setups[i] = e.value;
+        else setups.push(e.value);
+        this.setState({ testrun: { ...run, setups } });
         break;
       }
       default:
         // An event kind newer than this console: ignore it.
         break;
     }
+  }
+
+  /**
+   * Reads the workspace, set-up, env and per-runner set-ups with GetTestrun.
+   * The stream's snapshots and `testrun` events may leave them out (the
+   * coordinator sends them with GetTestrun), and a coordinator that sends no
+   * `setup` events still shows set-ups this way: read once per snapshot, and
+   * again when an event suggests a set-up changed. Calls are coalesced (one
+   * at a time, one more if asked meanwhile); a Testrun without a workspace is
+   * not read again.
+   */
+  private refreshExtras(): void {
+    if (this.noWorkspace || this.extrasInStream || this.abort.signal.aborted) return;
+    if (this.extrasBusy) {
+      this.extrasAgain = true;
+      return;
+    }
+    this.extrasBusy = true;
+    this.client.getTestrun({ id: this.id }, { signal: this.abort.signal }).then(
+      (full) => {
+        this.extrasBusy = false;
+        if (full.workspace === undefined) {
+          this.noWorkspace = true;
+          return;
+        }
+        const run = this.state.testrun;
+        if (run !== undefined) this.setState({ testrun: withExtras(run, full, true) });
+        if (this.extrasAgain) {
+          this.extrasAgain = false;
+          this.refreshExtras();
+        }
+      },
+      () => {
+        // The stream reports connection trouble; the next event asks again.
+        this.extrasBusy = false;
+        this.extrasAgain = false;
+      },
+    );
+  }
+
+  /** Whether a test change may come with a set-up change not seen yet. */
+  private setupsMayHaveChanged(t: Test): boolean {
+    if (this.noWorkspace || this.extrasInStream) return false;
+    if (t.status === Test_Status.ERROR) return true;
+    if (t.runner === '') return false;
+    const s = this.state.testrun?.setups.find((x) => x.runner === t.runner);
+    return s === undefined || s.status === Setup_Status.RUNNING;
   }
 
   private noteLog(t: Test): void {
@@ -151,4 +225,33 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
     if (run === undefined) return false;
     return isTerminal(run.status) && !run.tests.some((t) => t.status === Test_Status.RUNNING);
   }
+}
+
+/**
+ * `run` with the workspace details of `from` where `run` has none (stream
+ * snapshots and `testrun` events may leave them out), and the set-ups of
+ * both by runner, those of the newer one winning.
+ */
+function withExtras(run: Testrun, from: Testrun | undefined, fromIsNewer = false): Testrun {
+  if (from === undefined || from.id !== run.id) return run;
+  const out = { ...run };
+  if (out.workspace === undefined && from.workspace !== undefined) {
+    out.workspace = from.workspace;
+    if (out.setup === undefined) out.setup = from.setup;
+    if (Object.keys(out.env).length === 0) out.env = from.env;
+    if (out.setupTimeoutSeconds === 0) out.setupTimeoutSeconds = from.setupTimeoutSeconds;
+  }
+  out.setups = fromIsNewer ? mergeSetups(run.setups, from.setups) : mergeSetups(from.setups, run.setups);
+  return out;
+}
+
+/** Set-ups by runner: those of `newer` replace those of `older`, order kept. */
+function mergeSetups(older: Testrun['setups'], newer: Testrun['setups']): Testrun['setups'] {
+  const out = [...older];
+  for (const s of newer) {
+    const i = out.findIndex((x) => x.runner === s.runner);
+    if (i >= 0) out[i] = s;
+    else out.push(s);
+  }
+  return out;
 }
