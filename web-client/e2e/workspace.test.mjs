@@ -188,10 +188,9 @@ e2e('a failing set-up is shown per runner with its exit code and log', async () 
   assert.equal((await failed.locator('td').nth(3).textContent())?.trim(), '3');
   // A failed set-up's log is open at once.
   await page.getByTestId('setup-log').getByText('installing deps').first().waitFor();
-  // Not asserted here: where the test goes next. With wt/ws-coord at
-  // 1bc68f2 and wt/ws-runner at c2e9eaf the test handed back after the
-  // failed set-up stays QUEUED (never offered to the other runner, never
-  // ERROR), so asserting README's "remaining tests end ERROR" here fails.
+  // Both runners fail the same set-up, so no runner is left for the test:
+  // it ends ERROR naming the failed set-up, and the Testrun FAILED.
+  await page.locator('[data-testid="testrun-status"][data-status="FAILED"]').waitFor({ timeout: FINISH_MS });
   await mkdir(path.join(os.tmpdir(), 'testrunner-e2e'), { recursive: true });
   await page.screenshot({ path: path.join(os.tmpdir(), 'testrunner-e2e', 'workspace-setup-failed.png') });
 });

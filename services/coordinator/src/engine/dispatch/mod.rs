@@ -164,6 +164,9 @@ impl Dispatcher {
                 for (n, session) in candidates {
                     match self.claim_for(session, n).await? {
                         Claimed::Some => claimed = true,
+                        // Nothing for a runner that failed a set-up may
+                        // still be work for the others.
+                        Claimed::QueueEmpty if session.failed_setup() => {}
                         Claimed::QueueEmpty => return Ok(()),
                         Claimed::Stale => {}
                     }

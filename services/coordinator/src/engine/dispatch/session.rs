@@ -38,6 +38,10 @@ pub struct Session {
     pub epoch: i64,
     /// Replaced by a newer stream, or known stale: never given work again.
     closed: AtomicBool,
+    /// This runner failed a Testrun's set-up on this stream: its claims
+    /// skip that Testrun's tests, so an empty claim of its own no longer
+    /// means the queue is empty for everyone.
+    failed_setup: AtomicBool,
     tx: Outbound,
     state: Mutex<SessionState>,
 }
@@ -89,12 +93,23 @@ impl Session {
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             epoch,
             closed: AtomicBool::new(false),
+            failed_setup: AtomicBool::new(false),
             tx,
             state: Mutex::new(SessionState {
                 held,
                 ..SessionState::default()
             }),
         }
+    }
+
+    /// Records that this runner failed a Testrun's set-up.
+    pub fn mark_failed_setup(&self) {
+        self.failed_setup.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this runner failed a Testrun's set-up on this stream.
+    pub fn failed_setup(&self) -> bool {
+        self.failed_setup.load(Ordering::Relaxed)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, SessionState> {

@@ -128,6 +128,10 @@ impl Runners {
         {
             tracing::info!(runner = %session.info.name, assignment_id = %release.assignment_id, "assignment handed back");
             self.hub.publish(testrun_id, RunEvent::Resync);
+            // A runner whose set-up failed hands the Testrun's tests back
+            // after its SetupFinished: if no runner is left that could take
+            // them, end them now rather than at the collector's next sweep.
+            super::setups::end_stranded(&*self.store, &self.hub).await?;
         }
         session
             .send(Out::ResultAck(ResultAck {

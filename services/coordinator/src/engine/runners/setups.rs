@@ -69,6 +69,7 @@ impl Runners {
         );
         self.hub.publish(m.testrun_id, RunEvent::Setup(setup));
         if !m.ok {
+            session.mark_failed_setup();
             end_stranded(&*self.store, &self.hub).await?;
         }
         Ok(())
