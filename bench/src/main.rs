@@ -1,5 +1,5 @@
 //! `testrunner-bench`: runs the real coordinator and runner processes through
-//! five scenarios on SQLite and Postgres, each against a baseline measured
+//! seven scenarios on SQLite and Postgres, each against a baseline measured
 //! in the same run, and prints a Markdown table (see bench/README.md).
 
 mod api;
@@ -246,25 +246,35 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         eprintln!("== {name}");
         let new_rows = if *scenario == Scenario::Workspace {
             let mut rows = match bounded(
-                "6. workspace",
+                "7. workspace",
                 MEASUREMENT_LIMIT,
                 scenarios::workspace::measure(&ctx, cli.quick),
             )
             .await
             {
                 Ok(rows) => rows,
-                Err(err) => vec![Row::error("6. workspace", "runner", &err)],
+                Err(err) => vec![Row::error("7. workspace", "runner", &err)],
             };
             for &backend in &backends {
                 match bounded(
-                    "6. workspace upload and fetch",
+                    "7. workspace upload and fetch",
                     MEASUREMENT_LIMIT,
                     scenarios::workspace::measure_e2e(&ctx, backend, cli.quick),
                 )
                 .await
                 {
                     Ok(r) => rows.extend(r),
-                    Err(err) => rows.push(Row::error("6. workspace", backend.name(), &err)),
+                    Err(err) => rows.push(Row::error("7. workspace", backend.name(), &err)),
+                }
+                match bounded(
+                    "7. workspace real suite",
+                    MEASUREMENT_LIMIT,
+                    scenarios::suite::measure(&ctx, backend, cli.quick),
+                )
+                .await
+                {
+                    Ok(r) => rows.extend(r),
+                    Err(err) => rows.push(Row::error("7. workspace", backend.name(), &err)),
                 }
             }
             rows

@@ -1,4 +1,4 @@
-//! The six scenarios. Each measures its baseline once per run, then the
+//! The seven scenarios. Each measures its baseline once per run, then the
 //! real coordinator and runners once per backend, and returns table rows.
 
 pub mod cases;
@@ -6,6 +6,7 @@ pub mod dispatch;
 pub mod latency;
 pub mod logs;
 pub mod scale;
+pub mod suite;
 pub mod watchers;
 pub mod workspace;
 

@@ -1,4 +1,4 @@
-//! Scenario 6, workspaces: what a private copy of the workspace costs each
+//! Scenario 7, workspaces: what a private copy of the workspace costs each
 //! test, against today's empty work directory.
 //!
 //! In-process, with the runner's own code (`runner::workspace::copies`,
@@ -12,8 +12,8 @@
 //!   changed one file and wrote a `__pycache__` (every later test on the
 //!   slot; done after the test, off the runner's thread).
 //!
-//! The upload, fetch and real-suite parts need the coordinator's
-//! ContentService and are measured by `measure_e2e` once it is there.
+//! The upload and fetch parts run against the real coordinator in
+//! `measure_e2e`; the real suite against pytest-xdist is in `super::suite`.
 
 use std::fs;
 use std::path::Path;
@@ -110,7 +110,7 @@ fn copy_cost(work: &Path, files: usize) -> anyhow::Result<Vec<Row>> {
     let first = first / reps as u32;
     let reset = reset / reps as u32;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let label = "6. workspace copy";
+    let label = "7. workspace copy";
     let row = |metric: String, value: Duration| {
         Row::new(label, "runner", &metric)
             .measured(ms(value), "ms/test")
@@ -142,7 +142,7 @@ pub async fn measure_e2e(
 ) -> anyhow::Result<Vec<Row>> {
     use anyhow::Context as _;
     let files = if quick { 1_000 } else { 10_000 };
-    let label = "6. workspace";
+    let label = "7. workspace";
     let tree = ctx.work.join(format!("ws-tree-{}", backend.name()));
     let _ = fs::remove_dir_all(&tree);
     fs::create_dir_all(tree.join("tests"))?;
