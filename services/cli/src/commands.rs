@@ -214,18 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 env: env.into_iter().collect(),
                 ..CreateTestrunRequest::default()
             });
-            let run = api
-                .client
-                .create_testrun(request)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            eprintln!("testrun {} created with {} tests", run.id, run.tests.len());
-            if detach {
-                println!("{}", run.id);
-                return Ok(ExitCode::SUCCESS);
-            }
-            follow(&mut api, run.id).await
+            create_and_follow(&mut api, request, detach).await
         }
         Command::Run {
             files,
@@ -255,18 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 env: env.into_iter().collect(),
                 ..CreateTestrunRequest::default()
             });
-            let run = api
-                .client
-                .create_testrun(request)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            eprintln!("testrun {} created with {} tests", run.id, run.tests.len());
-            if detach {
-                println!("{}", run.id);
-                return Ok(ExitCode::SUCCESS);
-            }
-            follow(&mut api, run.id).await
+            create_and_follow(&mut api, request, detach).await
         }
         Command::List {
             status: s,
@@ -411,6 +389,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Follows a Testrun, printing `[test] line` for every log line, and
 /// resuming from the last cursor if the stream drops.
+/// Creates the Testrun, then prints its id (`--detach`) or follows it.
+async fn create_and_follow(
+    api: &mut Api,
+    request: tonic::Request<CreateTestrunRequest>,
+    detach: bool,
+) -> anyhow::Result<ExitCode> {
+    let run = api
+        .client
+        .create_testrun(request)
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    eprintln!("testrun {} created with {} tests", run.id, run.tests.len());
+    if detach {
+        println!("{}", run.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow(api, run.id).await
+}
+
 async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
     let mut cursor = 0;
     let mut final_state = None;
