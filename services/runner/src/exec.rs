@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
+use crate::isolation::Isolation;
 use crate::workdir::WorkDirs;
 
 /// What a test is asked to stop for.
@@ -38,6 +39,8 @@ pub struct ExecSettings {
     pub max_output_bytes: u64,
     pub work_dirs: Arc<WorkDirs>,
     pub test_path: String,
+    /// Users, cgroups and limits for each test (`isolation`).
+    pub isolation: Arc<Isolation>,
 }
 
 /// One test to run.
@@ -171,6 +174,10 @@ async fn execute(
     let file = dir
         .write_file(&job.name, job.content.as_bytes(), mode)
         .map_err(|e| format!("cannot write {:?}: {e}", job.name))?;
+    let mut sandbox = settings.isolation.sandbox()?;
+    sandbox
+        .own(dir.path(), &file)
+        .map_err(|e| format!("cannot give the work directory to the test's user: {e}"))?;
     let mut argv = command_for(job, &file, &settings.interpreters)?;
     // Resolve the program against the test's PATH ourselves: given a bare
     // name and a child PATH, std must fork (copying the runner's page
@@ -179,7 +186,8 @@ async fn execute(
     argv[0] = resolve_program(&argv[0], &settings.test_path)?;
 
     let started = Instant::now();
-    let mut child = Command::new(&argv[0])
+    let mut command = Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .current_dir(dir.path())
         .env_clear()
@@ -193,8 +201,10 @@ async fn execute(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
+        .kill_on_drop(true);
+    sandbox.apply(&mut command);
+    let mut child = sandbox
+        .spawn(&mut command)
         .map_err(|e| format!("cannot execute {:?}: {e}", argv[0]))?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
 
@@ -231,6 +241,8 @@ async fn execute(
     };
     let deadline = tokio::time::sleep(job.timeout);
     tokio::pin!(deadline);
+    let exceeded = sandbox.exceeded(dir.path());
+    tokio::pin!(exceeded);
     let (status, outcome, error) = tokio::select! {
         status = child.wait() => {
             let status = status.map_err(|e| format!("waiting for the test: {e}"))?;
@@ -254,6 +266,19 @@ async fn execute(
             let _ = child.wait().await;
             (None, Outcome::Cancelled, "cancelled".to_owned())
         }
+        message = &mut exceeded => {
+            signal_group(Signal::SIGKILL);
+            let _ = child.wait().await;
+            (None, Outcome::Failed, message)
+        }
+    };
+    // The test's duration ends with its own process, before the clean-up.
+    let ran_for = started.elapsed();
+    // Every process the test left, in any session or under any parent.
+    let cleanup = sandbox.finish().await;
+    let (outcome, error) = match cleanup.out_of_memory {
+        Some(oom) if matches!(outcome, Outcome::Passed | Outcome::Failed) => (Outcome::Failed, oom),
+        _ => (outcome, error),
     };
     // Whatever the test left behind in its group dies with it.
     signal_group(Signal::SIGKILL);
@@ -269,12 +294,28 @@ async fn execute(
             dir.discard();
         }
     }
-    let duration = started.elapsed();
-    if !error.is_empty() && outcome != Outcome::Failed {
+    let duration = ran_for;
+    if !error.is_empty()
+        && (outcome != Outcome::Failed
+            || error.starts_with("killed: out of memory")
+            || error.starts_with("stopped:"))
+    {
         let _ = events
             .send(ExecEvent::Line {
                 assignment_id: job.assignment_id.clone(),
                 text: format!("[testrunner] {error}"),
+            })
+            .await;
+    }
+    if cleanup.leftovers > 0 {
+        let _ = events
+            .send(ExecEvent::Line {
+                assignment_id: job.assignment_id.clone(),
+                text: format!(
+                    "[testrunner] killed {} leftover process{}",
+                    cleanup.leftovers,
+                    if cleanup.leftovers == 1 { "" } else { "es" }
+                ),
             })
             .await;
     }

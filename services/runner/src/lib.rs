@@ -16,6 +16,7 @@ pub mod config;
 pub mod connection;
 pub mod drain;
 pub mod exec;
+pub mod isolation;
 pub mod outbox;
 pub mod processes;
 pub mod session;

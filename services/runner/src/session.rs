@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::connection::{self, Backoff};
 use crate::drain::{self, Signals};
 use crate::exec::{ExecEvent, ExecSettings};
+use crate::isolation::Isolation;
 use crate::outbox::BatchLimit;
 use crate::processes::Processes;
 use crate::stats::Stats;
@@ -58,16 +59,19 @@ impl Agent {
     /// A runner from its configuration (signals are hooked here).
     pub fn new(config: Config, stats: Arc<Stats>) -> anyhow::Result<Self> {
         config.validate()?;
+        let work_dirs = Arc::new(
+            WorkDirs::new(config.work_dir.as_deref())
+                .map_err(|e| anyhow::anyhow!("creating the work directory root: {e}"))?,
+        );
+        let isolation = Arc::new(Isolation::new(&config.isolation(), work_dirs.root())?);
         let exec = Arc::new(ExecSettings {
             interpreters: config.interpreter_table()?,
             kill_grace: config.kill_grace,
             max_line_bytes: config.max_line_bytes,
             max_output_bytes: config.max_output_bytes,
-            work_dirs: Arc::new(
-                WorkDirs::new(config.work_dir.as_deref())
-                    .map_err(|e| anyhow::anyhow!("creating the work directory root: {e}"))?,
-            ),
+            work_dirs,
             test_path: config.test_path.clone(),
+            isolation,
         });
         let slots = config.slot_count().clamp(1, 1024);
         let queue_len = config.queue_len().min(1024);

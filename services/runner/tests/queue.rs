@@ -83,7 +83,7 @@ on_both_stores! {
         let r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let (order, gate) = (dir.path().join("order"), dir.path().join("gate"));
         // The first test holds the one slot until the gate opens, so the
         // others are all in the queue before any of them starts.
@@ -113,7 +113,7 @@ on_both_stores! {
         let r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let queued = ["q0.sh", "q1.sh", "q2.sh"];
         let mut files = vec![file("a.sh", "echo started\nsleep 30\n")];
         files.extend(queued.iter().map(|n| file(n, &format!("echo ran\ntouch {}/$TESTRUNNER_TEST_NAME\n", dir.path().display()))));
@@ -148,7 +148,7 @@ on_both_stores! {
         let r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let ran = dir.path().join("ran");
         let queued = ["q0.sh", "q1.sh", "q2.sh"];
         let mut files = vec![file("a.sh", "echo started\nsleep 2\n")];

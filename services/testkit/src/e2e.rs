@@ -355,3 +355,14 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A temporary directory the tests run by a runner may write to: where the
+/// runner is root, tests run as unprivileged per-slot users, who cannot
+/// write into a directory made private to this (root) process.
+pub fn shared_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("making it writable for test users");
+    dir
+}
