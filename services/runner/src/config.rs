@@ -158,9 +158,9 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 
-    /// File holding the runner token, read once at start (instead of
-    /// `--token`); keep it readable only by the runner's user.
-    #[arg(long, env = "TESTRUNNER_RUNNER_TOKEN_FILE", conflicts_with = "token")]
+    /// File holding the runner token, read once at start; wins over
+    /// `--token`. Keep it readable only by the runner's user.
+    #[arg(long, env = "TESTRUNNER_RUNNER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
     /// User tests run as: `auto` (a uid per slot when the runner may

@@ -264,26 +264,24 @@ impl Sandbox {
             groups.kill_all();
             let (killed, gone) = procs::kill_until_gone(|| groups.members(), is_root).await;
             (seen.max(killed), gone)
-        } else if let Some(uid) = self.uid {
-            procs::kill_until_gone(
-                || {
-                    procs::scan()
-                        .into_iter()
-                        .filter(|p| p.uid == uid && !p.zombie)
-                        .map(|p| p.pid)
-                        .collect()
-                },
-                is_root,
-            )
-            .await
         } else {
-            let marker = self.marker.clone();
+            // As a subreaper the runner inherits every orphan below it, so
+            // whatever a test started stays among the runner's descendants
+            // (and another runner's tests, even under the same uid, never
+            // are).
             let me = std::process::id() as i32;
+            let uid = self.uid;
+            let marker = self.marker.clone();
             procs::kill_until_gone(
                 || {
-                    procs::scan()
-                        .into_iter()
-                        .filter(|p| !p.zombie && p.pid != me && procs::has_marker(p.pid, &marker))
+                    let all = procs::scan();
+                    let mine = procs::descendants(&all, me);
+                    all.iter()
+                        .filter(|p| mine.contains(&p.pid))
+                        .filter(|p| match uid {
+                            Some(uid) => p.uid == uid,
+                            None => procs::has_marker(p.pid, &marker),
+                        })
                         .map(|p| p.pid)
                         .collect()
                 },
@@ -316,7 +314,7 @@ impl Sandbox {
         // zombies too: reaped now and then, a scan of /proc being too
         // costly for every short test.
         let finished = isolation.finished.fetch_add(1, Ordering::Relaxed);
-        if leftovers > 0 || finished % REAP_EVERY == 0 {
+        if leftovers > 0 || finished.is_multiple_of(REAP_EVERY) {
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 procs::reap_orphans(&|pid| isolation.is_root(pid));
