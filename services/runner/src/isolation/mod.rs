@@ -274,10 +274,9 @@ impl Sandbox {
             let marker = self.marker.clone();
             procs::kill_until_gone(
                 || {
-                    let all = procs::scan();
-                    let mine = procs::descendants(&all, me);
-                    all.iter()
-                        .filter(|p| mine.contains(&p.pid))
+                    procs::subtree(me)
+                        .iter()
+                        .filter(|p| !p.zombie)
                         .filter(|p| match uid {
                             Some(uid) => p.uid == uid,
                             None => procs::has_marker(p.pid, &marker),

@@ -32,6 +32,50 @@ pub fn scan() -> Vec<Proc> {
         .collect()
 }
 
+/// Children of `pid`, from `/proc/<pid>/task/*/children` (each thread's
+/// own); `None` when the kernel does not offer that file.
+fn children(pid: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut found = Vec::new();
+    let mut any = false;
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            any = true;
+            found.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    any.then_some(found)
+}
+
+/// Every descendant of `root` (not `root`), zombies included: walked down
+/// from `root` through the `children` files, so the cost follows the size
+/// of the subtree, not of the machine; a full scan where those files are
+/// missing.
+pub fn subtree(root: i32) -> Vec<Proc> {
+    if children(root).is_none() {
+        let all = scan();
+        let below = descendants_with_zombies(&all, root);
+        return all.into_iter().filter(|p| below.contains(&p.pid)).collect();
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    let mut seen = HashSet::from([root]);
+    while let Some(pid) = stack.pop() {
+        for child in children(pid).unwrap_or_default() {
+            if seen.insert(child) {
+                stack.push(child);
+                if let Some(p) = read(child) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
 fn read(pid: i32) -> Option<Proc> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
@@ -81,6 +125,13 @@ pub fn dying(pid: i32) -> bool {
 
 /// Pids of the live (not zombie) descendants of `root` in `procs`.
 pub fn descendants(procs: &[Proc], root: i32) -> HashSet<i32> {
+    let mut found = descendants_with_zombies(procs, root);
+    let live: HashSet<i32> = procs.iter().filter(|p| !p.zombie).map(|p| p.pid).collect();
+    found.retain(|pid| live.contains(pid));
+    found
+}
+
+fn descendants_with_zombies(procs: &[Proc], root: i32) -> HashSet<i32> {
     let mut found = HashSet::from([root]);
     // Parents may appear after their children in `/proc` order: repeat
     // until a pass adds nothing.
@@ -96,8 +147,6 @@ pub fn descendants(procs: &[Proc], root: i32) -> HashSet<i32> {
         }
     }
     found.remove(&root);
-    let live: HashSet<i32> = procs.iter().filter(|p| !p.zombie).map(|p| p.pid).collect();
-    found.retain(|pid| live.contains(pid));
     found
 }
 
@@ -141,7 +190,11 @@ pub async fn kill_until_gone(
 /// no exit status tokio waits for is stolen.
 pub fn reap_orphans(is_test_root: &impl Fn(i32) -> bool) {
     let me = std::process::id() as i32;
-    for p in scan() {
+    let mine: Vec<Proc> = match children(me) {
+        Some(pids) => pids.into_iter().filter_map(read).collect(),
+        None => scan(),
+    };
+    for p in mine {
         if p.ppid == me && p.zombie && !is_test_root(p.pid) {
             let _ = nix::sys::wait::waitpid(
                 Pid::from_raw(p.pid),
@@ -169,6 +222,31 @@ mod tests {
         let procs = [p(30, 20), p(20, 10), p(10, 1), p(40, 1), p(50, 30)];
         let found = descendants(&procs, 10);
         assert_eq!(found, HashSet::from([20, 30, 50]));
+    }
+
+    #[test]
+    fn a_subtree_holds_a_child_and_its_grandchild() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let grandchild: i32 = line.trim().parse().unwrap();
+        let below: Vec<i32> = subtree(std::process::id() as i32)
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        let _ = child.kill();
+        let _ = kill(Pid::from_raw(grandchild), Signal::SIGKILL);
+        let _ = child.wait();
+        assert!(below.contains(&(child.id() as i32)), "{below:?}");
+        assert!(below.contains(&grandchild), "{below:?}");
     }
 
     #[test]
