@@ -19,6 +19,7 @@ pub mod connection;
 pub mod drain;
 pub mod exec;
 pub mod junit;
+pub mod isolation;
 pub mod outbox;
 pub mod processes;
 pub mod session;
