@@ -19,8 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
-use crate::junit;
 use crate::isolation::{Isolation, Sandbox};
+use crate::junit;
 use crate::workdir::WorkDirs;
 use crate::workspace::{self, copies::TestCopy};
 
