@@ -405,6 +405,41 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_belongs_to_its_uid_and_a_reset_keeps_every_file_it_did_not_change() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to give files away");
+            return;
+        }
+        let (_tmp, base) = base_with(&[("src/a.py", "A\n"), ("b", "B")]);
+        let (uid, other) = (4_100_001, 4_100_002);
+        let copy = base.take(Some(uid)).unwrap();
+        let root = copy.path().to_owned();
+        for rel in ["", "src", "src/a.py", "b"] {
+            assert_eq!(fs::metadata(root.join(rel)).unwrap().uid(), uid, "{rel}");
+        }
+        let ino = |rel: &str| fs::metadata(root.join(rel)).unwrap().ino();
+        let a = ino("src/a.py");
+        fs::write(root.join("b"), "changed").unwrap();
+        copy.give_back();
+        let again = base.take(Some(uid)).unwrap();
+        assert_eq!(again.path(), root);
+        // The chown's ctime was stamped: only the changed file is new.
+        assert_eq!(ino("src/a.py"), a);
+        assert_eq!(fs::read_to_string(root.join("b")).unwrap(), "B");
+        assert_eq!(fs::metadata(root.join("b")).unwrap().uid(), uid);
+        again.give_back();
+        // Another uid gets the same copy, given to it, without a copy.
+        let theirs = base.take(Some(other)).unwrap();
+        assert_eq!(theirs.path(), root);
+        assert_eq!(ino("src/a.py"), a);
+        assert_eq!(fs::metadata(root.join("src/a.py")).unwrap().uid(), other);
+        theirs.give_back();
+        let back = base.take(Some(other)).unwrap();
+        assert_eq!(ino("src/a.py"), a);
+        drop(back);
+    }
+
+    #[test]
     fn a_tests_writes_are_undone_before_the_next_test_and_never_reach_the_base() {
         let (_tmp, base) = base_with(&[
             ("src/pkg/__init__.py", "X = 1\n"),
