@@ -38,7 +38,6 @@ const MAX_LINES_PER_EVENT: usize = 1000;
 // boxing the larger variant would cost an allocation per event for nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)]
 pub enum WireEvent {
     /// Already encoded, once for every watcher that is caught up.
     Encoded(Arc<SharedEvent>),
