@@ -559,15 +559,42 @@ def check_services(objs) -> list[str]:
     return p
 
 
+def runner_token_file(objs):
+    """Where runners read their token: ("secret", name, key) of the Secret
+    volume item behind TESTRUNNER_RUNNER_TOKEN_FILE, or a description of
+    what is there instead."""
+    c = container(objs, "Deployment", "runner", "runner")
+    path = env_map(objs, c).get("TESTRUNNER_RUNNER_TOKEN_FILE")
+    if not isinstance(path, str) or "/" not in path:
+        return f"no TESTRUNNER_RUNNER_TOKEN_FILE ({path!r})"
+    directory, name = path.rsplit("/", 1)
+    mounts = [m for m in c.get("volumeMounts") or [] if m.get("mountPath") == directory]
+    if not mounts:
+        return f"nothing mounted at {directory}"
+    spec = one(objs, "Deployment", "runner")["spec"]["template"]["spec"]
+    vols = [v for v in spec.get("volumes") or [] if v.get("name") == mounts[0]["name"]]
+    secret = (vols[0].get("secret") if vols else None) or {}
+    for item in secret.get("items") or []:
+        if item.get("path") == name:
+            return ("secret", secret.get("secretName"), item.get("key"))
+    return f"{path} is not an item of a Secret volume"
+
+
 def check_shared_token(objs) -> list[str]:
-    """Coordinator and runners read the runner token from the same key."""
+    """Coordinator and runners read the runner token from the same key;
+    runners from a mounted file (--token-file), never the environment,
+    where every process of the runner's user could once read it."""
     c = env_map(objs, container(objs, "Deployment", "coordinator", "coordinator")).get("TESTRUNNER_RUNNER_TOKEN")
-    r = env_map(objs, container(objs, "Deployment", "runner", "runner")).get("TESTRUNNER_RUNNER_TOKEN")
+    renv = env_map(objs, container(objs, "Deployment", "runner", "runner"))
+    r = runner_token_file(objs)
+    p = []
     if not (isinstance(c, tuple) and c[0] == "secret"):
-        return [f"coordinator runner token not from a Secret: {c!r}"]
-    if c != r:
-        return [f"coordinator reads the runner token from {c}, runners from {r}"]
-    return []
+        p.append(f"coordinator runner token not from a Secret: {c!r}")
+    elif c != r:
+        p.append(f"coordinator reads the runner token from {c}, runners from {r}")
+    if "TESTRUNNER_RUNNER_TOKEN" in renv:
+        p.append("runners get the token in their environment; mount it and use TESTRUNNER_RUNNER_TOKEN_FILE")
+    return p
 
 
 def check_runner_reaches_coordinator(objs, scheme: str = "http") -> list[str]:

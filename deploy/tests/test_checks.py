@@ -185,8 +185,13 @@ class ChecksCatchBreakage(unittest.TestCase):
         self.assertCaught(checks.check_coordinator_runner_port)
 
     def test_tokens_differ(self):
-        e = [x for x in runner_container(self.objs)["env"] if x["name"] == "TESTRUNNER_RUNNER_TOKEN"][0]
-        e["valueFrom"]["secretKeyRef"]["key"] = "api-token"
+        spec = checks.one(self.objs, "Deployment", "runner")["spec"]["template"]["spec"]
+        vol = [v for v in spec["volumes"] if v["name"] == "runner-token"][0]
+        vol["secret"]["items"][0]["key"] = "api-token"
+        self.assertCaught(checks.check_shared_token)
+
+    def test_runner_token_in_the_environment(self):
+        runner_container(self.objs)["env"].append({"name": "TESTRUNNER_RUNNER_TOKEN", "value": "x"})
         self.assertCaught(checks.check_shared_token)
 
     def test_hpa_fights_kubectl_scale(self):

@@ -88,13 +88,13 @@ fn copy_cost(work: &Path, files: usize) -> anyhow::Result<Vec<Row>> {
     for _ in 0..reps {
         // A new copy each time: the fresh ones are deleted, not reset.
         let started = Instant::now();
-        let mut copy = base.take()?;
+        let mut copy = base.take(None)?;
         first += started.elapsed();
         copy.discard();
         copy.give_back();
     }
     for i in 0..=reps {
-        let copy = base.take()?;
+        let copy = base.take(None)?;
         // What a test might leave behind.
         let path = copy.path();
         fs::write(path.join("d0000/f0.py"), format!("changed {i}"))?;

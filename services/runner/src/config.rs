@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::isolation::IsolationSettings;
+use crate::isolation::limits::parse_size;
+pub use crate::isolation::users::TestUser;
+
 /// Interpreters by file extension when a test has no command template and
 /// no shebang. `--interpreter EXT=COMMAND` adds or overrides entries.
 pub const DEFAULT_INTERPRETERS: &[(&str, &str)] = &[
@@ -31,8 +35,16 @@ pub struct Config {
     )]
     pub coordinator: String,
 
-    /// Bearer token the coordinator accepts from runners.
-    #[arg(long, env = "TESTRUNNER_RUNNER_TOKEN", hide_env_values = true)]
+    /// Bearer token the coordinator accepts from runners. Prefer
+    /// `--token-file`: a command line is readable by every process on the
+    /// machine (`/proc/<pid>/cmdline`).
+    #[arg(
+        long,
+        env = "TESTRUNNER_RUNNER_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub token: String,
 
     /// Name shown with the tests this runner ran (default: the host name).
@@ -172,6 +184,50 @@ pub struct Config {
     /// system-out, system-err); longer ones are cut with a marker.
     #[arg(long, env = "TESTRUNNER_JUNIT_MAX_TEXT_BYTES", default_value_t = 64 << 10)]
     pub junit_max_text_bytes: usize,
+
+    /// File holding the runner token, read once at start; wins over
+    /// `--token`. Keep it readable only by the runner's user.
+    #[arg(long, env = "TESTRUNNER_RUNNER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// User tests run as: `auto` (a uid per slot when the runner may
+    /// switch users, i.e. is root or has CAP_SETUID/CAP_SETGID/CAP_CHOWN;
+    /// else the runner's user), `per-slot` (required), or `runner`.
+    #[arg(long, env = "TESTRUNNER_TEST_USER", value_enum, default_value_t = TestUser::Auto)]
+    pub test_user: TestUser,
+
+    /// First uid (and gid) of the per-slot test users: slot N runs as
+    /// base + N. No account needs to exist for them.
+    #[arg(long, env = "TESTRUNNER_TEST_UID_BASE", default_value_t = 100_000)]
+    pub test_uid_base: u32,
+
+    /// Memory per test (`2GiB`): a cgroup limit (the test is OOM-killed)
+    /// where the runner has one, else RLIMIT_AS per process.
+    #[arg(long, env = "TESTRUNNER_TEST_MEMORY", value_parser = parse_size)]
+    pub test_memory: Option<u64>,
+
+    /// Processes per test: a cgroup `pids.max` where the runner has one,
+    /// else RLIMIT_NPROC (per uid: exact with per-slot users).
+    #[arg(long, env = "TESTRUNNER_TEST_PIDS")]
+    pub test_pids: Option<u64>,
+
+    /// Bytes a test's work directory may hold (`1GiB`); a test past it is
+    /// stopped and fails with a message saying so.
+    #[arg(long, env = "TESTRUNNER_MAX_WORKDIR_BYTES", value_parser = parse_size)]
+    pub max_workdir_bytes: Option<u64>,
+
+    /// Whether to put each test in cgroups of its own where the runner may
+    /// create them (`auto`), or never (`off`: leftovers are then found by
+    /// uid or in /proc).
+    #[arg(long, env = "TESTRUNNER_TEST_CGROUPS", value_enum, default_value_t = CgroupMode::Auto)]
+    pub test_cgroups: CgroupMode,
+}
+
+/// `--test-cgroups`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CgroupMode {
+    Auto,
+    Off,
 }
 
 /// How the runner writes its log (to standard error).
@@ -226,6 +282,30 @@ impl Config {
             humantime::format_duration(self.flush_interval)
         );
         Ok(())
+    }
+
+    /// The runner token: `--token-file`'s content, else `--token`.
+    pub fn load_token(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.token_file {
+            self.token = crate::isolation::hardening::read_token_file(path)?;
+        }
+        anyhow::ensure!(
+            !self.token.is_empty(),
+            "no runner token: give --token-file (or TESTRUNNER_RUNNER_TOKEN)"
+        );
+        Ok(())
+    }
+
+    /// The isolation flags together.
+    pub fn isolation(&self) -> IsolationSettings {
+        IsolationSettings {
+            test_user: self.test_user,
+            uid_base: self.test_uid_base,
+            memory: self.test_memory,
+            pids: self.test_pids.filter(|n| *n > 0),
+            max_workdir_bytes: self.max_workdir_bytes,
+            cgroups: self.test_cgroups == CgroupMode::Auto,
+        }
     }
 
     /// The interpreter table: built-ins overridden by `--interpreter`.

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
+use crate::isolation::{Isolation, Sandbox};
 use crate::junit;
 use crate::workdir::WorkDirs;
 use crate::workspace::{self, copies::TestCopy};
@@ -42,6 +43,8 @@ pub struct ExecSettings {
     pub test_path: String,
     /// Limits on reading a test's JUnit report.
     pub junit: junit::Limits,
+    /// Users, cgroups and limits for each test (`isolation`).
+    pub isolation: Arc<Isolation>,
 }
 
 /// One test to run.
@@ -102,8 +105,15 @@ pub async fn run(
     let started = Instant::now();
     // A workspace test's private copy, made (or reset) off this thread;
     // its timeout starts when its process does, after this.
-    let copy = match take_copy(&job).await {
-        Ok(copy) => copy,
+    // The test's uid comes first: its copy is made (or kept) for it.
+    let taken = match settings.isolation.sandbox() {
+        Ok(sandbox) => take_copy(&job, sandbox.uid())
+            .await
+            .map(|copy| (sandbox, copy)),
+        Err(message) => Err(message),
+    };
+    let (sandbox, copy) = match taken {
+        Ok(taken) => taken,
         Err(message) => {
             let _ = events
                 .send(ExecEvent::Line {
@@ -126,7 +136,7 @@ pub async fn run(
             return;
         }
     };
-    let report = match execute(&job, copy, &settings, &events, stop).await {
+    let report = match execute(&job, sandbox, copy, &settings, &events, stop).await {
         Ok(report) => report,
         Err(message) => {
             let _ = events
@@ -197,15 +207,16 @@ pub fn command_for(
     }
 }
 
-/// The test's copy of its workspace, if it has one.
-async fn take_copy(job: &Job) -> Result<Option<TestCopy>, String> {
+/// The test's copy of its workspace, if it has one, owned by `uid` (the
+/// test's user, when not the runner's).
+async fn take_copy(job: &Job, uid: Option<u32>) -> Result<Option<TestCopy>, String> {
     let Some(base) = job.workspace.clone() else {
         if job.wants_workspace {
             return Err("its workspace is not prepared on this runner".into());
         }
         return Ok(None);
     };
-    tokio::task::spawn_blocking(move || base.take())
+    tokio::task::spawn_blocking(move || base.take(uid))
         .await
         .map_err(|e| format!("copying the workspace: {e}"))?
         .map(Some)
@@ -214,6 +225,7 @@ async fn take_copy(job: &Job) -> Result<Option<TestCopy>, String> {
 
 async fn execute(
     job: &Job,
+    mut sandbox: Sandbox,
     mut copy: Option<TestCopy>,
     settings: &ExecSettings,
     events: &mpsc::Sender<ExecEvent>,
@@ -227,6 +239,8 @@ async fn execute(
     // `WorkDir::report_path`); whatever a previous test left there goes.
     let report_path = dir.report_path();
     junit::clear(&report_path);
+    dir.prepare_report_dir(sandbox.uid())
+        .map_err(|e| format!("cannot make the test's report directory: {e}"))?;
     let asked = junit::asked_for(&job.command);
     let filled;
     let job = if asked {
@@ -240,6 +254,9 @@ async fn execute(
     };
     let mut argv = match &copy {
         Some(copy) => {
+            sandbox
+                .own_dir(dir.path())
+                .map_err(|e| format!("cannot give the work directory to the test's user: {e}"))?;
             workspace::command::argv(&job.name, &job.command, copy.path(), &settings.interpreters)?
         }
         None => {
@@ -251,6 +268,9 @@ async fn execute(
             let file = dir
                 .write_file(&job.name, job.content.as_bytes(), mode)
                 .map_err(|e| format!("cannot write {:?}: {e}", job.name))?;
+            sandbox
+                .own(dir.path(), &file)
+                .map_err(|e| format!("cannot give the work directory to the test's user: {e}"))?;
             command_for(job, &file, &settings.interpreters)?
         }
     };
@@ -274,7 +294,8 @@ async fn execute(
     argv[0] = resolve_program(&argv[0], &settings.test_path)?;
 
     let started = Instant::now();
-    let mut child = Command::new(&argv[0])
+    let mut command = Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .current_dir(&cwd)
         .env_clear()
@@ -290,8 +311,10 @@ async fn execute(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
+        .kill_on_drop(true);
+    sandbox.apply(&mut command);
+    let mut child = sandbox
+        .spawn(&mut command)
         .map_err(|e| format!("cannot execute {:?}: {e}", argv[0]))?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
 
@@ -328,6 +351,8 @@ async fn execute(
     };
     let deadline = tokio::time::sleep(job.timeout);
     tokio::pin!(deadline);
+    let exceeded = sandbox.exceeded(dir.path());
+    tokio::pin!(exceeded);
     let (status, outcome, error) = tokio::select! {
         status = child.wait() => {
             let status = status.map_err(|e| format!("waiting for the test: {e}"))?;
@@ -351,6 +376,19 @@ async fn execute(
             let _ = child.wait().await;
             (None, Outcome::Cancelled, "cancelled".to_owned())
         }
+        message = &mut exceeded => {
+            signal_group(Signal::SIGKILL);
+            let _ = child.wait().await;
+            (None, Outcome::Failed, message)
+        }
+    };
+    // The test's duration ends with its own process, before the clean-up.
+    let ran_for = started.elapsed();
+    // Every process the test left, in any session or under any parent.
+    let cleanup = sandbox.finish().await;
+    let (outcome, error) = match cleanup.out_of_memory {
+        Some(oom) if matches!(outcome, Outcome::Passed | Outcome::Failed) => (Outcome::Failed, oom),
+        _ => (outcome, error),
     };
     // Whatever the test left behind in its group dies with it.
     signal_group(Signal::SIGKILL);
@@ -369,8 +407,12 @@ async fn execute(
             }
         }
     }
-    let duration = started.elapsed();
-    if !error.is_empty() && outcome != Outcome::Failed {
+    let duration = ran_for;
+    if !error.is_empty()
+        && (outcome != Outcome::Failed
+            || error.starts_with("killed: out of memory")
+            || error.starts_with("stopped:"))
+    {
         let _ = events
             .send(ExecEvent::Line {
                 assignment_id: job.assignment_id.clone(),
@@ -407,6 +449,18 @@ async fn execute(
             .send(ExecEvent::Cases {
                 assignment_id: job.assignment_id.clone(),
                 collected,
+            })
+            .await;
+    }
+    if cleanup.leftovers > 0 {
+        let _ = events
+            .send(ExecEvent::Line {
+                assignment_id: job.assignment_id.clone(),
+                text: format!(
+                    "[testrunner] killed {} leftover process{}",
+                    cleanup.leftovers,
+                    if cleanup.leftovers == 1 { "" } else { "es" }
+                ),
             })
             .await;
     }

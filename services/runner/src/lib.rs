@@ -18,6 +18,7 @@ pub mod config;
 pub mod connection;
 pub mod drain;
 pub mod exec;
+pub mod isolation;
 pub mod junit;
 pub mod outbox;
 pub mod processes;

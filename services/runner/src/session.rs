@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::connection::{self, Backoff};
 use crate::drain::{self, Signals};
 use crate::exec::{ExecEvent, ExecSettings};
+use crate::isolation::Isolation;
 use crate::outbox::BatchLimit;
 use crate::processes::Processes;
 use crate::stats::Stats;
@@ -71,6 +72,7 @@ impl Agent {
         );
         let channel = connection::channel(&config)?;
         let workspaces = Arc::new(workspace_store(&config, &work_dirs, &channel)?);
+        let isolation = Arc::new(Isolation::new(&config.isolation(), work_dirs.root())?);
         let exec = Arc::new(ExecSettings {
             interpreters: config.interpreter_table()?,
             kill_grace: config.kill_grace,
@@ -83,6 +85,7 @@ impl Agent {
                 max_cases: config.junit_max_cases,
                 max_text: config.junit_max_text_bytes,
             },
+            isolation,
         });
         let (prepared_tx, prepared_rx) = mpsc::channel(64);
         let slots = config.slot_count().clamp(1, 1024);

@@ -68,11 +68,36 @@ impl WorkDir {
     /// Where the test's JUnit report goes (`{junit}`,
     /// `TESTRUNNER_JUNIT_XML`): beside the directory, in the runner's own
     /// root, so a test that lists or archives its directory never finds
-    /// it, and one test's report can never be another's.
+    /// it, and one test's report can never be another's. It is in a
+    /// directory of its own (`report_dir`) that `prepare_report_dir` gives
+    /// to the test's user, who may not write in the root itself.
     pub fn report_path(&self) -> PathBuf {
-        let mut name = self.path.file_name().unwrap_or_default().to_owned();
-        name.push(".junit.xml");
-        self.path.with_file_name(name)
+        self.report_dir().join("report.xml")
+    }
+
+    /// The directory holding `report_path`, beside the work directory.
+    pub fn report_dir(&self) -> PathBuf {
+        report_dir_of(&self.path)
+    }
+
+    /// Makes `report_dir` (if missing) and gives it to `uid`, the test's
+    /// user when not the runner's, alone (mode 0700).
+    pub fn prepare_report_dir(&self, uid: Option<u32>) -> io::Result<()> {
+        let dir = self.report_dir();
+        match fs::DirBuilder::new().mode(MODE).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Only the runner writes in the root: a directory it made.
+                if !fs::symlink_metadata(&dir)?.is_dir() {
+                    return Err(io::Error::other("the report path is not a directory"));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(uid))?;
+        }
+        Ok(())
     }
 
     /// Deletes the directory when the test ends instead of reusing it
@@ -111,7 +136,10 @@ impl Drop for WorkDir {
     fn drop(&mut self) {
         let path = std::mem::take(&mut self.path);
         if !self.reusable {
-            off_thread(move || delete(&path));
+            off_thread(move || {
+                let _ = fs::remove_dir_all(report_dir_of(&path));
+                delete(&path);
+            });
             return;
         }
         if let Some(file) = self.file.take() {
@@ -133,6 +161,12 @@ fn off_thread(work: impl FnOnce() + Send + 'static) {
         Ok(runtime) => drop(runtime.spawn_blocking(work)),
         Err(_) => work(),
     }
+}
+
+fn report_dir_of(work_dir: &Path) -> PathBuf {
+    let mut name = work_dir.file_name().unwrap_or_default().to_owned();
+    name.push(".junit");
+    work_dir.with_file_name(name)
 }
 
 fn delete(dir: &Path) {

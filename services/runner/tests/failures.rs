@@ -126,7 +126,7 @@ on_both_stores! {
         let coord = Coordinator::start(backend, &[]).await;
         let _r = Runner::start(&coord, "r1", 2);
         let mut client = coord.client().await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let run = create(&mut client, vec![
             file("long.sh", &sleeper(dir.path(), "long", 60)),
             file("queued1.sh", "sleep 60\n"),
@@ -152,7 +152,7 @@ on_both_stores! {
         let coord = Coordinator::start(backend, &[]).await;
         let r = Runner::start(&coord, "r1", 1);
         let mut client = coord.client().await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let run = create(&mut client, vec![file("long.sh", &sleeper(dir.path(), "long", 60))], None, None).await;
         wait_running(&mut client, run.id, "long.sh").await;
         let started = pids(dir.path(), "long");
@@ -192,7 +192,7 @@ on_both_stores! {
         let mut r = Runner::start_with(&coord, "r1", 1, &["--drain-timeout", "500ms"]);
         let mut client = coord.client().await;
         // The first run sleeps long; the run after the hand-back does not.
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let script = format!(
             "echo attempt $TESTRUNNER_ATTEMPT\nif [ ! -e {m} ]; then touch {m}; sleep 60; fi\necho done\n",
             m = dir.path().join("ran-once").display()

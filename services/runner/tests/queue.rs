@@ -29,6 +29,17 @@ async fn warm_up(client: &mut Client) {
     assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
 }
 
+/// A runner of one slot whose tests start as cheaply as they can: as the
+/// runner's user and without a cgroup (so by `posix_spawn`, not `fork`).
+/// These tests are about the coordinator's queue, which is only given to
+/// runners whose recent tests were short (about 50 ms of work per slot);
+/// on a loaded two-core machine the per-test cost of switching users and
+/// joining a cgroup pushed the warm-up tests past that more often.
+fn quick_runner(coord: &Coordinator, name: &str, extra: &[&str]) -> Runner {
+    let args = [&["--test-user", "runner", "--test-cgroups", "off"], extra].concat();
+    Runner::start_with(coord, name, 1, &args)
+}
+
 /// Waits until every test of the Testrun is held by a runner (running, or
 /// waiting in a runner's queue) and `first` has printed a line. With one
 /// runner of one slot, every test but `first` is then in its queue.
@@ -51,7 +62,7 @@ async fn wait_all_held(client: &mut Client, id: i64, first: &str) -> testrunner_
 on_both_stores! {
     a_long_test_does_not_wait_in_a_queue_while_a_runner_is_free(backend) {
         let coord = Coordinator::start(backend, &[]).await;
-        let a = Runner::start(&coord, "a", 1);
+        let a = quick_runner(&coord, "a", &[]);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
         // Runner a's tests were short, and no other runner is there: it
@@ -60,8 +71,8 @@ on_both_stores! {
         let files = (0..3).map(|i| file(&format!("long{i}.sh"), "echo started\nsleep 4\n")).collect();
         let run = create(&mut client, files, None, None).await;
         wait_all_held(&mut client, run.id, "long0.sh").await;
-        let _b = Runner::start(&coord, "b", 1);
-        let _c = Runner::start(&coord, "c", 1);
+        let _b = quick_runner(&coord, "b", &[]);
+        let _c = quick_runner(&coord, "c", &[]);
         let run = wait_done(&mut client, run.id).await;
         assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
         // The two that waited were handed back (and so handed out twice),
@@ -80,10 +91,10 @@ on_both_stores! {
 
     a_runner_starts_the_tests_in_its_queue_in_queue_order(backend) {
         let coord = Coordinator::start(backend, &[]).await;
-        let r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
+        let r = quick_runner(&coord, "r1", &["--queue-wait", "60s"]);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let (order, gate) = (dir.path().join("order"), dir.path().join("gate"));
         // The first test holds the one slot until the gate opens, so the
         // others are all in the queue before any of them starts.
@@ -110,10 +121,10 @@ on_both_stores! {
     every_queued_test_of_a_cancelled_testrun_is_cancelled_without_running(backend) {
         let coord = Coordinator::start(backend, &[]).await;
         // A long queue wait, so the tests are still queued when cancelled.
-        let r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
+        let r = quick_runner(&coord, "r1", &["--queue-wait", "60s"]);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let queued = ["q0.sh", "q1.sh", "q2.sh"];
         let mut files = vec![file("a.sh", "echo started\nsleep 30\n")];
         files.extend(queued.iter().map(|n| file(n, &format!("echo ran\ntouch {}/$TESTRUNNER_TEST_NAME\n", dir.path().display()))));
@@ -145,10 +156,10 @@ on_both_stores! {
         let mut coord = Coordinator::start(backend, &[]).await;
         // A long queue wait: only the disconnection may make the runner
         // hand its queued tests back.
-        let r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
+        let r = quick_runner(&coord, "r1", &["--queue-wait", "60s"]);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = shared_dir();
         let ran = dir.path().join("ran");
         let queued = ["q0.sh", "q1.sh", "q2.sh"];
         let mut files = vec![file("a.sh", "echo started\nsleep 2\n")];
@@ -179,7 +190,7 @@ on_both_stores! {
 
     a_draining_runner_hands_back_the_tests_in_its_queue(backend) {
         let coord = Coordinator::start(backend, &[]).await;
-        let mut r = Runner::start_with(&coord, "r1", 1, &["--queue-wait", "60s"]);
+        let mut r = quick_runner(&coord, "r1", &["--queue-wait", "60s"]);
         let mut client = coord.client().await;
         warm_up(&mut client).await;
         let run = create(
@@ -201,7 +212,7 @@ on_both_stores! {
         .await;
         assert_eq!(test_named(&back, "b.sh").attempt, 0, "a hand-back uses up no attempt");
         assert_eq!(r.wait_exit(Duration::from_secs(20)).await, Some(0), "runner log: {}", r.log());
-        let _next = Runner::start(&coord, "r2", 1);
+        let _next = quick_runner(&coord, "r2", &[]);
         let run = wait_done(&mut client, run.id).await;
         assert_eq!(run.status, testrun::Status::Success as i32, "{run:#?}");
         assert_eq!(log_of(&mut client, run.id, "a.sh").await, ["started", "finished"]);

@@ -56,7 +56,9 @@ fn package(root: &Path) {
              \x20   assert not marker.exists(), 'another test wrote into my copy'\n\
              \x20   marker.write_text('mine')\n\
              \x20   pathlib.Path('src/greet/__init__.py').write_text('broken = (\\n')\n\
-             \x20   assert os.environ['CI'] == 'true' and os.environ.get('TESTRUNNER_RUNNER_TOKEN') is None\n",
+             \x20   assert os.environ['CI'] == 'true' and os.environ.get('TESTRUNNER_RUNNER_TOKEN') is None\n\
+             \x20   assert os.stat('.').st_uid == os.geteuid(), 'my copy is not mine'\n\
+             \x20   pathlib.Path(os.environ['HOME'], 'home.txt').write_text('mine')\n",
         );
     }
 }

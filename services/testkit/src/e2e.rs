@@ -182,6 +182,45 @@ impl Runner {
         }
     }
 
+    /// A runner started through `wrapper` (e.g. `setpriv --reuid 65534
+    /// ...`, to run it as another user), given its token by `--token-file`
+    /// when `token_file` is set (then none is in its environment).
+    pub fn start_as(
+        coordinator: &Coordinator,
+        name: &str,
+        slots: u32,
+        extra: &[&str],
+        wrapper: &[&str],
+        token_file: Option<&std::path::Path>,
+    ) -> Self {
+        let log = std::env::temp_dir().join(format!("runner-{name}-{}.log", uuid::Uuid::new_v4()));
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
+        let runner = bin("runner");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&runner);
+                cmd
+            }
+            None => Command::new(&runner),
+        };
+        cmd.args(["--coordinator", &coordinator.runner_url(), "--name", name])
+            .args(["--slots", &slots.to_string()])
+            .args(["--metrics-listen", &metrics_addr])
+            .args(extra)
+            .env("RUST_LOG", "info,runner=debug");
+        match token_file {
+            Some(path) => cmd.arg("--token-file").arg(path),
+            None => cmd.env("TESTRUNNER_RUNNER_TOKEN", TOKEN),
+        };
+        let process = Process::spawn(cmd, log).expect("the runner binary starts");
+        Self {
+            process,
+            name: name.into(),
+            metrics_addr,
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.process.pid() as i32
     }
@@ -355,4 +394,15 @@ pub fn alive(pid: i32) -> bool {
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// A temporary directory the tests run by a runner may write to: where the
+/// runner is root, tests run as unprivileged per-slot users, who cannot
+/// write into a directory made private to this (root) process.
+pub fn shared_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("making it writable for test users");
+    dir
 }

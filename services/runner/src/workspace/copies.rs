@@ -68,6 +68,10 @@ impl Stamp {
 #[derive(Debug)]
 struct Copy {
     dir: PathBuf,
+    /// The uid (and gid) every entry is given to: the test's user, when
+    /// tests run as users of their own. Set before stamping, so the
+    /// `chown`'s new `ctime` is the stamp and a reset recopies nothing.
+    owner: Option<u32>,
     stamps: HashMap<PathBuf, Stamp>,
     children: HashMap<PathBuf, Vec<OsString>>,
 }
@@ -85,17 +89,33 @@ impl Base {
         })
     }
 
-    /// A copy for one test: a reset one if there is, else a new one
-    /// (blocking: call off the runner's thread).
-    pub fn take(self: &Arc<Self>) -> io::Result<TestCopy> {
-        let free = lock(&self.free).pop();
+    /// A copy for one test running as `owner` (None: the runner's user):
+    /// a reset one if there is (one already `owner`'s first), else a new
+    /// one (blocking: call off the runner's thread). Only `owner` may
+    /// write in it.
+    pub fn take(self: &Arc<Self>, owner: Option<u32>) -> io::Result<TestCopy> {
+        let free = {
+            let mut free = lock(&self.free);
+            match free.iter().rposition(|c| c.owner == owner) {
+                Some(i) => Some(free.remove(i)),
+                None => free.pop(),
+            }
+        };
         let copy = match free {
+            Some(mut copy) if copy.owner != owner => {
+                if let Err(e) = give_to(&mut copy, owner) {
+                    delete(&copy.dir);
+                    return Err(e);
+                }
+                copy
+            }
             Some(copy) => copy,
             None => {
                 let n = self.made.fetch_add(1, Ordering::Relaxed);
                 let dir = self.copies.join(format!("c{n}"));
                 let mut copy = Copy {
                     dir: dir.clone(),
+                    owner,
                     stamps: HashMap::new(),
                     children: HashMap::new(),
                 };
@@ -191,6 +211,19 @@ fn give_back(base: &Base, mut copy: Copy, discard: bool) {
     }
 }
 
+/// Gives every entry of a reset copy to `owner` and stamps it anew.
+fn give_to(copy: &mut Copy, owner: Option<u32>) -> io::Result<()> {
+    let uid = owner.unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    let gid = owner.unwrap_or_else(|| nix::unistd::getgid().as_raw());
+    for (rel, stamp) in &mut copy.stamps {
+        let path = copy.dir.join(rel);
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        *stamp = Stamp::of(&fs::symlink_metadata(&path)?);
+    }
+    copy.owner = owner;
+    Ok(())
+}
+
 /// Copies `from` (a file, symlink or directory of the base) to `to`,
 /// recording stamps under `rel`.
 fn copy_entry(from: &Path, to: &Path, rel: &Path, copy: &mut Copy) -> io::Result<()> {
@@ -215,6 +248,9 @@ fn copy_entry(from: &Path, to: &Path, rel: &Path, copy: &mut Copy) -> io::Result
     } else {
         // Sockets, FIFOs a set-up left: not part of a workspace.
         return Ok(());
+    }
+    if let Some(uid) = copy.owner {
+        std::os::unix::fs::lchown(to, Some(uid), Some(uid))?;
     }
     copy.stamps
         .insert(rel.to_owned(), Stamp::of(&fs::symlink_metadata(to)?));
@@ -369,6 +405,41 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_belongs_to_its_uid_and_a_reset_keeps_every_file_it_did_not_change() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to give files away");
+            return;
+        }
+        let (_tmp, base) = base_with(&[("src/a.py", "A\n"), ("b", "B")]);
+        let (uid, other) = (4_100_001, 4_100_002);
+        let copy = base.take(Some(uid)).unwrap();
+        let root = copy.path().to_owned();
+        for rel in ["", "src", "src/a.py", "b"] {
+            assert_eq!(fs::metadata(root.join(rel)).unwrap().uid(), uid, "{rel}");
+        }
+        let ino = |rel: &str| fs::metadata(root.join(rel)).unwrap().ino();
+        let a = ino("src/a.py");
+        fs::write(root.join("b"), "changed").unwrap();
+        copy.give_back();
+        let again = base.take(Some(uid)).unwrap();
+        assert_eq!(again.path(), root);
+        // The chown's ctime was stamped: only the changed file is new.
+        assert_eq!(ino("src/a.py"), a);
+        assert_eq!(fs::read_to_string(root.join("b")).unwrap(), "B");
+        assert_eq!(fs::metadata(root.join("b")).unwrap().uid(), uid);
+        again.give_back();
+        // Another uid gets the same copy, given to it, without a copy.
+        let theirs = base.take(Some(other)).unwrap();
+        assert_eq!(theirs.path(), root);
+        assert_eq!(ino("src/a.py"), a);
+        assert_eq!(fs::metadata(root.join("src/a.py")).unwrap().uid(), other);
+        theirs.give_back();
+        let back = base.take(Some(other)).unwrap();
+        assert_eq!(ino("src/a.py"), a);
+        drop(back);
+    }
+
+    #[test]
     fn a_tests_writes_are_undone_before_the_next_test_and_never_reach_the_base() {
         let (_tmp, base) = base_with(&[
             ("src/pkg/__init__.py", "X = 1\n"),
@@ -376,7 +447,7 @@ mod tests {
             ("README", "r"),
         ]);
         let before = snapshot(&base.dir);
-        let copy = base.take().unwrap();
+        let copy = base.take(None).unwrap();
         let root = copy.path().to_owned();
         assert_eq!(snapshot(&root), before);
         // Everything a test may do to its copy.
@@ -395,7 +466,7 @@ mod tests {
         assert_eq!(snapshot(&base.dir), before, "the base is untouched");
         copy.give_back();
         assert_eq!(base.free_copies(), 1);
-        let again = base.take().unwrap();
+        let again = base.take(None).unwrap();
         assert_eq!(again.path(), root, "the same copy, reset");
         assert_eq!(snapshot(again.path()), before);
     }
@@ -403,7 +474,7 @@ mod tests {
     #[test]
     fn a_file_changed_in_place_with_its_times_restored_is_still_caught() {
         let (_tmp, base) = base_with(&[("data.txt", "original")]);
-        let copy = base.take().unwrap();
+        let copy = base.take(None).unwrap();
         let file = copy.path().join("data.txt");
         let mtime = fs::metadata(&file).unwrap().modified().unwrap();
         fs::write(&file, "tampered").unwrap();
@@ -424,8 +495,8 @@ mod tests {
     #[test]
     fn copies_held_at_once_are_different_and_a_discarded_one_is_deleted() {
         let (_tmp, base) = base_with(&[("a", "1")]);
-        let one = base.take().unwrap();
-        let mut two = base.take().unwrap();
+        let one = base.take(None).unwrap();
+        let mut two = base.take(None).unwrap();
         assert_ne!(one.path(), two.path());
         two.discard();
         let gone = two.path().to_owned();
@@ -439,7 +510,7 @@ mod tests {
     #[test]
     fn a_copy_made_unreadable_is_deleted_not_reused() {
         let (_tmp, base) = base_with(&[("d/a", "1")]);
-        let copy = base.take().unwrap();
+        let copy = base.take(None).unwrap();
         let root = copy.path().to_owned();
         fs::set_permissions(root.join("d"), fs::Permissions::from_mode(0o000)).unwrap();
         fs::write(root.join("extra"), "x").unwrap();
