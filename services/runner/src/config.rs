@@ -197,7 +197,8 @@ pub struct Config {
     pub test_user: TestUser,
 
     /// First uid (and gid) of the per-slot test users: slot N runs as
-    /// base + N. No account needs to exist for them.
+    /// base + N. No account needs to exist for them. Runners on one machine
+    /// need disjoint ranges, or two tests may share a uid.
     #[arg(long, env = "TESTRUNNER_TEST_UID_BASE", default_value_t = 100_000)]
     pub test_uid_base: u32,
 
