@@ -131,7 +131,10 @@ impl Runners {
             // A runner whose set-up failed hands the Testrun's tests back
             // after its SetupFinished: if no runner is left that could take
             // them, end them now rather than at the collector's next sweep.
-            super::setups::end_stranded(&*self.store, &self.hub).await?;
+            // (Only then: other hand-backs stay off this query.)
+            if session.failed_setup() {
+                super::setups::end_stranded(&*self.store, &self.hub).await?;
+            }
         }
         session
             .send(Out::ResultAck(ResultAck {
