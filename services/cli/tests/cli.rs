@@ -2,25 +2,7 @@
 
 use std::process::{Command, Output};
 
-use testkit::bin;
 use testkit::e2e::*;
-
-fn testrunner(coord: &Coordinator, args: &[&str]) -> Output {
-    Command::new(bin("testrunner"))
-        .arg("--coordinator")
-        .arg(coord.url())
-        .args(args)
-        .env_remove("TESTRUNNER_API_TOKEN")
-        .output()
-        .expect("testrunner runs")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn run_follows_a_testrun_and_exits_with_its_verdict() {

@@ -2,27 +2,7 @@
 //! of `run` and `watch`, `testrunner cases`, and `testrunner junit`, whose
 //! output an independent JUnit parser (the junit-parser crate) reads back.
 
-use std::process::{Command, Output};
-
-use testkit::bin;
 use testkit::e2e::*;
-
-fn testrunner(coord: &Coordinator, args: &[&str]) -> Output {
-    Command::new(bin("testrunner"))
-        .arg("--coordinator")
-        .arg(coord.url())
-        .args(args)
-        .env_remove("TESTRUNNER_API_TOKEN")
-        .output()
-        .expect("testrunner runs")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 const PYTEST_FILE: &str = r#"
 class TestA:

@@ -5,9 +5,8 @@
 //! `pytest` on the runners' test PATH (`/usr/bin/python3` here).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use testkit::bin;
 use testkit::e2e::*;
 use testrunner_proto::v1::{setup, test, testrun};
 
@@ -61,16 +60,6 @@ fn package(root: &Path) {
              \x20   pathlib.Path(os.environ['HOME'], 'home.txt').write_text('mine')\n",
         );
     }
-}
-
-fn testrunner(coord: &Coordinator, args: &[&str]) -> Output {
-    Command::new(bin("testrunner"))
-        .arg("--coordinator")
-        .arg(coord.url())
-        .args(args)
-        .env_remove("TESTRUNNER_API_TOKEN")
-        .output()
-        .expect("testrunner runs")
 }
 
 /// Uploads `dir` and creates a Testrun of `patterns` without following it.

@@ -406,3 +406,23 @@ pub fn shared_dir() -> tempfile::TempDir {
         .expect("making it writable for test users");
     dir
 }
+
+/// Runs the real `testrunner` command against `coord` and waits for it
+/// (without an API token from the environment).
+pub fn testrunner(coord: &Coordinator, args: &[&str]) -> std::process::Output {
+    Command::new(bin("testrunner"))
+        .arg("--coordinator")
+        .arg(coord.url())
+        .args(args)
+        .env_remove("TESTRUNNER_API_TOKEN")
+        .output()
+        .expect("testrunner runs")
+}
+
+/// A command's stdout and stderr as text.
+pub fn text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
