@@ -15,8 +15,8 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { launchBrowser, missingPrerequisite, startStack, webClient } from './harness.mjs';
+import { after, before } from 'node:test';
+import { launchBrowser, missingPrerequisite, startStack, webClient, screenshottingTest } from './harness.mjs';
 
 // Every run takes the README's screenshot; only `make screenshot` (which sets
 // TESTRUNNER_SCREENSHOT) writes it where the README shows it, so running the
@@ -34,20 +34,14 @@ const FINISH_MS = 60_000;
 /** @type {import('playwright-core').Page} */ let page;
 let failures = 0;
 
-/** Runs one test body; on failure saves a screenshot for the post-mortem. */
-function e2e(name, body) {
-  test(name, { timeout: 120_000 }, async () => {
-    try {
-      await body();
-    } catch (err) {
-      failures++;
-      const shot = path.join(tmp, `failure-${name.replace(/[^a-z0-9]+/gi, '-')}.png`);
-      await page?.screenshot({ path: shot, fullPage: true }).catch(() => {});
-      console.error(`screenshot of the failure: ${shot}`);
-      throw err;
-    }
-  });
-}
+const e2e = screenshottingTest({
+  timeout: 120_000,
+  page: () => page,
+  dir: () => tmp,
+  failed: () => {
+    failures++;
+  },
+});
 
 /**
  * Creates a Testrun through the /new form by uploading files, and resolves

@@ -7,6 +7,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -188,4 +189,24 @@ export async function launchBrowser(profileDir, viewport = { width: 1280, height
   });
   context.setDefaultTimeout(15_000);
   return context;
+}
+
+/**
+ * A `node:test` test factory whose tests save a screenshot of the page when
+ * their body fails, and report the failure (so a suite can keep its temp dir).
+ * @param {{ timeout: number, page: () => import('playwright-core').Page | undefined, dir: () => string, failed: () => void }} o
+ */
+export function screenshottingTest({ timeout, page, dir, failed }) {
+  return (/** @type {string} */ name, /** @type {() => Promise<void>} */ body) =>
+    test(name, { timeout }, async () => {
+      try {
+        await body();
+      } catch (err) {
+        failed();
+        const shot = path.join(dir(), `failure-${name.replace(/[^a-z0-9]+/gi, '-')}.png`);
+        await page()?.screenshot({ path: shot, fullPage: true }).catch(() => {});
+        console.error(`screenshot of the failure: ${shot}`);
+        throw err;
+      }
+    });
 }

@@ -12,8 +12,8 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { launchBrowser, missingPrerequisite, startStack } from './harness.mjs';
+import { after, before } from 'node:test';
+import { launchBrowser, missingPrerequisite, startStack, screenshottingTest } from './harness.mjs';
 
 const FINISH_MS = 90_000;
 
@@ -25,19 +25,14 @@ const FINISH_MS = 90_000;
 /** @type {import('playwright-core').Page} */ let page;
 let failures = 0;
 
-function e2e(name, body) {
-  test(name, { timeout: 180_000 }, async () => {
-    try {
-      await body();
-    } catch (err) {
-      failures++;
-      const shot = path.join(tmp, `failure-${name.replace(/[^a-z0-9]+/gi, '-')}.png`);
-      await page?.screenshot({ path: shot, fullPage: true }).catch(() => {});
-      console.error(`screenshot of the failure: ${shot}`);
-      throw err;
-    }
-  });
-}
+const e2e = screenshottingTest({
+  timeout: 180_000,
+  page: () => page,
+  dir: () => tmp,
+  failed: () => {
+    failures++;
+  },
+});
 
 /** The project: importable only with PYTHONPATH=src, and only after its set-up generated a module. */
 const FILES = {
