@@ -280,6 +280,7 @@ impl Fetcher {
                     // The stream ended early (a coordinator shutting down):
                     // ask again from here.
                     let status = tonic::Status::unavailable("stream ended before the blob's end");
+                    tracing::info!(blob = %id, offset = writer.offset(), code = ?status.code(), "blob read interrupted; resuming");
                     self.retry_or_fail(&status, "reading a blob", &mut backoff, &mut since)
                         .await?;
                 }
