@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("testrunner/v1/testrun.proto"),
         root.join("testrunner/v1/runner.proto"),
         root.join("testrunner/v1/content.proto"),
+        root.join("testrunner/v1/admin.proto"),
     ];
     let fds = protox::compile(&files, [&root])?;
 

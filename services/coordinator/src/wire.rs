@@ -61,6 +61,8 @@ fn counts(c: &Counts) -> pb::TestCounts {
         passed: n(c.passed),
         failed: n(c.failed),
         cancelled: n(c.cancelled),
+        // Filled once retries land (FLAKY tests).
+        flaky: 0,
     }
 }
 
@@ -81,6 +83,9 @@ pub fn test(t: &Test) -> pb::Test {
         size_bytes: t.size_bytes.max(0) as u64,
         cases: Some(case_counts(&t.cases)),
         note: t.note.clone(),
+        // Filled once per-attempt records and durations land.
+        attempts: Vec::new(),
+        expected_duration: None,
     }
 }
 
