@@ -271,6 +271,7 @@ on_both_stores! {
             // The second insert of "a" violates UNIQUE (testrun_id, name).
             tests: vec![dup("a"), dup("a")],
             workspace: None,
+            limits: Default::default(),
         };
         assert!(store.create_testrun(&run, 0).await.is_err());
         let (runs, total) = store
