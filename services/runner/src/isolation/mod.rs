@@ -97,8 +97,9 @@ impl Isolation {
             test_users = %uids.as_ref().map_or("the runner's user".to_owned(), |_| format!("a uid per slot from {}", settings.uid_base)),
             cgroups = %cgroups.describe(),
             leftovers = if cgroups.tracks_membership() { "cgroup" } else if uids.is_some() { "uid" } else { "/proc scan" },
-            memory = %settings.memory.map_or("unlimited".to_owned(), |m| format!("{} by {}", format_size(m), if memory_by_group { "cgroup" } else { "RLIMIT_AS" })),
-            pids = %settings.pids.map_or("unlimited".to_owned(), |n| format!("{n} by {}", if pids_by_group { "cgroup" } else { "RLIMIT_NPROC" })),
+            // Without a limit of our own, a Testrun's applies (and how).
+            memory = %settings.memory.map_or("per-Testrun".to_owned(), format_size) + if memory_by_group { " by cgroup" } else { " by RLIMIT_AS" },
+            pids = %settings.pids.map_or("per-Testrun".to_owned(), |n| n.to_string()) + if pids_by_group { " by cgroup" } else { " by RLIMIT_NPROC" },
             "test isolation"
         );
         Ok(Self {
