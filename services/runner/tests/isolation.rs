@@ -313,6 +313,47 @@ async fn memory_hog(extra: &[&str]) {
     assert_runner_keeps_working(&mut client, &r).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_testruns_memory_limit_kills_a_hog_on_a_runner_without_one() {
+    let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+    let r = Runner::start(&coord, "r", 2);
+    let mut client = coord.client().await;
+    let hog = "set -e\nhead -c 1073741824 /dev/zero | tail > /dev/null\necho survived\n";
+    let run = client
+        .create_testrun(testrunner_proto::v1::CreateTestrunRequest {
+            username: "e2e".into(),
+            tests: vec![file("hog.sh", hog), file("calm.sh", "sleep 1\necho calm\n")],
+            timeout_seconds: Some(60),
+            test_memory_bytes: Some(64 << 20),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(run.test_memory_bytes, Some(64 << 20));
+    let run = wait_done(&mut client, run.id).await;
+    assert_eq!(status_of(&run, "calm.sh"), test::Status::Passed, "{run:#?}");
+    let hog = test_named(&run, "hog.sh");
+    assert_eq!(
+        hog.status,
+        test::Status::Failed as i32,
+        "{run:#?}\n{}",
+        r.log()
+    );
+    if bounded_by_cgroup(&r.log(), "memory") {
+        assert_eq!(
+            hog.error, "killed: out of memory (limit 64 MiB)",
+            "{run:#?}"
+        );
+    } else {
+        println!(
+            "this runner has no memory cgroup here: the Testrun's limit was an RLIMIT_AS (the hog \
+             failed to allocate), so the out-of-memory message was not checked"
+        );
+    }
+    assert_runner_keeps_working(&mut client, &r).await;
+}
+
 async fn assert_runner_keeps_working(client: &mut Client, r: &Runner) {
     let next = create(client, vec![file("next.sh", "echo next\n")], None, None).await;
     let next = wait_done(client, next.id).await;
