@@ -248,6 +248,44 @@ async fn a_runner_running_as_an_unprivileged_user_keeps_its_token_and_its_leftov
     assert!(log.contains(&"uid=65534".to_owned()), "{log:?}");
     assert!(log.contains(&"environ: no token".to_owned()), "{log:?}");
     assert_no_token(&log);
+
+    // The token from a file the runner's user cannot open (root's, 0600),
+    // given as its standard input: the test, with the runner's uid, finds
+    // neither the file readable nor the token anywhere.
+    let secrets = shared_dir();
+    let token_path = token_file(secrets.path());
+    let redirect = format!("exec \"$@\" < {}", token_path.display());
+    let through_stdin = [&["sh", "-c", redirect.as_str(), "sh"], wrapper.as_slice()].concat();
+    drop(_r);
+    let r = Runner::start_as(
+        &coord,
+        "stdin",
+        1,
+        &[],
+        &through_stdin,
+        Some(Path::new("/dev/stdin")),
+    );
+    let steal = format!(
+        "{READ_ENVIRON}cat {} || echo 'token file: unreadable'\n",
+        token_path.display()
+    );
+    let run = create(&mut client, vec![file("steal.sh", &steal)], None, None).await;
+    let run = wait_done(&mut client, run.id).await;
+    assert_eq!(
+        run.status,
+        testrun::Status::Success as i32,
+        "{run:#?}\n{}",
+        r.log()
+    );
+    let log = log_of(&mut client, run.id, "steal.sh").await;
+    assert_eq!(test_named(&run, "steal.sh").runner, "stdin", "{run:#?}");
+    assert!(log.contains(&"uid=65534".to_owned()), "{log:?}");
+    assert!(
+        log.contains(&"token file: unreadable".to_owned()),
+        "{log:?}"
+    );
+    assert!(log.contains(&"environ: no token".to_owned()), "{log:?}");
+    assert_no_token(&log);
 }
 
 /// Whether the runner's log says a cgroup bounds `what` (`memory`, `pids`).
