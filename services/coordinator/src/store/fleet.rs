@@ -1,7 +1,8 @@
 //! Storage of the runner fleet as operators see it (issue 17): the
 //! runners whose lease runs, drains, and runner tokens. One more trait
-//! both stores implement, written once as a macro like `sql.rs`; nothing
-//! in it differs between the backends.
+//! both stores implement, written once as a macro like `sql.rs` and
+//! expanded in `postgres.rs` and `sqlite.rs`; nothing in it differs
+//! between the backends.
 //!
 //! Drain and revocation are rows, not a coordinator's memory: every
 //! coordinator on one database reads them (in claims, and at each
@@ -138,10 +139,16 @@ macro_rules! fleet_store {
         const _: () = {
             use const_format::concatcp;
 
+            use async_trait::async_trait;
+
+            use crate::domain::Millis;
+            use crate::domain::fleet::{RunnerToken, RunnerView, Standing};
+            use crate::error::Result;
             use crate::store::fleet::{
-                RUNNER_COLUMNS, RunnerRow, RunnerTestRow, TOKEN_COLUMNS, TokenRow,
+                DrainOutcome, FleetStore, RUNNER_COLUMNS, RunnerRow, RunnerTestRow, TOKEN_COLUMNS,
+                TokenRow,
             };
-            use crate::store::rows::RUNNING;
+            const RUNNING: &str = crate::domain::TestStatus::Running.sql();
 
             impl $store {
                 async fn live_runners(&self, now: Millis) -> Result<Vec<RunnerView>> {
@@ -295,6 +302,3 @@ macro_rules! fleet_store {
         };
     };
 }
-
-fleet_store!(super::postgres::PgStore);
-fleet_store!(super::sqlite::SqliteStore);

@@ -25,6 +25,7 @@ mod cases;
 #[macro_use]
 mod content;
 mod contract;
+#[macro_use]
 mod fleet;
 mod postgres;
 mod rows;

@@ -44,6 +44,8 @@ blob_content!(
     lock("FOR UPDATE")
 );
 
+fleet_store!(PgStore);
+
 impl PgStore {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {

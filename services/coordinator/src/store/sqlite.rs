@@ -47,6 +47,8 @@ blob_content!(
     lock("")
 );
 
+fleet_store!(SqliteStore);
+
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the file the URL names.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {

@@ -312,7 +312,7 @@ impl Sandbox {
             .groups
             .as_ref()
             .filter(|g| g.oom_killed())
-            .and_then(|_| self.limits.memory)
+            .and(self.limits.memory)
             .map(|m| format!("killed: out of memory (limit {})", format_size(m)));
         if let Some(groups) = self.groups.take() {
             groups.remove().await;

@@ -47,7 +47,7 @@ pub async fn run(
     dir: &Path,
     env: &SetupEnv<'_>,
     timeout: Duration,
-    mut sandbox: Option<&mut Sandbox>,
+    sandbox: Option<&mut Sandbox>,
 ) -> SetupRun {
     let started = Instant::now();
     let failed = |error: String| SetupRun {
@@ -82,7 +82,7 @@ pub async fn run(
     if let Some(sandbox) = sandbox.as_deref() {
         sandbox.apply(&mut cmd);
     }
-    let spawned = match sandbox.as_deref_mut() {
+    let spawned = match sandbox {
         Some(sandbox) => sandbox.spawn(&mut cmd),
         None => cmd.spawn(),
     };
