@@ -79,6 +79,13 @@ enum Command {
         /// Print the id and return at once instead of following.
         #[arg(long)]
         detach: bool,
+        /// Memory limit per test (`512M`, `2GiB`); a runner applies the
+        /// lower of this and its own `--test-memory`.
+        #[arg(long, value_name = "SIZE", value_parser = crate::runners::parse_size)]
+        test_memory: Option<u64>,
+        /// Process limit per test; the lower of this and the runner's wins.
+        #[arg(long, value_name = "N")]
+        test_pids: Option<u32>,
     },
     /// List Testruns, newest first.
     List {
@@ -116,6 +123,9 @@ enum Command {
     /// Write a Testrun's results as one JUnit XML document to stdout
     /// (`testrunner junit 42 > results.xml`), for any CI to ingest.
     Junit { id: i64 },
+    /// The runner fleet: attached runners, draining one, runner tokens.
+    #[command(subcommand)]
+    Runners(crate::runners::RunnersCommand),
 }
 
 struct Api {
@@ -169,6 +179,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         token,
     };
     match cli.command {
+        Command::Runners(command) => {
+            crate::runners::run(channel, api.token.as_ref(), command).await
+        }
         Command::Run {
             files,
             workspace: Some(dir),
@@ -178,6 +191,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
             timeout,
             detach,
+            test_memory,
+            test_pids,
         } => {
             let patterns: Vec<String> = files
                 .iter()
@@ -212,6 +227,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 workspace: Some(tree.root.clone()),
                 setup,
                 env: env.into_iter().collect(),
+                test_memory_bytes: test_memory,
+                test_pids,
                 ..CreateTestrunRequest::default()
             });
             create_and_follow(&mut api, request, detach).await
@@ -224,6 +241,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
             timeout,
             detach,
+            test_memory,
+            test_pids,
             ..
         } => {
             let mut tests = Vec::with_capacity(files.len());
@@ -242,6 +261,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 command,
                 timeout_seconds: timeout,
                 env: env.into_iter().collect(),
+                test_memory_bytes: test_memory,
+                test_pids,
                 ..CreateTestrunRequest::default()
             });
             create_and_follow(&mut api, request, detach).await

@@ -103,6 +103,8 @@ pub fn testrun(r: &Testrun) -> pb::Testrun {
         command: r.command.clone(),
         timeout_seconds: (r.timeout_ms / 1000).max(0) as u32,
         cases: Some(case_counts(&r.cases)),
+        test_memory_bytes: r.limits.memory_bytes.map(|n| n.max(0) as u64),
+        test_pids: r.limits.pids.map(|n| n.clamp(0, u32::MAX.into()) as u32),
         ..pb::Testrun::default()
     }
 }
@@ -245,5 +247,40 @@ pub fn setup(s: &crate::domain::workspace::Setup) -> pb::Setup {
         reused: s.reused,
         started_at: Some(timestamp(s.started_at)),
         finished_at: s.finished_at.map(timestamp),
+    }
+}
+
+/// A listed runner on the wire.
+pub fn runner_info(v: &crate::domain::fleet::RunnerView) -> pb::RunnerInfo {
+    pb::RunnerInfo {
+        id: v.info.id.clone(),
+        name: v.info.name.clone(),
+        labels: v.info.labels.clone().into_iter().collect(),
+        slots: v.info.slots.max(0) as u32,
+        version: v.info.version.clone(),
+        running: v
+            .running
+            .iter()
+            .map(|t| pb::RunnerTest {
+                testrun_id: t.testrun_id,
+                test_id: t.test_id,
+                name: t.name.clone(),
+                started_at: t.started_at.map(timestamp),
+            })
+            .collect(),
+        draining: v.draining,
+        registered_at: Some(timestamp(v.registered_at)),
+        lease_until: Some(timestamp(v.lease_until)),
+        token_name: v.info.token_name.clone(),
+    }
+}
+
+/// An issued runner token on the wire (never its secret).
+pub fn runner_token(t: &crate::domain::fleet::RunnerToken) -> pb::RunnerToken {
+    pb::RunnerToken {
+        name: t.name.clone(),
+        created_at: Some(timestamp(t.created_at)),
+        revoked_at: t.revoked_at.map(timestamp),
+        last_used_at: t.last_used_at.map(timestamp),
     }
 }

@@ -99,6 +99,8 @@ impl TestrunService for TestrunApi {
             command: r.command,
             timeout_seconds: r.timeout_seconds,
             workspace: workspace_input(r.workspace, r.setup, r.env, r.setup_timeout_seconds)?,
+            test_memory_bytes: r.test_memory_bytes,
+            test_pids: r.test_pids,
         };
         let run = self.service.create(input).await?;
         Ok(Response::new(self.with_workspace(&run).await?))

@@ -3,6 +3,7 @@
 //! (`validate`). Nothing here knows about gRPC or SQL.
 
 pub mod cases;
+pub mod fleet;
 pub mod log;
 pub mod status;
 pub mod validate;
@@ -31,6 +32,15 @@ pub struct NewTestrun {
     pub tests: Vec<NewTest>,
     /// Workspace, set-up and env (issue 14); `None` for a plain Testrun.
     pub workspace: Option<workspace::NewWorkspace>,
+    pub limits: TestLimits,
+}
+
+/// Limits per test a Testrun asks for; `None`: the runner's own. A runner
+/// applies the lower of these and its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestLimits {
+    pub memory_bytes: Option<i64>,
+    pub pids: Option<i64>,
 }
 
 /// One file of a new Testrun.
@@ -58,6 +68,7 @@ pub struct Testrun {
     pub tests: Vec<Test>,
     /// Sums of its tests' JUnit case counts.
     pub cases: cases::CaseCounts,
+    pub limits: TestLimits,
 }
 
 /// A stored test (without its content).
@@ -98,6 +109,7 @@ pub struct Assignment {
     /// Lines its log already holds from earlier attempts.
     pub log_lines: i64,
     pub size_bytes: i64,
+    pub limits: TestLimits,
 }
 
 /// What a runner reported about a finished assignment.
@@ -137,7 +149,7 @@ pub struct LogLine {
 }
 
 /// A registered runner as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunnerInfo {
     pub id: String,
     pub name: String,
@@ -145,4 +157,7 @@ pub struct RunnerInfo {
     /// Assignments it accepts beyond `slots`, queued until a slot frees up.
     pub queue: i32,
     pub version: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The runner token it attached with; empty for the shared token.
+    pub token_name: String,
 }

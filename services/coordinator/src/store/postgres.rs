@@ -44,6 +44,8 @@ blob_content!(
     lock("FOR UPDATE")
 );
 
+fleet_store!(PgStore);
+
 impl PgStore {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
@@ -179,13 +181,18 @@ impl PgStore {
         // The runner row first (shared): a registration of the same runner
         // (which bumps the epoch) waits for this claim, or this claim sees
         // the new epoch and takes nothing for a stream that is gone.
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT epoch FROM runners WHERE id = $1 FOR SHARE")
-                .bind(&runner.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if current != Some(epoch) {
-            return Ok(Claim::stale());
+        let current: Option<(i64, bool)> = sqlx::query_as(
+            "SELECT epoch, drained_at IS NOT NULL FROM runners WHERE id = $1 FOR SHARE",
+        )
+        .bind(&runner.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match current {
+            Some((current, _)) if current != epoch => return Ok(Claim::stale()),
+            None => return Ok(Claim::stale()),
+            // Drained by an operator, maybe through another coordinator.
+            Some((_, true)) => return Ok(Claim::drained()),
+            Some((_, false)) => {}
         }
         // SKIP LOCKED: coordinators sharing the database never wait on, or
         // hand out, a row another one is claiming.

@@ -6,7 +6,7 @@ use const_format::concatcp;
 
 use crate::domain::cases::CaseCounts;
 use crate::domain::{
-    Assignment, Bucket, Counts, LogLine, Test, TestStatus, Testrun, TestrunStatus,
+    Assignment, Bucket, Counts, LogLine, Test, TestLimits, TestStatus, Testrun, TestrunStatus,
 };
 use crate::error::{Error, Result};
 
@@ -16,7 +16,7 @@ use super::contract::{CancelOutcome, Claim, Resumed, RunningAssignment};
 pub const TESTRUN_COLUMNS: &str = "id, username, status, command, timeout_ms, created_at, \
      started_at, finished_at, tests_total, tests_running, tests_passed, tests_failed, \
      tests_cancelled, log_seq, cases_total, cases_passed, cases_failed, cases_errored, \
-     cases_skipped";
+     cases_skipped, test_memory_bytes, test_pids";
 
 /// Columns of `TestRow`.
 pub const TEST_COLUMNS: &str = "id, testrun_id, name, status, attempt, runner_name, exit_code, \
@@ -90,6 +90,8 @@ pub struct TestrunRow {
     log_seq: i64,
     #[sqlx(flatten)]
     cases: CaseCountsRow,
+    test_memory_bytes: Option<i64>,
+    test_pids: Option<i64>,
 }
 
 /// The case count columns of a test or Testrun row.
@@ -136,6 +138,10 @@ impl TestrunRow {
             log_seq: self.log_seq,
             tests: Vec::new(),
             cases: self.cases.into(),
+            limits: TestLimits {
+                memory_bytes: self.test_memory_bytes,
+                pids: self.test_pids,
+            },
         })
     }
 }
@@ -381,6 +387,7 @@ pub fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim>
                 queued_at: r.queued_at,
                 log_lines: r.log_lines,
                 size_bytes: r.size_bytes,
+                limits: s.map(|s| s.limits).unwrap_or_default(),
             }
         })
         .collect();
@@ -388,7 +395,7 @@ pub fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim>
         assignments,
         testruns,
         cancelled,
-        stale: false,
+        ..Claim::default()
     })
 }
 

@@ -47,6 +47,8 @@ blob_content!(
     lock("")
 );
 
+fleet_store!(SqliteStore);
+
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the file the URL names.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
@@ -147,7 +149,8 @@ impl SqliteStore {
             QUEUED,
             SKIP_FAILED_SETUP,
             " ORDER BY testrun_id, id LIMIT $4) \
-                 AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5) \
+                 AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5 \
+                     AND drained_at IS NULL) \
              RETURNING ",
             ASSIGNMENT_COLUMNS
         ))
@@ -159,15 +162,16 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
-            let current: Option<i64> =
-                sqlx::query_scalar("SELECT epoch FROM runners WHERE id = $1")
+            let current: Option<(i64, bool)> =
+                sqlx::query_as("SELECT epoch, drained_at IS NOT NULL FROM runners WHERE id = $1")
                     .bind(&runner.id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            return Ok(if current == Some(epoch) {
-                Claim::default()
-            } else {
-                Claim::stale()
+            return Ok(match current {
+                Some((current, _)) if current != epoch => Claim::stale(),
+                None => Claim::stale(),
+                Some((_, true)) => Claim::drained(),
+                Some((_, false)) => Claim::default(),
             });
         }
         let runs: Vec<TestrunRow> = sqlx::query_as(concatcp!(
