@@ -26,6 +26,8 @@ pub struct CreateInput {
     pub timeout_seconds: Option<u32>,
     /// Workspace, set-up and env (issue 14); `None` when none was given.
     pub workspace: Option<crate::domain::workspace::WorkspaceInput>,
+    /// The suite; `None` means the username's.
+    pub suite: Option<String>,
 }
 
 /// Checks a create request against the limits and builds the Testrun to store.
@@ -113,8 +115,14 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
         Some(s) => i64::from(s) * 1000,
     };
 
+    let suite = match input.suite {
+        None => username.clone(),
+        Some(s) => crate::domain::history::check_suite(&s)?,
+    };
+
     Ok(NewTestrun {
         username,
+        suite,
         command,
         timeout_ms,
         tests,

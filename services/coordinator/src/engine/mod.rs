@@ -9,6 +9,7 @@ pub mod collector;
 pub mod content;
 pub mod dispatch;
 pub mod finisher;
+pub mod history;
 pub mod reaper;
 pub mod runners;
 pub mod testruns;

@@ -95,7 +95,13 @@ pub struct QueueStats {
 /// Storage operations the coordinator needs.
 #[async_trait]
 pub trait Store:
-    super::cases::CaseStore + super::content::ContentStore + Send + Sync + std::fmt::Debug + 'static
+    super::cases::CaseStore
+    + super::content::ContentStore
+    + super::history::HistoryStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
 {
     /// Stores a Testrun and all its tests in one transaction.
     async fn create_testrun(&self, run: &NewTestrun, now: Millis) -> Result<Testrun>;

@@ -9,7 +9,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, RUNNING,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER, QUEUED, RUNNING,
     SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
@@ -43,6 +43,8 @@ blob_content!(
     each("UNNEST(", "::text[]) AS u(value)"),
     lock("FOR UPDATE")
 );
+
+history_store!(PgStore, Postgres, in_list("= ANY(", ")"));
 
 impl PgStore {
     /// Connects and applies pending migrations.
@@ -90,23 +92,31 @@ impl PgStore {
         tx: &mut Transaction<'_, Postgres>,
         id: i64,
         run: &NewTestrun,
+        suite_median: Option<i64>,
         now: Millis,
     ) -> Result<()> {
-        // One statement for all tests: arrays unnested server-side.
+        // One statement for all tests: arrays unnested server-side. Each
+        // test's expected duration is its median in the suite's history,
+        // else the suite's median ($7).
         let positions: Vec<i32> = (0..run.tests.len() as i32).collect();
         let names: Vec<&str> = run.tests.iter().map(|t| t.name.as_str()).collect();
         let contents: Vec<&str> = run.tests.iter().map(|t| t.content.as_str()).collect();
         sqlx::query(concatcp!(
-            "INSERT INTO tests (testrun_id, position, name, content, size_bytes, status, queued_at) \
+            "INSERT INTO tests \
+                 (testrun_id, position, name, content, size_bytes, status, queued_at, expected_ms) \
              SELECT $1, p, n, c, octet_length(c), ",
             QUEUED,
-            ", $2 FROM UNNEST($3::int[], $4::text[], $5::text[]) AS t(p, n, c)"
+            ", $2, COALESCE((SELECT s.median_ms FROM test_stats s WHERE s.suite = $6 AND s.name = n), \
+                            $7::bigint) \
+             FROM UNNEST($3::int[], $4::text[], $5::text[]) AS t(p, n, c)"
         ))
         .bind(id)
         .bind(now)
         .bind(&positions)
         .bind(&names)
         .bind(&contents)
+        .bind(&run.suite)
+        .bind(suite_median)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -196,7 +206,8 @@ impl PgStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
-            " ORDER BY testrun_id, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+            QUEUE_ORDER,
+            " LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
             ASSIGNMENT_COLUMNS
         ))
