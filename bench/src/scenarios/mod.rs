@@ -1,10 +1,11 @@
-//! The seven scenarios. Each measures its baseline once per run, then the
+//! The eight scenarios. Each measures its baseline once per run, then the
 //! real coordinator and runners once per backend, and returns table rows.
 
 pub mod cases;
 pub mod dispatch;
 pub mod latency;
 pub mod logs;
+pub mod makespan;
 pub mod scale;
 pub mod suite;
 pub mod watchers;
@@ -31,6 +32,9 @@ pub struct Sizes {
     pub watch_lines: usize,
     /// Scenario 6: cases in the one test's JUnit report.
     pub cases: usize,
+    /// Scenario 8: tests, and the median of their durations.
+    pub makespan_tests: usize,
+    pub makespan_median_ms: u64,
 }
 
 impl Sizes {
@@ -47,6 +51,8 @@ impl Sizes {
             watchers: 500,
             watch_lines: 200_000,
             cases: 100_000,
+            makespan_tests: 200,
+            makespan_median_ms: 400,
         }
     }
 
@@ -64,6 +70,8 @@ impl Sizes {
             watchers: 50,
             watch_lines: 20_000,
             cases: 10_000,
+            makespan_tests: 200,
+            makespan_median_ms: 150,
         }
     }
 }
