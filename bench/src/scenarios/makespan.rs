@@ -29,7 +29,7 @@ const SUITE: &str = "makespan";
 const SIGMA: f64 = 1.0;
 /// Longest duration drawn, as a multiple of the median.
 const CAP: f64 = 20.0;
-const SEED: u64 = 0x5eed_16;
+const SEED: u64 = 0x005e_ed16;
 /// Longest-first target: wall time over the lower bound.
 const TARGET: f64 = 1.10;
 
@@ -65,7 +65,12 @@ async fn once(client: &mut api::Client, ms: &[u64]) -> anyhow::Result<(f64, usiz
     let tests = ms
         .iter()
         .enumerate()
-        .map(|(i, ms)| api::file(format!("t{i:03}.sh"), format!("sleep {}\n", *ms as f64 / 1000.0)))
+        .map(|(i, ms)| {
+            api::file(
+                format!("t{i:03}.sh"),
+                format!("sleep {}\n", *ms as f64 / 1000.0),
+            )
+        })
         .collect();
     let t0 = SystemTime::now();
     let created = client
@@ -84,18 +89,17 @@ async fn once(client: &mut api::Client, ms: &[u64]) -> anyhow::Result<(f64, usiz
         .filter(|t| t.expected_duration.is_some())
         .count();
     let total: u64 = ms.iter().sum();
-    let limit = limit_for(ms.len(), Duration::from_millis(100), Duration::from_secs(60))
-        + Duration::from_millis(total);
+    let limit = limit_for(
+        ms.len(),
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    ) + Duration::from_millis(total);
     let run = api::wait_success(client, USER, created.id, limit).await?;
     Ok((api::create_to_finish(&run, t0)?, with_expected))
 }
 
 async fn run(ctx: &Ctx, stack: &mut Stack) -> anyhow::Result<Vec<Row>> {
-    let (n, runners, slots) = (
-        ctx.sizes.makespan_tests,
-        ctx.sizes.runners,
-        ctx.sizes.slots,
-    );
+    let (n, runners, slots) = (ctx.sizes.makespan_tests, ctx.sizes.runners, ctx.sizes.slots);
     for i in 0..runners {
         stack.runner(ctx, &format!("r{i}"), slots)?;
     }
@@ -121,10 +125,7 @@ async fn run(ctx: &Ctx, stack: &mut Stack) -> anyhow::Result<Vec<Row>> {
     )
     .measured(lpt, "× bound (longest first)")
     .baseline(fifo, "× bound (submission order)")
-    .target(
-        format!("≤ {TARGET:.2}× bound"),
-        Verdict::of(lpt <= TARGET),
-    )
+    .target(format!("≤ {TARGET:.2}× bound"), Verdict::of(lpt <= TARGET))
     .details(json!({
         "tests": n,
         "slots": all_slots,

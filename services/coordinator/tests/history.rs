@@ -235,7 +235,7 @@ on_both_stores! {
         assert_eq!(suite.testruns.len(), 4);
         assert!(suite.testruns.windows(2).all(|w| w[0].id > w[1].id));
         let suites = store.list_suites(None, 10).await.unwrap();
-        assert_eq!(suites, [suite.summary.clone()]);
+        assert_eq!(suites, std::slice::from_ref(&suite.summary));
         assert!(store.get_suite("nope", 20).await.unwrap().is_none());
     }
 }

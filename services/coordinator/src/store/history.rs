@@ -14,6 +14,7 @@
 //! 3. the oldest beyond `KEPT_OUTCOMES` per key are deleted (bounded);
 //! 4. each key's median, samples and flips are recomputed from its kept
 //!    rows.
+//!
 //! Reading at creation is then one index seek per test (`insert_tests`).
 
 use async_trait::async_trait;
