@@ -6,14 +6,16 @@
 //! results, so history costs no transaction of its own): for the batch's
 //! (suite, name) keys, in four set-based statements whatever the batch's
 //! size,
-//! 1. the keys' `test_stats` rows are created or touched in key order: a
-//!    row lock per key, so two coordinators adding outcomes of the same
-//!    test take turns (and cannot deadlock) and each sees the other's rows;
+//! 1. on Postgres only (`lock_history`), the keys' `test_stats` rows are
+//!    created or touched in key order: a row lock per key, so two
+//!    coordinators adding outcomes of the same test take turns (and cannot
+//!    deadlock) and each sees the other's rows; SQLite's one writer needs
+//!    none;
 //! 2. an outcome row per test, `flipped` decided against the earlier ones
 //!    on the same workspace;
 //! 3. the oldest beyond `KEPT_OUTCOMES` per key are deleted (bounded);
 //! 4. each key's median, samples and flips are recomputed from its kept
-//!    rows.
+//!    rows (an upsert).
 //!
 //! Reading at creation is then one index seek per test (`insert_tests`).
 
@@ -102,10 +104,12 @@ pub(crate) const RECOMPUTE: &str = concatcp!(
        FROM timed WHERE k IN ((c + 1) / 2, (c + 2) / 2) GROUP BY suite, name), \
      totals AS (SELECT suite, name, COUNT(*) AS outcomes, \
          SUM(CASE WHEN flipped THEN 1 ELSE 0 END) AS flips FROM kept GROUP BY suite, name) \
-     UPDATE test_stats SET median_ms = m.median_ms, samples = COALESCE(m.samples, 0), \
-         outcomes = t.outcomes, flips = t.flips \
-     FROM totals t LEFT JOIN medians m ON m.suite = t.suite AND m.name = t.name \
-     WHERE test_stats.suite = t.suite AND test_stats.name = t.name"
+     INSERT INTO test_stats (suite, name, median_ms, samples, flips, outcomes, last_at) \
+     SELECT t.suite, t.name, m.median_ms, COALESCE(m.samples, 0), t.flips, t.outcomes, $2 \
+     FROM totals t LEFT JOIN medians m ON m.suite = t.suite AND m.name = t.name WHERE true \
+     ON CONFLICT (suite, name) DO UPDATE SET median_ms = excluded.median_ms, \
+         samples = excluded.samples, flips = excluded.flips, outcomes = excluded.outcomes, \
+         last_at = excluded.last_at"
 );
 
 #[derive(Debug, sqlx::FromRow)]
@@ -271,17 +275,8 @@ macro_rules! history_store {
                     if ids.is_empty() {
                         return Ok(());
                     }
-                    // 1. One row per key, locked in key order.
-                    sqlx::query(concatcp!(
-                        "INSERT INTO test_stats (suite, name, last_at) \
-                         SELECT k.suite, k.name, $2 FROM (", KEYS, ") AS k WHERE true \
-                         ORDER BY k.suite, k.name \
-                         ON CONFLICT (suite, name) DO UPDATE SET last_at = excluded.last_at"
-                    ))
-                    .bind(Self::list(&ids))
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await?;
+                    // 1. Postgres: one row per key, locked in key order.
+                    Self::lock_history(tx, &ids, now).await?;
                     // 2. The outcomes; a verdict that differs from an
                     // earlier one on the same workspace is a flip.
                     sqlx::query(concatcp!(
@@ -324,6 +319,7 @@ macro_rules! history_store {
                         RECOMPUTE
                     ))
                     .bind(Self::list(&ids))
+                    .bind(now)
                     .execute(&mut **tx)
                     .await?;
                     Ok(())

@@ -154,6 +154,29 @@ impl PgStore {
         Ok(())
     }
 
+    /// Before a batch's outcomes are recorded: the `test_stats` row of each
+    /// (suite, name) it adds to, created or touched in key order, so
+    /// coordinators recording the same tests at once take turns in one
+    /// order (no deadlock) and each recomputes from the other's rows.
+    async fn lock_history(
+        tx: &mut Transaction<'_, Postgres>,
+        test_ids: &[i64],
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO test_stats (suite, name, last_at) \
+             SELECT DISTINCT r.suite, t.name, $2::bigint FROM tests t \
+                 JOIN testruns r ON r.id = t.testrun_id WHERE t.id = ANY($1) \
+             ORDER BY 1, 2 \
+             ON CONFLICT (suite, name) DO UPDATE SET last_at = excluded.last_at",
+        )
+        .bind(test_ids)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     /// Lock order as everywhere: the tests (by id), then their Testruns (by
     /// id), so the Testrun status the take-back reads is current.
     async fn lock_taken_back(tx: &mut Transaction<'_, Postgres>, ids: &[i64]) -> Result<()> {
