@@ -238,4 +238,25 @@ on_both_stores! {
         assert_eq!(suites, std::slice::from_ref(&suite.summary));
         assert!(store.get_suite("nope", 20).await.unwrap().is_none());
     }
+
+    /// Suites page most recently finished first, ties by name, each page
+    /// going on after the last one's (time, name).
+    suites_page_by_last_run_then_name(backend) {
+        let (_db, store) = open(backend).await;
+        let r1 = runner(&*store, "r1").await;
+        for suite in ["b", "c", "a"] {
+            run_with(&*store, &r1, suite, &["t"], None, |_| (TestStatus::Passed, 1)).await;
+        }
+        let first = store.list_suites(None, 2).await.unwrap();
+        let names: Vec<&str> = first.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let last = first.last().unwrap();
+        let rest = store
+            .list_suites(Some((last.last_run_at, last.name.clone())), 2)
+            .await
+            .unwrap();
+        let names: Vec<&str> = rest.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["c"]);
+        assert_eq!((rest[0].tests, rest[0].testruns, rest[0].flaky_tests), (1, 1, 0));
+    }
 }
