@@ -266,6 +266,7 @@ on_both_stores! {
         };
         let run = NewTestrun {
             username: "u".into(),
+            suite: "u".into(),
             command: None,
             timeout_ms: 1000,
             // The second insert of "a" violates UNIQUE (testrun_id, name).

@@ -13,6 +13,7 @@ use testkit::{Backend, TestDb, on_both_stores};
 fn testrun(names: &[&str]) -> NewTestrun {
     NewTestrun {
         username: "u".into(),
+        suite: "u".into(),
         command: None,
         timeout_ms: 60_000,
         tests: names

@@ -4,6 +4,7 @@
 
 pub mod cases;
 pub mod fleet;
+pub mod history;
 pub mod log;
 pub mod status;
 pub mod validate;
@@ -27,6 +28,8 @@ pub fn now_millis() -> Millis {
 #[derive(Debug, Clone)]
 pub struct NewTestrun {
     pub username: String,
+    /// The suite whose history it reads and adds to (default: username).
+    pub suite: String,
     pub command: Option<String>,
     pub timeout_ms: i64,
     pub tests: Vec<NewTest>,
@@ -55,6 +58,8 @@ pub struct NewTest {
 pub struct Testrun {
     pub id: i64,
     pub username: String,
+    /// The suite its outcomes are recorded under.
+    pub suite: String,
     pub status: TestrunStatus,
     pub command: Option<String>,
     pub timeout_ms: i64,
@@ -91,6 +96,9 @@ pub struct Test {
     pub cases: cases::CaseCounts,
     /// What went wrong with its JUnit report; empty when all is well.
     pub note: String,
+    /// The duration the dispatcher ordered it by (from its suite's
+    /// history); `None` without history.
+    pub expected_ms: Option<i64>,
 }
 
 /// A test handed to a runner: everything the runner needs to run it.
@@ -110,6 +118,8 @@ pub struct Assignment {
     pub log_lines: i64,
     pub size_bytes: i64,
     pub limits: TestLimits,
+    /// The duration it was ordered by (see `Test::expected_ms`).
+    pub expected_ms: Option<i64>,
 }
 
 /// What a runner reported about a finished assignment.

@@ -29,6 +29,8 @@ pub struct CreateInput {
     /// `test_memory_bytes` and `test_pids` as sent.
     pub test_memory_bytes: Option<u64>,
     pub test_pids: Option<u32>,
+    /// The suite; `None` means the username's.
+    pub suite: Option<String>,
 }
 
 /// Checks the per-test limits a Testrun asks for: each, when given, above
@@ -138,8 +140,14 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
     };
 
     let test_limits = test_limits(input.test_memory_bytes, input.test_pids)?;
+    let suite = match input.suite {
+        None => username.clone(),
+        Some(s) => crate::domain::history::check_suite(&s)?,
+    };
+
     Ok(NewTestrun {
         username,
+        suite,
         command,
         timeout_ms,
         tests,

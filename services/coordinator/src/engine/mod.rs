@@ -10,6 +10,7 @@ pub mod content;
 pub mod dispatch;
 pub mod finisher;
 pub mod fleet;
+pub mod history;
 pub mod reaper;
 pub mod runners;
 pub mod testruns;

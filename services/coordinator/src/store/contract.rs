@@ -98,6 +98,7 @@ pub trait Store:
     super::cases::CaseStore
     + super::content::ContentStore
     + super::fleet::FleetStore
+    + super::history::HistoryStore
     + Send
     + Sync
     + std::fmt::Debug

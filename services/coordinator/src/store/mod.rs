@@ -27,6 +27,8 @@ mod content;
 mod contract;
 #[macro_use]
 mod fleet;
+#[macro_use]
+mod history;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -38,6 +40,7 @@ pub use contract::{
     RunningAssignment, Store, TakeBack,
 };
 pub use fleet::{DrainOutcome, FleetStore};
+pub use history::HistoryStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -227,8 +227,8 @@ macro_rules! sql_store {
                     let id: i64 = sqlx::query_scalar(concatcp!(
                         "INSERT INTO testruns \
                              (username, status, command, timeout_ms, created_at, tests_total, \
-                              test_memory_bytes, test_pids) \
-                         VALUES ($1, ", CREATED, ", $2, $3, $4, $5, $6, $7) RETURNING id"
+                              test_memory_bytes, test_pids, suite) \
+                         VALUES ($1, ", CREATED, ", $2, $3, $4, $5, $6, $7, $8) RETURNING id"
                     ))
                     .bind(&run.username)
                     .bind(&run.command)
@@ -237,9 +237,13 @@ macro_rules! sql_store {
                     .bind(run.tests.len() as i64)
                     .bind(run.limits.memory_bytes)
                     .bind(run.limits.pids)
+                    .bind(&run.suite)
                     .fetch_one(&mut *tx)
                     .await?;
-                    Self::insert_tests(&mut tx, id, run, now).await?;
+                    // Longest first: each test is stored with the duration
+                    // its suite's history expects (see `store::history`).
+                    let suite_median = Self::suite_median(&mut tx, &run.suite).await?;
+                    Self::insert_tests(&mut tx, id, run, suite_median, now).await?;
                     if let Some(ws) = &run.workspace {
                         Self::insert_workspace(&mut tx, id, ws, now).await?;
                     }
@@ -482,6 +486,8 @@ macro_rules! sql_store {
                         .await?;
                         tests.push(row.map(TestRow::into_domain).transpose()?);
                     }
+                    // History: every test that reached its final result.
+                    Self::record_outcomes(&mut tx, &tests, now).await?;
                     let mut testruns = Vec::new();
                     for (testrun_id, tally) in tally_finished(&tests) {
                         let run = Self::recount(&mut tx, testrun_id, &tally).await?;

@@ -16,8 +16,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, SKIP_FAILED_SETUP,
-    TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER, QUEUED,
+    SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
@@ -48,6 +48,11 @@ blob_content!(
 );
 
 fleet_store!(SqliteStore);
+history_store!(
+    SqliteStore,
+    Sqlite,
+    in_list("IN (SELECT value FROM json_each(", "))")
+);
 
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the file the URL names.
@@ -99,6 +104,7 @@ impl SqliteStore {
         tx: &mut Transaction<'_, Sqlite>,
         id: i64,
         run: &NewTestrun,
+        suite_median: Option<i64>,
         now: Millis,
     ) -> Result<()> {
         let files: Vec<[&str; 2]> = run
@@ -106,16 +112,23 @@ impl SqliteStore {
             .iter()
             .map(|t| [t.name.as_str(), t.content.as_str()])
             .collect();
+        // Each test's expected duration is its median in the suite's
+        // history, else the suite's median ($5).
         sqlx::query(concatcp!(
-            "INSERT INTO tests (testrun_id, position, name, content, size_bytes, status, queued_at) \
+            "INSERT INTO tests \
+                 (testrun_id, position, name, content, size_bytes, status, queued_at, expected_ms) \
              SELECT $1, key, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
                     length(CAST(json_extract(value, '$[1]') AS BLOB)), ",
             QUEUED,
-            ", $2 FROM json_each($3)"
+            ", $2, COALESCE((SELECT s.median_ms FROM test_stats s \
+                             WHERE s.suite = $4 AND s.name = json_extract(value, '$[0]')), $5) \
+             FROM json_each($3)"
         ))
         .bind(id)
         .bind(now)
         .bind(json(&files))
+        .bind(&run.suite)
+        .bind(suite_median)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -137,6 +150,10 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn lock_history(_: &mut Transaction<'_, Sqlite>, _: &[i64], _: Millis) -> Result<()> {
+        Ok(())
+    }
+
     async fn claim(&self, runner: &RunnerInfo, epoch: i64, n: i64, now: Millis) -> Result<Claim> {
         let mut tx = self.write.begin().await?;
         // The epoch check rides in the claim itself (one round trip to the
@@ -148,7 +165,8 @@ impl SqliteStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
-            " ORDER BY testrun_id, id LIMIT $4) \
+            QUEUE_ORDER,
+            " LIMIT $4) \
                  AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5 \
                      AND drained_at IS NULL) \
              RETURNING ",

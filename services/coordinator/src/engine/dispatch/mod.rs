@@ -247,6 +247,7 @@ impl Dispatcher {
             size_bytes: a.size_bytes,
             cases: Default::default(),
             note: String::new(),
+            expected_ms: a.expected_ms,
         };
         // Watchers learn of the start before the runner can report the end.
         self.hub.publish(a.testrun_id, RunEvent::Test(test));
