@@ -103,6 +103,8 @@ pub fn testrun(r: &Testrun) -> pb::Testrun {
         command: r.command.clone(),
         timeout_seconds: (r.timeout_ms / 1000).max(0) as u32,
         cases: Some(case_counts(&r.cases)),
+        selector: r.selector.clone().into_iter().collect(),
+        waiting: r.waiting.clone(),
         ..pb::Testrun::default()
     }
 }

@@ -48,6 +48,7 @@ fn pinning(blobs: &[&String]) -> NewTestrun {
             },
             blobs: blobs.iter().map(|b| (*b).clone()).collect(),
         }),
+        selector: Default::default(),
     }
 }
 

@@ -23,6 +23,7 @@ fn testrun(names: &[&str]) -> NewTestrun {
             })
             .collect(),
         workspace: None,
+        selector: Default::default(),
     }
 }
 
@@ -33,6 +34,7 @@ fn runner() -> RunnerInfo {
         slots: 8,
         queue: 0,
         version: "test".into(),
+        labels: Default::default(),
     }
 }
 

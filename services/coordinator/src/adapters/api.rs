@@ -99,6 +99,7 @@ impl TestrunService for TestrunApi {
             command: r.command,
             timeout_seconds: r.timeout_seconds,
             workspace: workspace_input(r.workspace, r.setup, r.env, r.setup_timeout_seconds)?,
+            selector: r.selector.into_iter().collect(),
         };
         let run = self.service.create(input).await?;
         Ok(Response::new(self.with_workspace(&run).await?))

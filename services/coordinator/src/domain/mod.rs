@@ -4,11 +4,16 @@
 
 pub mod cases;
 pub mod log;
+pub mod pools;
 pub mod status;
 pub mod validate;
 pub mod workspace;
 
 pub use status::{Bucket, Counts, IllegalTransition, TestStatus, TestrunStatus};
+
+/// Labels of a runner, or the selector of a Testrun (`gpu` -> `a100`),
+/// sorted by key.
+pub type Labels = std::collections::BTreeMap<String, String>;
 
 /// Milliseconds since the Unix epoch; every stored time uses it so SQLite and
 /// Postgres share one representation.
@@ -31,6 +36,8 @@ pub struct NewTestrun {
     pub tests: Vec<NewTest>,
     /// Workspace, set-up and env (issue 14); `None` for a plain Testrun.
     pub workspace: Option<workspace::NewWorkspace>,
+    /// Labels a runner must all have to take its tests (issue 16).
+    pub selector: Labels,
 }
 
 /// One file of a new Testrun.
@@ -58,6 +65,11 @@ pub struct Testrun {
     pub tests: Vec<Test>,
     /// Sums of its tests' JUnit case counts.
     pub cases: cases::CaseCounts,
+    /// Labels a runner must all have to take its tests.
+    pub selector: Labels,
+    /// Why its queued tests are not running (`waiting for a runner with
+    /// gpu=a100`), kept in the store by `engine::pools`; empty otherwise.
+    pub waiting: String,
 }
 
 /// A stored test (without its content).
@@ -145,4 +157,6 @@ pub struct RunnerInfo {
     /// Assignments it accepts beyond `slots`, queued until a slot frees up.
     pub queue: i32,
     pub version: String,
+    /// Its `--label`s: it takes tests of Testruns whose selector they cover.
+    pub labels: Labels,
 }

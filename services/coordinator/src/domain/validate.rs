@@ -26,6 +26,8 @@ pub struct CreateInput {
     pub timeout_seconds: Option<u32>,
     /// Workspace, set-up and env (issue 14); `None` when none was given.
     pub workspace: Option<crate::domain::workspace::WorkspaceInput>,
+    /// Labels a runner must all have (issue 16); empty for any runner.
+    pub selector: crate::domain::Labels,
 }
 
 /// Checks a create request against the limits and builds the Testrun to store.
@@ -113,6 +115,8 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
         Some(s) => i64::from(s) * 1000,
     };
 
+    crate::domain::pools::check_selector(&input.selector)?;
+
     Ok(NewTestrun {
         username,
         command,
@@ -122,6 +126,7 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
             .workspace
             .map(|w| new_workspace(w, limits))
             .transpose()?,
+        selector: input.selector,
     })
 }
 

@@ -9,9 +9,10 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, RUNNING,
-    SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, RUNNING, SELECTOR_CLOSE,
+    SELECTOR_OPEN, SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
+use crate::domain::pools::label_texts;
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
 
@@ -196,6 +197,9 @@ impl PgStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
+            SELECTOR_OPEN,
+            "= ANY($5)",
+            SELECTOR_CLOSE,
             " ORDER BY testrun_id, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
             ASSIGNMENT_COLUMNS
@@ -204,6 +208,7 @@ impl PgStore {
         .bind(&runner.name)
         .bind(now)
         .bind(n)
+        .bind(label_texts(&runner.labels))
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {

@@ -16,7 +16,7 @@ use super::contract::{CancelOutcome, Claim, Resumed, RunningAssignment};
 pub const TESTRUN_COLUMNS: &str = "id, username, status, command, timeout_ms, created_at, \
      started_at, finished_at, tests_total, tests_running, tests_passed, tests_failed, \
      tests_cancelled, log_seq, cases_total, cases_passed, cases_failed, cases_errored, \
-     cases_skipped";
+     cases_skipped, selector, waiting";
 
 /// Columns of `TestRow`.
 pub const TEST_COLUMNS: &str = "id, testrun_id, name, status, attempt, runner_name, exit_code, \
@@ -44,6 +44,14 @@ pub const ERROR: &str = TestStatus::Error.sql();
 pub const SKIP_FAILED_SETUP: &str = " AND NOT EXISTS (SELECT 1 FROM setups s \
      WHERE s.testrun_id = tests.testrun_id AND s.runner_id = $1 AND s.status = 'FAILED')";
 
+/// Claims skip the tests of Testruns whose selector has a label the
+/// claiming runner lacks (issue 16): `$labels` is the runner's labels as
+/// `key=value` texts, bound as each store binds a list. The two halves
+/// wrap that store's list-membership fragment.
+pub const SELECTOR_OPEN: &str = " AND NOT EXISTS (SELECT 1 FROM testrun_labels s \
+     WHERE s.testrun_id = tests.testrun_id AND NOT (s.label ";
+pub const SELECTOR_CLOSE: &str = "))";
+
 pub const CLAIM_SET: &str = concatcp!(
     "status = ",
     RUNNING,
@@ -55,7 +63,8 @@ pub const CLAIM_SET: &str = concatcp!(
 /// Testrun cancelled meanwhile count as cancelled, not running (`claimed`
 /// sets them apart). Each store joins its own `c`.
 pub const CLAIMED_COUNTS: &str = concatcp!(
-    "tests_running = tests_running + CASE WHEN status = ",
+    // A runner took some: whatever it waited for is here.
+    "waiting = '', tests_running = tests_running + CASE WHEN status = ",
     CANCELLED_RUN,
     " THEN 0 ELSE c.n END, \
      tests_cancelled = tests_cancelled + CASE WHEN status = ",
@@ -90,6 +99,8 @@ pub struct TestrunRow {
     log_seq: i64,
     #[sqlx(flatten)]
     cases: CaseCountsRow,
+    selector: String,
+    waiting: String,
 }
 
 /// The case count columns of a test or Testrun row.
@@ -136,6 +147,8 @@ impl TestrunRow {
             log_seq: self.log_seq,
             tests: Vec::new(),
             cases: self.cases.into(),
+            selector: testrunner_content::label::from_canonical(&self.selector),
+            waiting: self.waiting,
         })
     }
 }

@@ -16,9 +16,10 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, SKIP_FAILED_SETUP,
-    TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, SELECTOR_CLOSE,
+    SELECTOR_OPEN, SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
+use crate::domain::pools::label_texts;
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
 
@@ -146,6 +147,9 @@ impl SqliteStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
+            SELECTOR_OPEN,
+            "IN (SELECT value FROM json_each($6))",
+            SELECTOR_CLOSE,
             " ORDER BY testrun_id, id LIMIT $4) \
                  AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5) \
              RETURNING ",
@@ -156,6 +160,7 @@ impl SqliteStore {
         .bind(now)
         .bind(n)
         .bind(epoch)
+        .bind(json(&label_texts(&runner.labels)))
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {

@@ -287,6 +287,7 @@ mod tests {
             slots,
             queue,
             version: String::new(),
+            labels: Default::default(),
         };
         (Session::new(info, 1, tx, HashMap::new()), rx)
     }
