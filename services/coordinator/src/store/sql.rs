@@ -685,11 +685,13 @@ macro_rules! sql_store {
                         .filter_map(|l| serde_json::from_str(l).ok())
                         .collect();
                     // Open Testruns with a selector, and any that still says
-                    // it waits (to clear it).
+                    // it waits (to clear it): two halves, each served by an
+                    // index (by status; the partial one on `waiting`), since
+                    // an OR of the two would read every Testrun ever.
                     let rows: Vec<TestrunRow> = sqlx::query_as(concatcp!(
                         "SELECT ", TESTRUN_COLUMNS, " FROM testruns \
-                         WHERE (status IN (", CREATED, ", ", RUNNING_RUN, ") AND selector <> '') \
-                             OR waiting <> ''"
+                         WHERE status IN (", CREATED, ", ", RUNNING_RUN, ") AND selector <> '' \
+                         UNION SELECT ", TESTRUN_COLUMNS, " FROM testruns WHERE waiting <> ''"
                     ))
                     .fetch_all(&self.read)
                     .await?;
