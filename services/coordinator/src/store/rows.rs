@@ -48,9 +48,14 @@ pub const SKIP_FAILED_SETUP: &str = " AND NOT EXISTS (SELECT 1 FROM setups s \
 /// claiming runner lacks (issue 16): `$labels` is the runner's labels as
 /// `key=value` texts, bound as each store binds a list. The two halves
 /// wrap that store's list-membership fragment.
-pub const SELECTOR_OPEN: &str = " AND NOT EXISTS (SELECT 1 FROM testrun_labels s \
+///
+/// A scalar subquery, not `NOT EXISTS`: Postgres turns `NOT EXISTS` into
+/// a hash anti join that reads the labels of every Testrun ever stored
+/// (63 ms per claim with 100,000 of them); this stays an index probe per
+/// candidate test (0.08 ms).
+pub const SELECTOR_OPEN: &str = " AND (SELECT 1 FROM testrun_labels s \
      WHERE s.testrun_id = tests.testrun_id AND NOT (s.label ";
-pub const SELECTOR_CLOSE: &str = "))";
+pub const SELECTOR_CLOSE: &str = ") LIMIT 1) IS NULL";
 
 pub const CLAIM_SET: &str = concatcp!(
     "status = ",
