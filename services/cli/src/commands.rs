@@ -10,8 +10,8 @@ use testrunner_proto::v1::content_service_client::ContentServiceClient;
 use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
 use testrunner_proto::v1::{
     CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest, GetTestLogRequest,
-    GetTestrunRequest, ListTestCasesRequest, ListTestrunsRequest, TestFile, WatchTestrunRequest,
-    get_test_log_request, testrun, testrun_event::Event,
+    GetTestrunRequest, ListTestCasesRequest, ListTestrunsRequest, RerunTestrunRequest, TestFile,
+    WatchTestrunRequest, get_test_log_request, testrun, testrun_event::Event,
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -76,6 +76,25 @@ enum Command {
         /// Per-test timeout in seconds.
         #[arg(long)]
         timeout: Option<u32>,
+        /// Run a FAILED or TIMED_OUT test up to N more times (0 to 5); one
+        /// that then passes ends FLAKY, which counts as passed.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        retries: u32,
+        /// Print the id and return at once instead of following.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Run a finished Testrun again (same workspace, set-up, env, command,
+    /// timeouts and retries; nothing is uploaded) and follow it like `run`.
+    Rerun {
+        id: i64,
+        /// Only the tests that did not pass (FAILED, TIMED_OUT, ERROR,
+        /// CANCELLED).
+        #[arg(long)]
+        failed: bool,
+        /// Who runs it (default: the original Testrun's user).
+        #[arg(long)]
+        user: Option<String>,
         /// Print the id and return at once instead of following.
         #[arg(long)]
         detach: bool,
@@ -177,6 +196,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             user,
             command,
             timeout,
+            retries,
             detach,
         } => {
             let patterns: Vec<String> = files
@@ -212,9 +232,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 workspace: Some(tree.root.clone()),
                 setup,
                 env: env.into_iter().collect(),
+                retries,
                 ..CreateTestrunRequest::default()
             });
-            create_and_follow(&mut api, request, detach).await
+            create_and_follow(&mut api, Create::New(request), detach).await
         }
         Command::Run {
             files,
@@ -223,6 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             user,
             command,
             timeout,
+            retries,
             detach,
             ..
         } => {
@@ -242,9 +264,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 command,
                 timeout_seconds: timeout,
                 env: env.into_iter().collect(),
+                retries,
                 ..CreateTestrunRequest::default()
             });
-            create_and_follow(&mut api, request, detach).await
+            create_and_follow(&mut api, Create::New(request), detach).await
+        }
+        Command::Rerun {
+            id,
+            failed,
+            user,
+            detach,
+        } => {
+            let request = api.request(RerunTestrunRequest {
+                id,
+                only_failed: failed,
+                username: user,
+            });
+            create_and_follow(&mut api, Create::Rerun(request), detach).await
         }
         Command::List {
             status: s,
@@ -387,21 +423,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Follows a Testrun, printing `[test] line` for every log line, and
-/// resuming from the last cursor if the stream drops.
+/// How a Testrun comes to be: created from files, or rerun. Built once
+/// per command, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Create {
+    New(tonic::Request<CreateTestrunRequest>),
+    Rerun(tonic::Request<RerunTestrunRequest>),
+}
+
 /// Creates the Testrun, then prints its id (`--detach`) or follows it.
-async fn create_and_follow(
-    api: &mut Api,
-    request: tonic::Request<CreateTestrunRequest>,
-    detach: bool,
-) -> anyhow::Result<ExitCode> {
-    let run = api
-        .client
-        .create_testrun(request)
-        .await
-        .map_err(status_err)?
-        .into_inner();
-    eprintln!("testrun {} created with {} tests", run.id, run.tests.len());
+async fn create_and_follow(api: &mut Api, how: Create, detach: bool) -> anyhow::Result<ExitCode> {
+    let run = match how {
+        Create::New(request) => api.client.create_testrun(request).await,
+        Create::Rerun(request) => api.client.rerun_testrun(request).await,
+    }
+    .map_err(status_err)?
+    .into_inner();
+    match run.rerun_of {
+        Some(of) => eprintln!(
+            "testrun {} created with {} tests (rerun of {of})",
+            run.id,
+            run.tests.len()
+        ),
+        None => eprintln!("testrun {} created with {} tests", run.id, run.tests.len()),
+    }
     if detach {
         println!("{}", run.id);
         return Ok(ExitCode::SUCCESS);
@@ -409,6 +454,8 @@ async fn create_and_follow(
     follow(api, run.id).await
 }
 
+/// Follows a Testrun, printing `[test] line` for every log line, and
+/// resuming from the last cursor if the stream drops.
 async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
     let mut cursor = 0;
     let mut final_state = None;
@@ -450,7 +497,11 @@ async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
                             }
                         }
                         Some(Event::Test(t)) => {
-                            if t.status != testrunner_proto::v1::test::Status::Running as i32 {
+                            use testrunner_proto::v1::test::Status;
+                            if t.status == Status::Queued as i32 && t.attempt > 0 {
+                                // A failed attempt, queued again.
+                                eprintln!("{}", output::retry_line(&t));
+                            } else if t.status != Status::Running as i32 {
                                 eprintln!("{}", output::test_line(&t));
                             }
                             names.insert(t.id, t.name.clone());

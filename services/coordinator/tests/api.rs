@@ -271,6 +271,8 @@ on_both_stores! {
             // The second insert of "a" violates UNIQUE (testrun_id, name).
             tests: vec![dup("a"), dup("a")],
             workspace: None,
+            retries: 0,
+            rerun_of: None,
         };
         assert!(store.create_testrun(&run, 0).await.is_err());
         let (runs, total) = store

@@ -48,6 +48,8 @@ fn pinning(blobs: &[&String]) -> NewTestrun {
             },
             blobs: blobs.iter().map(|b| (*b).clone()).collect(),
         }),
+        retries: 0,
+        rerun_of: None,
     }
 }
 

@@ -23,6 +23,8 @@ fn testrun(names: &[&str]) -> NewTestrun {
             })
             .collect(),
         workspace: None,
+        retries: 0,
+        rerun_of: None,
     }
 }
 

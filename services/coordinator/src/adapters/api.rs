@@ -99,6 +99,8 @@ impl TestrunService for TestrunApi {
             command: r.command,
             timeout_seconds: r.timeout_seconds,
             workspace: workspace_input(r.workspace, r.setup, r.env, r.setup_timeout_seconds)?,
+            retries: r.retries,
+            rerun_of: None,
         };
         let run = self.service.create(input).await?;
         Ok(Response::new(self.with_workspace(&run).await?))
@@ -229,13 +231,16 @@ impl TestrunService for TestrunApi {
         }))
     }
 
-    // The scheduling round's RPCs: the contract is in testrun.proto; each
-    // is answered UNIMPLEMENTED until its engine part lands.
+    // The scheduling round's other RPCs: the contract is in testrun.proto;
+    // each is answered UNIMPLEMENTED until its engine part lands.
     async fn rerun_testrun(
         &self,
-        _request: Request<pb::RerunTestrunRequest>,
+        request: Request<pb::RerunTestrunRequest>,
     ) -> Result<Response<pb::Testrun>, Status> {
-        Err(Status::unimplemented("RerunTestrun is not built yet"))
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let run = self.service.rerun(r.id, r.only_failed, r.username).await?;
+        Ok(Response::new(self.with_workspace(&run).await?))
     }
 
     async fn get_test_history(

@@ -31,7 +31,18 @@ pub struct NewTestrun {
     pub tests: Vec<NewTest>,
     /// Workspace, set-up and env (issue 14); `None` for a plain Testrun.
     pub workspace: Option<workspace::NewWorkspace>,
+    /// More runs a FAILED or TIMED_OUT test gets (0 to `MAX_RETRIES`).
+    pub retries: i32,
+    /// The Testrun this one reruns (RerunTestrun).
+    pub rerun_of: Option<i64>,
 }
+
+/// Most retries a Testrun may ask for.
+pub const MAX_RETRIES: u32 = 5;
+
+/// How long a retry keeps off the runner its last attempt failed on, while
+/// another runner could take it (see docs/design.md, "Retries").
+pub const RETRY_AVOID_MS: i64 = 3000;
 
 /// One file of a new Testrun.
 #[derive(Debug, Clone)]
@@ -58,6 +69,10 @@ pub struct Testrun {
     pub tests: Vec<Test>,
     /// Sums of its tests' JUnit case counts.
     pub cases: cases::CaseCounts,
+    /// More runs a FAILED or TIMED_OUT test gets.
+    pub retries: i32,
+    /// The Testrun this one reran, if any.
+    pub rerun_of: Option<i64>,
 }
 
 /// A stored test (without its content).
@@ -80,6 +95,47 @@ pub struct Test {
     pub cases: cases::CaseCounts,
     /// What went wrong with its JUnit report; empty when all is well.
     pub note: String,
+    /// Its runs, oldest first (see `Attempt`); empty when not loaded.
+    pub attempts: Vec<Attempt>,
+}
+
+/// One run of a test: an ended one as stored in `test_attempts`, or the
+/// one in progress, which is the test's own row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt: i32,
+    /// The attempt's own outcome (a FAILED attempt of a test that ended
+    /// FLAKY stays FAILED), or RUNNING.
+    pub status: TestStatus,
+    pub runner_name: String,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub duration_ms: Option<i64>,
+    pub error: String,
+}
+
+impl Test {
+    /// Sets the test's attempts from its stored (ended) ones, adding the
+    /// one in progress while it runs.
+    pub fn set_attempts(&mut self, mut ended: Vec<Attempt>) {
+        ended.sort_by_key(|a| a.attempt);
+        if self.status == TestStatus::Running
+            && ended.last().is_none_or(|a| a.attempt < self.attempt)
+        {
+            ended.push(Attempt {
+                attempt: self.attempt,
+                status: TestStatus::Running,
+                runner_name: self.runner_name.clone().unwrap_or_default(),
+                exit_code: None,
+                started_at: self.started_at,
+                finished_at: None,
+                duration_ms: None,
+                error: String::new(),
+            });
+        }
+        self.attempts = ended;
+    }
 }
 
 /// A test handed to a runner: everything the runner needs to run it.

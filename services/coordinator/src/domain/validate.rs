@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use crate::config::Limits;
 use crate::domain::workspace::{
     MAX_ENV_BYTES, MAX_ENV_VARS, NewWorkspace, TestrunWorkspace, WorkspaceInput, WorkspaceRef,
-    blob_key, check_env_name,
+    blob_key, check_env_name, parse_blob_key,
 };
-use crate::domain::{NewTest, NewTestrun};
+use crate::domain::{MAX_RETRIES, NewTest, NewTestrun, Testrun};
 use crate::error::{Error, Result};
 
 /// Longest username, in characters.
@@ -26,6 +26,10 @@ pub struct CreateInput {
     pub timeout_seconds: Option<u32>,
     /// Workspace, set-up and env (issue 14); `None` when none was given.
     pub workspace: Option<crate::domain::workspace::WorkspaceInput>,
+    /// More runs a FAILED or TIMED_OUT test gets.
+    pub retries: u32,
+    /// Set by RerunTestrun: the Testrun being rerun.
+    pub rerun_of: Option<i64>,
 }
 
 /// Checks a create request against the limits and builds the Testrun to store.
@@ -113,16 +117,52 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
         Some(s) => i64::from(s) * 1000,
     };
 
+    if input.retries > MAX_RETRIES {
+        return Err(Error::invalid(
+            "retries",
+            format!("must be 0 to {MAX_RETRIES} (got {})", input.retries),
+        ));
+    }
+
     Ok(NewTestrun {
         username,
         command,
         timeout_ms,
         tests,
+        retries: input.retries as i32,
+        rerun_of: input.rerun_of,
         workspace: input
             .workspace
             .map(|w| new_workspace(w, limits))
             .transpose()?,
     })
+}
+
+/// The create request that reruns `original` with `tests` (name, content)
+/// and its stored workspace settings: everything the original was created
+/// with, so the rerun is validated and stored like any new Testrun. A field
+/// a create request gains must be copied here too.
+pub fn rerun_input(
+    original: &Testrun,
+    tests: Vec<(String, String)>,
+    workspace: Option<TestrunWorkspace>,
+    username: Option<String>,
+) -> CreateInput {
+    let seconds = |ms: i64| Some(u32::try_from(ms / 1000).unwrap_or(u32::MAX));
+    CreateInput {
+        username: username.unwrap_or_else(|| original.username.clone()),
+        tests,
+        command: original.command.clone(),
+        timeout_seconds: seconds(original.timeout_ms),
+        workspace: workspace.map(|w| WorkspaceInput {
+            root: w.workspace.map(|r| parse_blob_key(&r.digest)),
+            setup: w.setup,
+            env: w.env,
+            setup_timeout_seconds: seconds(w.setup_timeout_ms),
+        }),
+        retries: original.retries.max(0) as u32,
+        rerun_of: Some(original.id),
+    }
 }
 
 /// Checks the set-up and env of a create request (the tree itself is

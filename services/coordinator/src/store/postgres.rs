@@ -9,8 +9,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, RUNNING,
-    SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AVOIDED_EXISTS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, RUNNING,
+    SKIP_AVOIDED, SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
@@ -179,12 +179,21 @@ impl PgStore {
         // The runner row first (shared): a registration of the same runner
         // (which bumps the epoch) waits for this claim, or this claim sees
         // the new epoch and takes nothing for a stream that is gone.
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT epoch FROM runners WHERE id = $1 FOR SHARE")
-                .bind(&runner.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if current != Some(epoch) {
+        // With it, whether retries keep off this runner (read before the
+        // claim, in the same round trip: it only tells the dispatcher that
+        // an empty claim does not mean an empty queue).
+        let current: Option<(i64, bool)> = sqlx::query_as(concatcp!(
+            "SELECT epoch, ",
+            AVOIDED_EXISTS,
+            " FROM runners WHERE id = $1 FOR SHARE OF runners"
+        ))
+        .bind(&runner.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((current, passed_over)) = current else {
+            return Ok(Claim::stale());
+        };
+        if current != epoch {
             return Ok(Claim::stale());
         }
         // SKIP LOCKED: coordinators sharing the database never wait on, or
@@ -196,6 +205,7 @@ impl PgStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
+            SKIP_AVOIDED,
             " ORDER BY testrun_id, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
             ASSIGNMENT_COLUMNS
@@ -207,7 +217,10 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
-            return Ok(Claim::default());
+            return Ok(Claim {
+                passed_over,
+                ..Claim::default()
+            });
         }
         // Testrun rows in id order: two coordinators claiming at once lock
         // them in the same order and cannot deadlock.

@@ -16,8 +16,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, SKIP_FAILED_SETUP,
-    TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AVOIDED_EXISTS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED,
+    SKIP_AVOIDED, SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
@@ -146,6 +146,7 @@ impl SqliteStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
+            SKIP_AVOIDED,
             " ORDER BY testrun_id, id LIMIT $4) \
                  AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5) \
              RETURNING ",
@@ -159,15 +160,20 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
-            let current: Option<i64> =
-                sqlx::query_scalar("SELECT epoch FROM runners WHERE id = $1")
-                    .bind(&runner.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Ok(if current == Some(epoch) {
-                Claim::default()
-            } else {
-                Claim::stale()
+            let current: Option<(i64, bool)> = sqlx::query_as(concatcp!(
+                "SELECT epoch, ",
+                AVOIDED_EXISTS,
+                " FROM runners WHERE id = $1"
+            ))
+            .bind(&runner.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            return Ok(match current {
+                Some((current, passed_over)) if current == epoch => Claim {
+                    passed_over,
+                    ..Claim::default()
+                },
+                _ => Claim::stale(),
             });
         }
         let runs: Vec<TestrunRow> = sqlx::query_as(concatcp!(
