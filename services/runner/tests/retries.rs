@@ -116,6 +116,38 @@ on_both_stores! {
         assert_eq!(m.value("testrunner_test_retries_total"), 1.0);
     }
 
+    the_cases_of_every_attempt_are_kept_and_the_test_counts_the_latest(backend) {
+        let coord = Coordinator::start(backend, &[]).await;
+        let _r = Runner::start(&coord, "r1", 1);
+        let mut client = coord.client().await;
+        let dir = shared_dir();
+        let d = dir.path().display();
+        // Its JUnit report says the case failed the first time only.
+        let script = format!(
+            "umask 0\nif [ -e {d}/marker ]; then verdict='<testcase name=\"c\"/>'; code=0; \
+             else touch {d}/marker; verdict='<testcase name=\"c\"><failure message=\"no\"/></testcase>'; code=1; fi\n\
+             echo \"<testsuite>$verdict</testsuite>\" > \"$TESTRUNNER_JUNIT_XML\"\nexit $code\n"
+        );
+        let run = create_with_retries(&mut client, vec![file("j.sh", &script)], 1).await;
+        let run = wait_done(&mut client, run.id).await;
+        assert_eq!(status_of(&run, "j.sh"), test::Status::Flaky);
+        let counts = test_named(&run, "j.sh").cases.unwrap();
+        assert_eq!((counts.total, counts.passed, counts.failed), (1, 1, 0), "{counts:?}");
+        let cases = client
+            .list_test_cases(testrunner_proto::v1::ListTestCasesRequest {
+                testrun_id: run.id,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .cases;
+        let mut seen: Vec<(u32, i32)> = cases.iter().map(|c| (c.attempt, c.status)).collect();
+        seen.sort_unstable();
+        use testrunner_proto::v1::test_case::Status as Case;
+        assert_eq!(seen, [(1, Case::Failed as i32), (2, Case::Passed as i32)], "{cases:#?}");
+    }
+
     a_test_that_always_fails_runs_exactly_retries_plus_one_times(backend) {
         let coord = Coordinator::start(backend, &[]).await;
         let _r = Runner::start(&coord, "r1", 2);
