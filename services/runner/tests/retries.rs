@@ -345,3 +345,46 @@ async fn the_cli_runs_with_retries_names_flaky_tests_and_reruns_failures() {
     // bad.sh: twice in the run, twice in the rerun (retries are kept).
     assert_eq!(runs_of(dir.path(), "bad"), 4);
 }
+
+/// Two coordinators on one Postgres, a runner on each: a retry queued by
+/// the coordinator of the runner it failed on is taken by the runner of the
+/// other coordinator, and a test that then passes is FLAKY through either.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_coordinators_agree_on_retries_and_flaky() {
+    let a = Coordinator::start(Backend::Postgres, &[]).await;
+    let b = Coordinator::start_sharing(&a, &[]);
+    let _on_a = Runner::start(&a, "on-a", 1);
+    let _on_b = Runner::start(&b, "on-b", 1);
+    a.metric_reaches("testrunner_runners_connected", 1.0).await;
+    b.metric_reaches("testrunner_runners_connected", 1.0).await;
+    let dir = shared_dir();
+    let mut via_a = a.client().await;
+    let mut via_b = b.client().await;
+    // One test at a time, so the other runner is always idle when a retry
+    // is queued.
+    let run = create_with_retries(
+        &mut via_a,
+        vec![file("bad.sh", &always_fails(dir.path(), "bad"))],
+        2,
+    )
+    .await;
+    let run = wait_done(&mut via_b, run.id).await;
+    let t = test_named(&run, "bad.sh");
+    let runners: Vec<&str> = t.attempts.iter().map(|x| x.runner.as_str()).collect();
+    assert_eq!(runners.len(), 3, "{t:#?}");
+    assert!(runners.windows(2).all(|w| w[0] != w[1]), "{runners:?}");
+    assert_eq!(runs_of(dir.path(), "bad"), 3);
+
+    let run = create_with_retries(
+        &mut via_b,
+        vec![file("flaky.sh", &fails_once(dir.path(), "flaky"))],
+        2,
+    )
+    .await;
+    let run = wait_done(&mut via_a, run.id).await;
+    assert_eq!(run.status, testrun::Status::Success as i32);
+    assert_eq!(status_of(&run, "flaky.sh"), test::Status::Flaky);
+    let t = test_named(&run, "flaky.sh");
+    assert_ne!(t.attempts[0].runner, t.attempts[1].runner, "{t:#?}");
+    assert_eq!(get(&mut via_b, run.id).await.counts.unwrap().flaky, 1);
+}
