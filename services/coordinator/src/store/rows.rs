@@ -39,6 +39,10 @@ pub const QUEUED: &str = TestStatus::Queued.sql();
 pub const RUNNING: &str = TestStatus::Running.sql();
 pub const CANCELLED: &str = TestStatus::Cancelled.sql();
 pub const ERROR: &str = TestStatus::Error.sql();
+pub const PASSED: &str = TestStatus::Passed.sql();
+pub const FAILED: &str = TestStatus::Failed.sql();
+pub const TIMED_OUT: &str = TestStatus::TimedOut.sql();
+pub const FLAKY: &str = TestStatus::Flaky.sql();
 
 /// What every claim sets on the tests it takes, besides a fresh
 /// assignment id (each store makes its own): they run on runner `$1`

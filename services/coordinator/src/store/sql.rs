@@ -47,8 +47,9 @@ macro_rules! sql_store {
             };
             use crate::error::{Error, Result};
             use crate::store::rows::{
-                ATTEMPT_COLUMNS, AttemptRow, CANCELLED, CANCELLED_RUN, CREATED, ERROR,
-                LogCursorRow, LogLineRow, QUEUED, RUNNING, RUNNING_RUN, ResumeRow, TEST_COLUMNS,
+                ATTEMPT_COLUMNS, AttemptRow, CANCELLED, CANCELLED_RUN, CREATED, ERROR, FAILED, FLAKY,
+                LogCursorRow, LogLineRow, PASSED, QUEUED, RUNNING, RUNNING_RUN, ResumeRow,
+                TEST_COLUMNS, TIMED_OUT,
                 TESTRUN_COLUMNS, TestRow, Tally, TestrunRow, attach_attempts, cancel_outcome,
                 stored_lines, tally_finished, tally_moved,
             };
@@ -254,7 +255,7 @@ macro_rules! sql_store {
                     .into_domain()
                 }
 
-                /// Ends a Testrun whose last test just got its result.
+                /// A test as read, with its attempts.
                 async fn one_with_attempts(&self, row: Option<TestRow>) -> Result<Option<Test>> {
                     let Some(row) = row else { return Ok(None) };
                     let mut test = [row.into_domain()?];
@@ -263,6 +264,7 @@ macro_rules! sql_store {
                     Ok(Some(test))
                 }
 
+                /// Ends a Testrun whose last test just got its result.
                 async fn settle(
                     tx: &mut Transaction<'_, $db>,
                     mut run: Testrun,
@@ -557,17 +559,18 @@ macro_rules! sql_store {
                         // (attempts used <= retries) of a Testrun not
                         // cancelled goes back to the queue, kept off this
                         // runner for a while; a pass after a failure is FLAKY.
+                        const FAILURE: &str = concatcp!("$2 IN (", FAILED, ", ", TIMED_OUT, ")");
                         const RETRY: &str = concatcp!(
-                            "($2 IN ('FAILED', 'TIMED_OUT') AND tests.attempt <= r.run_retries \
+                            "(", FAILURE, " AND tests.attempt <= r.run_retries \
                              AND r.run_status <> ", CANCELLED_RUN, ")"
                         );
                         let row: Option<TestRow> = sqlx::query_as(concatcp!(
                             "UPDATE tests SET \
                                  status = CASE WHEN ", RETRY, " THEN ", QUEUED,
-                                     " WHEN $2 = 'PASSED' AND tests.failed_attempts > 0 \
-                                     THEN 'FLAKY' ELSE $2 END, \
+                                     " WHEN $2 = ", PASSED, " AND tests.failed_attempts > 0 \
+                                     THEN ", FLAKY, " ELSE $2 END, \
                                  failed_attempts = tests.failed_attempts + \
-                                     CASE WHEN $2 IN ('FAILED', 'TIMED_OUT') THEN 1 ELSE 0 END, \
+                                     CASE WHEN ", FAILURE, " THEN 1 ELSE 0 END, \
                                  exit_code = CASE WHEN ", RETRY, " THEN NULL ELSE $3 END, \
                                  error = CASE WHEN ", RETRY, " THEN '' ELSE $4 END, \
                                  duration_ms = CASE WHEN ", RETRY, " THEN NULL ELSE $5 END, \
@@ -727,7 +730,8 @@ macro_rules! sql_store {
                 ) -> Result<Vec<(String, String)>> {
                     Ok(sqlx::query_as(concatcp!(
                         "SELECT name, content FROM tests WHERE testrun_id = $1 \
-                         AND (NOT $2 OR status IN ('FAILED', 'TIMED_OUT', 'ERROR', ", CANCELLED, ")) \
+                         AND (NOT $2 OR status IN (", FAILED, ", ", TIMED_OUT, ", ", ERROR, ", ",
+                             CANCELLED, ")) \
                          ORDER BY position"
                     ))
                     .bind(testrun_id)
