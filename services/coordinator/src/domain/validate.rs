@@ -308,6 +308,52 @@ mod tests {
     }
 
     #[test]
+    fn a_rerun_asks_for_everything_the_original_was_created_with() {
+        use crate::domain::{Counts, TestrunStatus};
+        let original = Testrun {
+            id: 7,
+            username: "alice".into(),
+            status: TestrunStatus::Failed,
+            command: Some("sh {file}".into()),
+            timeout_ms: 42_000,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            counts: Counts::default(),
+            log_seq: 0,
+            tests: Vec::new(),
+            cases: Default::default(),
+            retries: 3,
+            rerun_of: None,
+        };
+        let ws = TestrunWorkspace {
+            workspace: Some(WorkspaceRef {
+                digest: blob_key("ab", 12),
+                files: 1,
+                bytes: 1,
+            }),
+            setup: Some("make".into()),
+            env: [("CI".to_owned(), "1".to_owned())].into(),
+            setup_timeout_ms: 9_000,
+        };
+        let tests = vec![("t.sh".to_owned(), String::new())];
+        let input = rerun_input(&original, tests.clone(), Some(ws), None);
+        assert_eq!(input.username, "alice");
+        assert_eq!(input.tests, tests);
+        assert_eq!(input.command.as_deref(), Some("sh {file}"));
+        assert_eq!((input.timeout_seconds, input.retries), (Some(42), 3));
+        assert_eq!(input.rerun_of, Some(7));
+        let w = input.workspace.expect("the workspace settings");
+        assert_eq!(w.root, Some(("ab".to_owned(), 12)));
+        assert_eq!(w.setup.as_deref(), Some("make"));
+        assert_eq!(w.env.get("CI").map(String::as_str), Some("1"));
+        assert_eq!(w.setup_timeout_seconds, Some(9));
+        let other = rerun_input(&original, Vec::new(), None, Some("bob".into()));
+        assert_eq!(other.username, "bob");
+        assert!(other.workspace.is_none());
+    }
+
+    #[test]
     fn a_command_template_needs_the_file_placeholder() {
         assert!(check_command("pytest -q {file}").is_ok());
         assert!(check_command("pytest -q").is_err());
