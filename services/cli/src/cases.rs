@@ -117,7 +117,22 @@ pub async fn summary(
         ..Default::default()
     };
     // Failed and errored cases come first: stop at the first other one.
-    let cases = fetch(client, request, |c, n| !failed(c) || n >= SUMMARY_LINES).await?;
+    // Earlier attempts' cases are kept too (a retried or FLAKY test's
+    // failure): only each test's latest attempt is summarised, as counted.
+    let latest = |c: &TestCase| {
+        run.tests
+            .iter()
+            .find(|t| t.id == c.test_id)
+            .is_none_or(|t| c.attempt >= t.attempt)
+    };
+    let cases: Vec<TestCase> = fetch(client, request, |c, n| {
+        !failed(c) || n >= SUMMARY_LINES * (1 + run.retries as usize)
+    })
+    .await?
+    .into_iter()
+    .filter(latest)
+    .take(SUMMARY_LINES)
+    .collect();
     out.push_str(&format!(
         "{} failed, {} errored of {} cases\n",
         counts.failed, counts.errored, counts.total
@@ -209,7 +224,17 @@ pub fn junit_document(
     use quick_junit::{NonSuccessKind, Report, TestCaseStatus, TestSuite};
     let mut report = Report::new(format!("testrun {}", run.id));
     for t in &run.tests {
-        let mine: Vec<&TestCase> = cases.iter().filter(|c| c.test_id == t.id).collect();
+        // The latest attempt that has cases (earlier attempts' are kept by
+        // the coordinator: a FLAKY test's first failure must not read red).
+        let last = cases
+            .iter()
+            .filter(|c| c.test_id == t.id)
+            .map(|c| c.attempt)
+            .max();
+        let mine: Vec<&TestCase> = cases
+            .iter()
+            .filter(|c| c.test_id == t.id && Some(c.attempt) == last)
+            .collect();
         let mut suite = TestSuite::new(t.name.clone());
         if let Some(d) = duration(t.duration) {
             suite.set_time(d);

@@ -11,8 +11,8 @@ use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
 use testrunner_proto::v1::{
     CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest, GetTestHistoryRequest,
     GetTestLogRequest, GetTestrunRequest, ListSuitesRequest, ListTestCasesRequest,
-    ListTestrunsRequest, TestFile, WatchTestrunRequest, get_test_log_request, testrun,
-    testrun_event::Event,
+    ListTestrunsRequest, RerunTestrunRequest, TestFile, WatchTestrunRequest, get_test_log_request,
+    testrun, testrun_event::Event,
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -82,6 +82,10 @@ enum Command {
         /// with all of them (`runner --label gpu=a100`).
         #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = parse_selector)]
         selector: Vec<(String, String)>,
+        /// Run a FAILED or TIMED_OUT test up to N more times (0 to 5); one
+        /// that then passes ends FLAKY, which counts as passed.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        retries: u32,
         /// Print the id and return at once instead of following.
         #[arg(long)]
         detach: bool,
@@ -97,6 +101,21 @@ enum Command {
         /// name with --workspace, else the coordinator's (the username).
         #[arg(long, value_name = "NAME")]
         suite: Option<String>,
+    },
+    /// Run a finished Testrun again (same workspace, set-up, env, command,
+    /// timeouts and retries; nothing is uploaded) and follow it like `run`.
+    Rerun {
+        id: i64,
+        /// Only the tests that did not pass (FAILED, TIMED_OUT, ERROR,
+        /// CANCELLED).
+        #[arg(long)]
+        failed: bool,
+        /// Who runs it (default: the original Testrun's user).
+        #[arg(long)]
+        user: Option<String>,
+        /// Print the id and return at once instead of following.
+        #[arg(long)]
+        detach: bool,
     },
     /// List Testruns, newest first.
     List {
@@ -219,6 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
             timeout,
             selector,
+            retries,
             detach,
             test_memory,
             test_pids,
@@ -265,9 +285,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 test_pids,
                 suite: Some(suite),
                 selector: selector.into_iter().collect(),
+                retries,
                 ..CreateTestrunRequest::default()
             });
-            create_and_follow(&mut api, request, detach).await
+            create_and_follow(&mut api, Create::New(request), detach).await
         }
         Command::Run {
             files,
@@ -277,6 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
             timeout,
             selector,
+            retries,
             detach,
             test_memory,
             test_pids,
@@ -303,9 +325,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 test_pids,
                 suite,
                 selector: selector.into_iter().collect(),
+                retries,
                 ..CreateTestrunRequest::default()
             });
-            create_and_follow(&mut api, request, detach).await
+            create_and_follow(&mut api, Create::New(request), detach).await
+        }
+        Command::Rerun {
+            id,
+            failed,
+            user,
+            detach,
+        } => {
+            let request = api.request(RerunTestrunRequest {
+                id,
+                only_failed: failed,
+                username: user,
+            });
+            create_and_follow(&mut api, Create::Rerun(request), detach).await
         }
         Command::List {
             status: s,
@@ -474,21 +510,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Follows a Testrun, printing `[test] line` for every log line, and
-/// resuming from the last cursor if the stream drops.
+/// How a Testrun comes to be: created from files, or rerun. Built once
+/// per command, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Create {
+    New(tonic::Request<CreateTestrunRequest>),
+    Rerun(tonic::Request<RerunTestrunRequest>),
+}
+
 /// Creates the Testrun, then prints its id (`--detach`) or follows it.
-async fn create_and_follow(
-    api: &mut Api,
-    request: tonic::Request<CreateTestrunRequest>,
-    detach: bool,
-) -> anyhow::Result<ExitCode> {
-    let run = api
-        .client
-        .create_testrun(request)
-        .await
-        .map_err(status_err)?
-        .into_inner();
-    eprintln!("testrun {} created with {} tests", run.id, run.tests.len());
+async fn create_and_follow(api: &mut Api, how: Create, detach: bool) -> anyhow::Result<ExitCode> {
+    let run = match how {
+        Create::New(request) => api.client.create_testrun(request).await,
+        Create::Rerun(request) => api.client.rerun_testrun(request).await,
+    }
+    .map_err(status_err)?
+    .into_inner();
+    match run.rerun_of {
+        Some(of) => eprintln!(
+            "testrun {} created with {} tests (rerun of {of})",
+            run.id,
+            run.tests.len()
+        ),
+        None => eprintln!("testrun {} created with {} tests", run.id, run.tests.len()),
+    }
     if detach {
         println!("{}", run.id);
         return Ok(ExitCode::SUCCESS);
@@ -496,6 +541,8 @@ async fn create_and_follow(
     follow(api, run.id).await
 }
 
+/// Follows a Testrun, printing `[test] line` for every log line, and
+/// resuming from the last cursor if the stream drops.
 async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
     let mut cursor = 0;
     let mut final_state = None;
@@ -540,7 +587,11 @@ async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
                             }
                         }
                         Some(Event::Test(t)) => {
-                            if t.status != testrunner_proto::v1::test::Status::Running as i32 {
+                            use testrunner_proto::v1::test::Status;
+                            if t.status == Status::Queued as i32 && t.attempt > 0 {
+                                // A failed attempt, queued again.
+                                eprintln!("{}", output::retry_line(&t));
+                            } else if t.status != Status::Running as i32 {
                                 eprintln!("{}", output::test_line(&t));
                             }
                             names.insert(t.id, t.name.clone());

@@ -21,8 +21,13 @@ fn seconds(d: &Option<prost_types::Duration>) -> String {
 /// One line per Testrun, for `list`.
 pub fn run_line(r: &Testrun) -> String {
     let c = r.counts.unwrap_or_default();
+    let flaky = if c.flaky > 0 {
+        format!(" ({} flaky)", c.flaky)
+    } else {
+        String::new()
+    };
     format!(
-        "{:>6}  {:<10} {:<20} {} passed, {} failed, {} running, {} queued",
+        "{:>6}  {:<10} {:<20} {} passed{flaky}, {} failed, {} running, {} queued",
         r.id,
         run_status(r.status),
         r.username,
@@ -31,6 +36,21 @@ pub fn run_line(r: &Testrun) -> String {
         c.running,
         c.queued
     )
+}
+
+/// A failed attempt queued for a retry, while a Testrun is followed.
+pub fn retry_line(t: &Test) -> String {
+    let mut line = format!("  {:<10} {:<40} attempt {}", "RETRY", t.name, t.attempt);
+    if let Some(a) = t.attempts.iter().rev().find(|a| a.attempt == t.attempt) {
+        line.push_str(&format!(" {} on {}", test_status(a.status), a.runner));
+        if let Some(code) = a.exit_code {
+            line.push_str(&format!(", exit {code}"));
+        }
+        if !a.error.is_empty() {
+            line.push_str(&format!(" ({})", a.error));
+        }
+    }
+    line
 }
 
 /// One line per test, for `get` and the summary of `run`.
@@ -73,6 +93,15 @@ pub fn run_details(r: &Testrun) -> String {
     for t in &r.tests {
         out.push_str(&test_line(t));
         out.push('\n');
+    }
+    let flaky: Vec<&str> = r
+        .tests
+        .iter()
+        .filter(|t| t.status == test::Status::Flaky as i32)
+        .map(|t| t.name.as_str())
+        .collect();
+    if !flaky.is_empty() {
+        out.push_str(&format!("{} flaky: {}\n", flaky.len(), flaky.join(", ")));
     }
     out
 }

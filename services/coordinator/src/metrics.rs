@@ -25,12 +25,13 @@ const LATENCY_BUCKETS: [f64; 12] = [
 
 /// Outcomes counted in `testrunner_tests_finished_total`, each shown from
 /// the start (at 0) so a rate over them never starts from nothing.
-const OUTCOMES: [TestStatus; 5] = [
+const OUTCOMES: [TestStatus; 6] = [
     TestStatus::Passed,
     TestStatus::Failed,
     TestStatus::TimedOut,
     TestStatus::Cancelled,
     TestStatus::Error,
+    TestStatus::Flaky,
 ];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +62,7 @@ pub struct Metrics {
     registry: Registry,
     finished: Family<Outcome, Counter>,
     log_lines: Counter,
+    retries: Counter,
     results_refused: Counter,
     runners_refused: Counter,
     dispatch_latency: Histogram,
@@ -88,6 +90,7 @@ impl Default for Metrics {
         let mut m = Self {
             finished: Family::default(),
             log_lines: Counter::default(),
+            retries: Counter::default(),
             results_refused: Counter::default(),
             runners_refused: Counter::default(),
             dispatch_latency: Histogram::new(LATENCY_BUCKETS),
@@ -137,6 +140,11 @@ impl Default for Metrics {
             m.finished.clone(),
         );
         r.register(
+            "testrunner_test_retries",
+            "Failed attempts queued again for a retry",
+            m.retries.clone(),
+        );
+        r.register(
             "testrunner_log_lines_ingested",
             "Log lines stored",
             m.log_lines.clone(),
@@ -170,6 +178,11 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a failed attempt queued again for a retry.
+    pub fn test_retried(&self) {
+        self.retries.inc();
     }
 
     /// Counts stored log lines.
@@ -293,6 +306,8 @@ mod tests {
             "testrunner_results_refused_total 0",
             "testrunner_tests_queued{selector=\"\"} 4",
             "testrunner_tests_running{selector=\"\"} 1",
+            "testrunner_tests_finished_total{outcome=\"FLAKY\"} 0",
+            "testrunner_test_retries_total 0",
             "testrunner_runners_connected 2",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");

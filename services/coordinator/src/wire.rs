@@ -7,7 +7,7 @@ use testrunner_proto::v1 as pb;
 use testrunner_proto::millis;
 
 use crate::domain::cases::{CaseCounts, CaseStatus, NewCase, StoredCase, storable};
-use crate::domain::{Counts, LogLine, Millis, Test, TestStatus, Testrun, TestrunStatus};
+use crate::domain::{Attempt, Counts, LogLine, Millis, Test, TestStatus, Testrun, TestrunStatus};
 
 /// A stored time (Unix milliseconds) on the wire.
 fn timestamp(ms: Millis) -> prost_types::Timestamp {
@@ -49,6 +49,7 @@ fn test_status(s: TestStatus) -> pb::test::Status {
         TestStatus::TimedOut => P::TimedOut,
         TestStatus::Cancelled => P::Cancelled,
         TestStatus::Error => P::Error,
+        TestStatus::Flaky => P::Flaky,
     }
 }
 
@@ -61,8 +62,7 @@ fn counts(c: &Counts) -> pb::TestCounts {
         passed: n(c.passed),
         failed: n(c.failed),
         cancelled: n(c.cancelled),
-        // Filled once retries land (FLAKY tests).
-        flaky: 0,
+        flaky: n(c.flaky),
     }
 }
 
@@ -83,9 +83,22 @@ pub fn test(t: &Test) -> pb::Test {
         size_bytes: t.size_bytes.max(0) as u64,
         cases: Some(case_counts(&t.cases)),
         note: t.note.clone(),
-        // Filled once per-attempt records land.
-        attempts: Vec::new(),
+        attempts: t.attempts.iter().map(attempt).collect(),
         expected_duration: t.expected_ms.map(millis),
+    }
+}
+
+/// One run of a test on the wire.
+pub fn attempt(a: &Attempt) -> pb::Attempt {
+    pb::Attempt {
+        attempt: a.attempt.max(0) as u32,
+        status: test_status(a.status) as i32,
+        runner: a.runner_name.clone(),
+        exit_code: a.exit_code,
+        started_at: a.started_at.map(timestamp),
+        finished_at: a.finished_at.map(timestamp),
+        duration: a.duration_ms.map(millis),
+        error: a.error.clone(),
     }
 }
 
@@ -108,6 +121,8 @@ pub fn testrun(r: &Testrun) -> pb::Testrun {
         suite: r.suite.clone(),
         selector: r.selector.clone().into_iter().collect(),
         waiting: r.waiting.clone(),
+        retries: r.retries.max(0) as u32,
+        rerun_of: r.rerun_of,
         ..pb::Testrun::default()
     }
 }

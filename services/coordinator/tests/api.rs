@@ -306,6 +306,8 @@ on_both_stores! {
             workspace: None,
             limits: Default::default(),
             selector: Default::default(),
+            retries: 0,
+            rerun_of: None,
         };
         assert!(store.create_testrun(&run, 0).await.is_err());
         let (runs, total) = store

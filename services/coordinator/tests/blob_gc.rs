@@ -51,6 +51,8 @@ fn pinning(blobs: &[&String]) -> NewTestrun {
         }),
         limits: Default::default(),
         selector: Default::default(),
+        retries: 0,
+        rerun_of: None,
     }
 }
 

@@ -12,9 +12,10 @@ use testrunner_content::{BuiltTree, build_tree, digest_of, encode_directory};
 use testrunner_proto::v1::content_service_client::ContentServiceClient;
 use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
 use testrunner_proto::v1::{
-    BatchUploadBlobsRequest, CreateTestrunRequest, Digest, Directory, DirectoryNode, FileNode,
-    FindMissingBlobsRequest, GetTestrunRequest, ReadBlobRequest, TestFile, WatchTestrunRequest,
-    WriteBlobRequest, batch_upload_blobs_request, setup, test, testrun_event,
+    BatchUploadBlobsRequest, CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest,
+    Digest, Directory, DirectoryNode, FileNode, FindMissingBlobsRequest, GetTestrunRequest,
+    ReadBlobRequest, RerunTestrunRequest, TestFile, WatchTestrunRequest, WriteBlobRequest,
+    batch_upload_blobs_request, setup, test, testrun_event,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -173,6 +174,87 @@ fn file_node(name: &str, content: &[u8]) -> FileNode {
 }
 
 on_both_stores! {
+    a_rerun_has_the_same_workspace_settings_and_pins_the_tree_itself(backend) {
+        let app = TestApp::spawn_with(backend, |c| {
+            c.content.blob_grace = std::time::Duration::from_millis(100);
+            c.runners.lease = std::time::Duration::from_millis(500);
+        })
+        .await
+        .expect("coordinator starts");
+        let mut blobs = ContentServiceClient::connect(app.url()).await.unwrap();
+        let mut runs = TestrunServiceClient::connect(app.url()).await.unwrap();
+        let dir = project();
+        let tree = build_tree(dir.path(), |_| {}).unwrap();
+        upload(&mut blobs, &tree).await;
+        let mut request = create(&tree.root, &["tests/test_a.py", "tests/test_b.py"],
+            Some("pip install -e ."), &[("CI", "true")]);
+        request.retries = 3;
+        request.timeout_seconds = Some(77);
+        request.setup_timeout_seconds = Some(99);
+        let original = runs.create_testrun(request).await.unwrap().into_inner();
+
+        // Still CREATED: nothing to rerun yet.
+        let early = runs
+            .rerun_testrun(RerunTestrunRequest { id: original.id, only_failed: false, username: None })
+            .await;
+        assert_error(early, Code::FailedPrecondition, "id");
+        assert_error(
+            runs.rerun_testrun(RerunTestrunRequest { id: 424_242, only_failed: true, username: None }).await,
+            Code::NotFound,
+            "testrun 424242",
+        );
+
+        // Cancelled tests did not pass: `only_failed` takes them all.
+        runs.cancel_testrun(CancelTestrunRequest { id: original.id }).await.unwrap();
+        let rerun = runs
+            .rerun_testrun(RerunTestrunRequest { id: original.id, only_failed: true, username: None })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(rerun.rerun_of, Some(original.id));
+        assert_eq!(rerun.tests.len(), 2);
+        assert_eq!(rerun.workspace.as_ref().and_then(|w| w.digest.as_ref()), Some(&tree.root));
+        assert_eq!(rerun.setup.as_deref(), Some("pip install -e ."));
+        assert_eq!(rerun.env.get("CI").map(String::as_str), Some("true"));
+        assert_eq!(
+            (rerun.retries, rerun.timeout_seconds, rerun.setup_timeout_seconds, rerun.username.as_str()),
+            (3, 77, 99, "ws")
+        );
+        assert_eq!(rerun.command, original.command);
+
+        // The original goes; the rerun alone keeps the tree: a blob nobody
+        // pins is collected meanwhile, the tree's are not.
+        runs.delete_testrun(DeleteTestrunRequest { id: original.id }).await.unwrap();
+        let loose = digest_of(b"nobody pins me");
+        blobs
+            .batch_upload_blobs(BatchUploadBlobsRequest {
+                requests: vec![batch_upload_blobs_request::Request {
+                    digest: Some(loose.clone()),
+                    data: b"nobody pins me".to_vec(),
+                }],
+            })
+            .await
+            .unwrap();
+        // (Read, not looked up: a lookup touches the blob, restarting its grace.)
+        eventually("the unpinned blob to be collected", std::time::Duration::from_secs(30), async || {
+            match read_all(&mut blobs, &loose, 0).await {
+                Err(s) if s.code() == Code::NotFound => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        let all: Vec<Digest> = blobs_of(&tree).into_iter().map(|(d, _)| d).collect();
+        assert_eq!(missing(&mut blobs, all).await, Vec::<Digest>::new());
+        // And the rerun can be rerun in turn: its tree resolves whole.
+        runs.cancel_testrun(CancelTestrunRequest { id: rerun.id }).await.unwrap();
+        let again = runs
+            .rerun_testrun(RerunTestrunRequest { id: rerun.id, only_failed: false, username: None })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again.rerun_of, Some(rerun.id));
+    }
+
     an_unchanged_tree_sends_no_file_and_a_one_file_change_sends_one(backend) {
         let (_app, mut blobs, mut runs) = start(backend).await;
         let dir = project();

@@ -46,6 +46,8 @@ fn testrun(suite: &str, names: &[&str], workspace: Option<&str>) -> NewTestrun {
         }),
         limits: Default::default(),
         selector: Default::default(),
+        retries: 0,
+        rerun_of: None,
     }
 }
 

@@ -26,6 +26,8 @@ fn testrun(names: &[&str]) -> NewTestrun {
         workspace: None,
         limits: Default::default(),
         selector: Default::default(),
+        retries: 0,
+        rerun_of: None,
     }
 }
 
@@ -130,5 +132,71 @@ on_both_stores! {
         assert_eq!(stored_log_lines(backend, &db.url, a.id).await, 0);
         assert!(store.get_testrun(a.id, false).await.unwrap().is_none());
         assert!(matches!(store.delete_testrun(a.id).await, Err(Error::NotFound(_))));
+    }
+}
+
+fn result(status: TestStatus) -> coordinator::domain::TestResult {
+    coordinator::domain::TestResult {
+        status,
+        exit_code: Some(i32::from(status != TestStatus::Passed)),
+        duration_ms: 5,
+        error: String::new(),
+    }
+}
+
+on_both_stores! {
+    /// A lost runner's run is an attempt of its own, and only lost runs
+    /// count towards the most attempts; a cancelled Testrun retries nothing.
+    retries_record_attempts_and_stop_at_a_cancel(backend) {
+        let (_db, store) = open(backend).await;
+        let now = 1_000_000;
+        let mut new = testrun(&["t"]);
+        new.retries = 5;
+        let run = store.create_testrun(&new, now).await.unwrap();
+        let reg = store.register_runner(&runner(), now + 1000, &[], now).await.unwrap();
+
+        // Attempt 1 fails: queued again, kept off r1 only while another
+        // live runner exists (none here), so r1 takes it back at once.
+        let a1 = store.claim_tests(&runner(), reg.epoch, 1, now).await.unwrap();
+        let done = store
+            .finish_tests(&[(a1.assignments[0].assignment_id.clone(), result(TestStatus::Failed))], now)
+            .await
+            .unwrap();
+        let t = done.tests[0].clone().unwrap();
+        assert_eq!((t.status, t.attempt), (TestStatus::Queued, 1));
+        assert_eq!(t.attempts.len(), 1);
+        assert_eq!(done.testruns[0].counts.running, 0);
+
+        // Attempts 2 and 3 are lost with the runner: with --max-attempts 2,
+        // the failed attempt does not count, so the test is requeued once
+        // and ends ERROR on the second loss.
+        for (lease, expected) in [(now + 5_000, TestStatus::Queued), (now + 9_000, TestStatus::Error)] {
+            let reg = store.register_runner(&runner(), lease - 1, &[], lease - 2).await.unwrap();
+            let claim = store.claim_tests(&runner(), reg.epoch, 1, lease - 2).await.unwrap();
+            assert_eq!(claim.assignments.len(), 1, "{claim:?}");
+            store.expire_leases(lease, 2).await.unwrap();
+            let t = store.get_test(t.id).await.unwrap().unwrap();
+            assert_eq!(t.status, expected, "{t:?}");
+        }
+        let t = store.get_test(t.id).await.unwrap().unwrap();
+        let attempts: Vec<(i32, TestStatus)> = t.attempts.iter().map(|a| (a.attempt, a.status)).collect();
+        assert_eq!(attempts, [(1, TestStatus::Failed), (2, TestStatus::Error), (3, TestStatus::Error)]);
+        assert_eq!(t.error, "runner lost on 2 of 3 attempts");
+        let run = store.get_testrun(run.id, false).await.unwrap().unwrap();
+        assert_eq!(run.status, TestrunStatus::Failed);
+
+        // A failure of a cancelled Testrun's test is final.
+        let other = store.create_testrun(&new, now).await.unwrap();
+        let reg = store.register_runner(&runner(), now + 100_000, &[], now).await.unwrap();
+        let claim = store.claim_tests(&runner(), reg.epoch, 1, now).await.unwrap();
+        assert_eq!(claim.assignments[0].testrun_id, other.id);
+        store.cancel_testrun(other.id, now).await.unwrap();
+        let done = store
+            .finish_tests(&[(claim.assignments[0].assignment_id.clone(), result(TestStatus::Failed))], now)
+            .await
+            .unwrap();
+        assert_eq!(done.tests[0].as_ref().unwrap().status, TestStatus::Failed);
+        assert_eq!(done.testruns[0].status, TestrunStatus::Cancelled);
+        assert!(store.claim_tests(&runner(), reg.epoch, 1, now).await.unwrap().assignments.is_empty());
     }
 }

@@ -103,6 +103,8 @@ impl TestrunService for TestrunApi {
             test_pids: r.test_pids,
             suite: r.suite,
             selector: r.selector.into_iter().collect(),
+            retries: r.retries,
+            rerun_of: None,
         };
         let run = self.service.create(input).await?;
         Ok(Response::new(self.with_workspace(&run).await?))
@@ -233,13 +235,16 @@ impl TestrunService for TestrunApi {
         }))
     }
 
-    // RerunTestrun answers UNIMPLEMENTED until its engine part lands (the
-    // retries branch).
+    // The scheduling round's other RPCs: the contract is in testrun.proto;
+    // each is answered UNIMPLEMENTED until its engine part lands.
     async fn rerun_testrun(
         &self,
-        _request: Request<pb::RerunTestrunRequest>,
+        request: Request<pb::RerunTestrunRequest>,
     ) -> Result<Response<pb::Testrun>, Status> {
-        Err(Status::unimplemented("RerunTestrun is not built yet"))
+        self.authorize(&request)?;
+        let r = request.into_inner();
+        let run = self.service.rerun(r.id, r.only_failed, r.username).await?;
+        Ok(Response::new(self.with_workspace(&run).await?))
     }
 
     async fn get_test_history(

@@ -43,6 +43,10 @@ pub struct NewTestrun {
     pub limits: TestLimits,
     /// Labels a runner must all have to take its tests (issue 16).
     pub selector: Labels,
+    /// More runs a FAILED or TIMED_OUT test gets (0 to `MAX_RETRIES`).
+    pub retries: i32,
+    /// The Testrun this one reruns (RerunTestrun).
+    pub rerun_of: Option<i64>,
 }
 
 /// Limits per test a Testrun asks for; `None`: the runner's own. A runner
@@ -52,6 +56,13 @@ pub struct TestLimits {
     pub memory_bytes: Option<i64>,
     pub pids: Option<i64>,
 }
+
+/// Most retries a Testrun may ask for.
+pub const MAX_RETRIES: u32 = 5;
+
+/// How long a retry keeps off the runner its last attempt failed on, while
+/// another runner could take it (see docs/design.md, "Retries").
+pub const RETRY_AVOID_MS: i64 = 3000;
 
 /// One file of a new Testrun.
 #[derive(Debug, Clone)]
@@ -86,6 +97,10 @@ pub struct Testrun {
     /// Why its queued tests are not running (`waiting for a runner with
     /// gpu=a100`), kept in the store by `engine::pools`; empty otherwise.
     pub waiting: String,
+    /// More runs a FAILED or TIMED_OUT test gets.
+    pub retries: i32,
+    /// The Testrun this one reran, if any.
+    pub rerun_of: Option<i64>,
 }
 
 /// A stored test (without its content).
@@ -111,6 +126,47 @@ pub struct Test {
     /// The duration the dispatcher ordered it by (from its suite's
     /// history); `None` without history.
     pub expected_ms: Option<i64>,
+    /// Its runs, oldest first (see `Attempt`); empty when not loaded.
+    pub attempts: Vec<Attempt>,
+}
+
+/// One run of a test: an ended one as stored in `test_attempts`, or the
+/// one in progress, which is the test's own row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt: i32,
+    /// The attempt's own outcome (a FAILED attempt of a test that ended
+    /// FLAKY stays FAILED), or RUNNING.
+    pub status: TestStatus,
+    pub runner_name: String,
+    pub exit_code: Option<i32>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub duration_ms: Option<i64>,
+    pub error: String,
+}
+
+impl Test {
+    /// Sets the test's attempts from its stored (ended) ones, adding the
+    /// one in progress while it runs.
+    pub fn set_attempts(&mut self, mut ended: Vec<Attempt>) {
+        ended.sort_by_key(|a| a.attempt);
+        if self.status == TestStatus::Running
+            && ended.last().is_none_or(|a| a.attempt < self.attempt)
+        {
+            ended.push(Attempt {
+                attempt: self.attempt,
+                status: TestStatus::Running,
+                runner_name: self.runner_name.clone().unwrap_or_default(),
+                exit_code: None,
+                started_at: self.started_at,
+                finished_at: None,
+                duration_ms: None,
+                error: String::new(),
+            });
+        }
+        self.attempts = ended;
+    }
 }
 
 /// A test handed to a runner: everything the runner needs to run it.

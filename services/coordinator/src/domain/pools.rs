@@ -101,6 +101,8 @@ mod tests {
             waiting: String::new(),
             suite: "u".into(),
             limits: Default::default(),
+            retries: 0,
+            rerun_of: None,
         }
     }
 

@@ -109,6 +109,7 @@ string_enum! {
         TimedOut => "TIMED_OUT",
         Cancelled => "CANCELLED",
         Error => "ERROR",
+        Flaky => "FLAKY",
     }
 }
 
@@ -118,10 +119,18 @@ impl TestStatus {
         !matches!(self, Self::Queued | Self::Running)
     }
 
-    /// Which Testrun counter a test in this (terminal) status adds to.
+    /// A failure another attempt may turn around (a retry's reason).
+    /// ERROR (a set-up failure, a lost runner, the runner's own failure) is
+    /// never one: retrying it would hide a broken runner, not a flaky test.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Failed | Self::TimedOut)
+    }
+
+    /// Which Testrun counter a test in this (terminal) status adds to. A
+    /// FLAKY test passed (it also counts in `Counts::flaky`).
     pub fn bucket(self) -> Bucket {
         match self {
-            Self::Passed => Bucket::Passed,
+            Self::Passed | Self::Flaky => Bucket::Passed,
             Self::Cancelled => Bucket::Cancelled,
             Self::Queued | Self::Running => Bucket::Open,
             Self::Failed | Self::TimedOut | Self::Error => Bucket::Failed,
@@ -146,6 +155,8 @@ pub struct Counts {
     pub passed: i64,
     pub failed: i64,
     pub cancelled: i64,
+    /// FLAKY tests, a subset of `passed`.
+    pub flaky: i64,
 }
 
 impl Counts {
@@ -175,6 +186,28 @@ mod tests {
         assert_eq!(TestStatus::parse("TIMED_OUT"), Some(TestStatus::TimedOut));
         assert_eq!(TestStatus::TimedOut.sql(), "'TIMED_OUT'");
         assert_eq!(TestStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn a_flaky_test_counts_as_passed_and_only_failures_are_retried() {
+        assert_eq!(TestStatus::Flaky.bucket(), Bucket::Passed);
+        assert!(TestStatus::Flaky.is_terminal());
+        assert!(TestStatus::Failed.is_retryable());
+        assert!(TestStatus::TimedOut.is_retryable());
+        for s in [TestStatus::Error, TestStatus::Cancelled, TestStatus::Passed] {
+            assert!(!s.is_retryable(), "{s}");
+        }
+        // Every passed test, flaky ones included, makes a SUCCESS.
+        let c = Counts {
+            total: 2,
+            passed: 2,
+            flaky: 1,
+            ..Counts::default()
+        };
+        assert_eq!(
+            TestrunStatus::Running.decided(&c),
+            Some(TestrunStatus::Success)
+        );
     }
 
     #[test]
@@ -215,6 +248,7 @@ mod tests {
             passed: 3,
             failed: 1,
             cancelled: 1,
+            flaky: 0,
         };
         assert_eq!(c.queued(), 3);
         assert_eq!(c.done(), 5);

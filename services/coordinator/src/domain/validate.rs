@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use crate::config::Limits;
 use crate::domain::workspace::{
     MAX_ENV_BYTES, MAX_ENV_VARS, NewWorkspace, TestrunWorkspace, WorkspaceInput, WorkspaceRef,
-    blob_key, check_env_name,
+    blob_key, check_env_name, parse_blob_key,
 };
-use crate::domain::{NewTest, NewTestrun, TestLimits};
+use crate::domain::{MAX_RETRIES, NewTest, NewTestrun, TestLimits, Testrun};
 use crate::error::{Error, Result};
 
 /// Longest username, in characters.
@@ -33,6 +33,10 @@ pub struct CreateInput {
     pub suite: Option<String>,
     /// Labels a runner must all have (issue 16); empty for any runner.
     pub selector: crate::domain::Labels,
+    /// More runs a FAILED or TIMED_OUT test gets.
+    pub retries: u32,
+    /// Set by RerunTestrun: the Testrun being rerun.
+    pub rerun_of: Option<i64>,
 }
 
 /// Checks the per-test limits a Testrun asks for: each, when given, above
@@ -147,6 +151,12 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
         Some(s) => crate::domain::history::check_suite(&s)?,
     };
     crate::domain::pools::check_selector(&input.selector)?;
+    if input.retries > MAX_RETRIES {
+        return Err(Error::invalid(
+            "retries",
+            format!("must be 0 to {MAX_RETRIES} (got {})", input.retries),
+        ));
+    }
 
     Ok(NewTestrun {
         username,
@@ -155,12 +165,48 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
         timeout_ms,
         tests,
         limits: test_limits,
+        retries: input.retries as i32,
+        rerun_of: input.rerun_of,
         workspace: input
             .workspace
             .map(|w| new_workspace(w, limits))
             .transpose()?,
         selector: input.selector,
     })
+}
+
+/// The create request that reruns `original` with `tests` (name, content)
+/// and its stored workspace settings: everything the original was created
+/// with, so the rerun is validated and stored like any new Testrun. A field
+/// a create request gains must be copied here too.
+pub fn rerun_input(
+    original: &Testrun,
+    tests: Vec<(String, String)>,
+    workspace: Option<TestrunWorkspace>,
+    username: Option<String>,
+) -> CreateInput {
+    let seconds = |ms: i64| Some(u32::try_from(ms / 1000).unwrap_or(u32::MAX));
+    CreateInput {
+        username: username.unwrap_or_else(|| original.username.clone()),
+        tests,
+        command: original.command.clone(),
+        timeout_seconds: seconds(original.timeout_ms),
+        workspace: workspace.map(|w| WorkspaceInput {
+            root: w.workspace.map(|r| parse_blob_key(&r.digest)),
+            setup: w.setup,
+            env: w.env,
+            setup_timeout_seconds: seconds(w.setup_timeout_ms),
+        }),
+        retries: original.retries.max(0) as u32,
+        rerun_of: Some(original.id),
+        suite: Some(original.suite.clone()),
+        selector: original.selector.clone(),
+        test_memory_bytes: original
+            .limits
+            .memory_bytes
+            .and_then(|n| u64::try_from(n).ok()),
+        test_pids: original.limits.pids.and_then(|n| u32::try_from(n).ok()),
+    }
 }
 
 /// Checks the set-up and env of a create request (the tree itself is
@@ -303,6 +349,65 @@ mod tests {
         for good in ["test_ok.sh", "weird name (1).py", "ü.sh", &"x".repeat(255)] {
             assert!(check_file_name(good).is_ok(), "{good:?} should be accepted");
         }
+    }
+
+    #[test]
+    fn a_rerun_asks_for_everything_the_original_was_created_with() {
+        use crate::domain::{Counts, TestrunStatus};
+        let original = Testrun {
+            id: 7,
+            username: "alice".into(),
+            status: TestrunStatus::Failed,
+            command: Some("sh {file}".into()),
+            timeout_ms: 42_000,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            counts: Counts::default(),
+            log_seq: 0,
+            tests: Vec::new(),
+            cases: Default::default(),
+            retries: 3,
+            rerun_of: None,
+            suite: "web".into(),
+            selector: [("gpu".to_owned(), "a100".to_owned())].into(),
+            waiting: String::new(),
+            limits: crate::domain::TestLimits {
+                memory_bytes: Some(1 << 30),
+                pids: Some(64),
+            },
+        };
+        let ws = TestrunWorkspace {
+            workspace: Some(WorkspaceRef {
+                digest: blob_key("ab", 12),
+                files: 1,
+                bytes: 1,
+            }),
+            setup: Some("make".into()),
+            env: [("CI".to_owned(), "1".to_owned())].into(),
+            setup_timeout_ms: 9_000,
+        };
+        let tests = vec![("t.sh".to_owned(), String::new())];
+        let input = rerun_input(&original, tests.clone(), Some(ws), None);
+        assert_eq!(input.username, "alice");
+        assert_eq!(input.tests, tests);
+        assert_eq!(input.command.as_deref(), Some("sh {file}"));
+        assert_eq!((input.timeout_seconds, input.retries), (Some(42), 3));
+        assert_eq!(input.rerun_of, Some(7));
+        assert_eq!(input.suite.as_deref(), Some("web"));
+        assert_eq!(input.selector, original.selector);
+        assert_eq!(
+            (input.test_memory_bytes, input.test_pids),
+            (Some(1 << 30), Some(64))
+        );
+        let w = input.workspace.expect("the workspace settings");
+        assert_eq!(w.root, Some(("ab".to_owned(), 12)));
+        assert_eq!(w.setup.as_deref(), Some("make"));
+        assert_eq!(w.env.get("CI").map(String::as_str), Some("1"));
+        assert_eq!(w.setup_timeout_seconds, Some(9));
+        let other = rerun_input(&original, Vec::new(), None, Some("bob".into()));
+        assert_eq!(other.username, "bob");
+        assert!(other.workspace.is_none());
     }
 
     #[test]

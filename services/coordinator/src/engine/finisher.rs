@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::domain::{TestResult, now_millis};
+use crate::domain::{TestResult, TestStatus, now_millis};
 use crate::error::{Error, Result};
 use crate::live::hub::{Hub, ListEvent, RunEvent};
 use crate::metrics::Metrics;
@@ -183,8 +183,18 @@ async fn store(ctx: &Ctx, results: &[(String, TestResult)]) -> Result<Vec<bool>>
     };
     // Watchers hear of every result before its runner does.
     for test in outcome.tests.iter().flatten() {
-        ctx.metrics.test_finished(test.status);
-        tracing::debug!(test_id = test.id, status = %test.status, "test finished");
+        if test.status == TestStatus::Queued {
+            ctx.metrics.test_retried();
+            tracing::info!(
+                test_id = test.id,
+                testrun_id = test.testrun_id,
+                attempt = test.attempt,
+                "test failed; queued for a retry"
+            );
+        } else {
+            ctx.metrics.test_finished(test.status);
+            tracing::debug!(test_id = test.id, status = %test.status, "test finished");
+        }
         ctx.hub
             .publish(test.testrun_id, RunEvent::Test(test.clone()));
     }

@@ -77,6 +77,46 @@ impl Testruns {
         Ok(run)
     }
 
+    /// Creates a new Testrun from a finished one (RerunTestrun): the spec
+    /// is rebuilt from what is stored and goes through `create` like any
+    /// other, so it is validated, its workspace resolved and pinned again
+    /// (its blobs must still be stored), and the dispatcher woken.
+    pub async fn rerun(
+        &self,
+        id: i64,
+        only_failed: bool,
+        username: Option<String>,
+    ) -> Result<Testrun> {
+        let original = self
+            .store
+            .get_testrun(id, false)
+            .await?
+            .ok_or_else(|| Error::testrun_not_found(id))?;
+        if !original.status.is_terminal() {
+            return Err(Error::FailedPrecondition(format!(
+                "id: testrun {id} is still {}; rerun it once it has ended",
+                original.status
+            )));
+        }
+        let tests = self.store.rerun_files(id, only_failed).await?;
+        if tests.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "only_failed: every test of testrun {id} passed; nothing to rerun"
+            )));
+        }
+        let workspace = self.store.testrun_workspace(id).await?;
+        let input = validate::rerun_input(&original, tests, workspace, username);
+        let run = self.create(input).await?;
+        tracing::info!(
+            testrun_id = run.id,
+            rerun_of = id,
+            only_failed,
+            tests = run.tests.len(),
+            "testrun rerun"
+        );
+        Ok(run)
+    }
+
     /// One Testrun with its tests.
     pub async fn get(&self, id: i64) -> Result<Testrun> {
         self.store

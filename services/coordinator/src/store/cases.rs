@@ -241,15 +241,10 @@ macro_rules! case_store {
                     let Some(cursor) = cursor else {
                         return Ok(CasesOutcome::Refused);
                     };
+                    // A newer attempt's first batch starts its counts from
+                    // zero; the earlier attempts' cases stay (each row names
+                    // its attempt), as their log lines do.
                     let base = cursor.current();
-                    if cursor.cases_attempt != cursor.attempt {
-                        // A newer attempt's first batch: the lost attempt's
-                        // cases make way (its log keeps its output).
-                        sqlx::query("DELETE FROM test_cases WHERE test_id = $1")
-                            .bind(cursor.id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
                     if first_index > base.total {
                         return Err(Error::FailedPrecondition(format!(
                             "cases.first_index: {first_index} leaves a gap after the {} cases \

@@ -175,6 +175,13 @@ pub trait Store:
     async fn get_test(&self, test_id: i64) -> Result<Option<Test>>;
     /// One test by its Testrun and name.
     async fn find_test(&self, testrun_id: i64, name: &str) -> Result<Option<Test>>;
+    /// (name, content) of a Testrun's tests in order, or with `only_failed`
+    /// of those that did not pass (FAILED, TIMED_OUT, ERROR, CANCELLED).
+    async fn rerun_files(
+        &self,
+        testrun_id: i64,
+        only_failed: bool,
+    ) -> Result<Vec<(String, String)>>;
     /// Lines of a Testrun's log stream after `after` (a run_seq), in order.
     async fn read_run_log(&self, testrun_id: i64, after: i64, limit: i64) -> Result<Vec<LogLine>>;
     /// Lines `offset..offset+limit` of one test's log.
@@ -205,6 +212,9 @@ pub struct Claim {
     pub stale: bool,
     /// An operator drained the runner (DrainRunner, on any coordinator).
     pub drained: bool,
+    /// Nothing was claimed, but queued retries keep off this runner for
+    /// now: the queue is not empty for the other runners.
+    pub passed_over: bool,
 }
 
 impl Claim {

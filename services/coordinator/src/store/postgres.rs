@@ -9,9 +9,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER, QUEUED, RUNNING,
-    SELECTOR_CLOSE, SELECTOR_OPEN, SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed,
-    per_testrun,
+    ASSIGNMENT_COLUMNS, AVOIDED_EXISTS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER,
+    QUEUED, RUNNING, SELECTOR_CLOSE, SELECTOR_OPEN, SKIP_AVOIDED, SKIP_FAILED_SETUP,
+    TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
 use crate::domain::pools::label_texts;
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
@@ -215,19 +215,24 @@ impl PgStore {
         // The runner row first (shared): a registration of the same runner
         // (which bumps the epoch) waits for this claim, or this claim sees
         // the new epoch and takes nothing for a stream that is gone.
-        let current: Option<(i64, bool)> = sqlx::query_as(
-            "SELECT epoch, drained_at IS NOT NULL FROM runners WHERE id = $1 FOR SHARE",
-        )
+        // With it, whether retries keep off this runner (read before the
+        // claim, in the same round trip: it only tells the dispatcher that
+        // an empty claim does not mean an empty queue).
+        let current: Option<(i64, bool, bool)> = sqlx::query_as(concatcp!(
+            "SELECT epoch, drained_at IS NOT NULL, ",
+            AVOIDED_EXISTS,
+            " FROM runners WHERE id = $1 FOR SHARE OF runners"
+        ))
         .bind(&runner.id)
         .fetch_optional(&mut *tx)
         .await?;
-        match current {
-            Some((current, _)) if current != epoch => return Ok(Claim::stale()),
+        let passed_over = match current {
+            Some((current, _, _)) if current != epoch => return Ok(Claim::stale()),
             None => return Ok(Claim::stale()),
             // Drained by an operator, maybe through another coordinator.
-            Some((_, true)) => return Ok(Claim::drained()),
-            Some((_, false)) => {}
-        }
+            Some((_, true, _)) => return Ok(Claim::drained()),
+            Some((_, false, passed_over)) => passed_over,
+        };
         // SKIP LOCKED: coordinators sharing the database never wait on, or
         // hand out, a row another one is claiming.
         let rows: Vec<AssignmentRow> = sqlx::query_as(concatcp!(
@@ -237,6 +242,7 @@ impl PgStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
+            SKIP_AVOIDED,
             SELECTOR_OPEN,
             "= ANY($5)",
             SELECTOR_CLOSE,
@@ -253,7 +259,10 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
-            return Ok(Claim::default());
+            return Ok(Claim {
+                passed_over,
+                ..Claim::default()
+            });
         }
         // Testrun rows in id order: two coordinators claiming at once lock
         // them in the same order and cannot deadlock.

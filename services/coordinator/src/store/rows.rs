@@ -6,7 +6,8 @@ use const_format::concatcp;
 
 use crate::domain::cases::CaseCounts;
 use crate::domain::{
-    Assignment, Bucket, Counts, LogLine, Test, TestLimits, TestStatus, Testrun, TestrunStatus,
+    Assignment, Attempt, Bucket, Counts, LogLine, Test, TestLimits, TestStatus, Testrun,
+    TestrunStatus,
 };
 use crate::error::{Error, Result};
 
@@ -16,12 +17,17 @@ use super::contract::{CancelOutcome, Claim, Resumed, RunningAssignment};
 pub const TESTRUN_COLUMNS: &str = "id, username, suite, status, command, timeout_ms, created_at, \
      started_at, finished_at, tests_total, tests_running, tests_passed, tests_failed, \
      tests_cancelled, log_seq, cases_total, cases_passed, cases_failed, cases_errored, \
-     cases_skipped, test_memory_bytes, test_pids, selector, waiting";
+     cases_skipped, test_memory_bytes, test_pids, selector, waiting, retries, rerun_of, \
+     tests_flaky";
 
 /// Columns of `TestRow`.
 pub const TEST_COLUMNS: &str = "id, testrun_id, name, status, attempt, runner_name, exit_code, \
      error, started_at, finished_at, duration_ms, log_lines, size_bytes, cases_total, \
      cases_passed, cases_failed, cases_errored, cases_skipped, case_note, expected_ms";
+
+/// Columns of `AttemptRow`.
+pub const ATTEMPT_COLUMNS: &str = "test_id, attempt, status, runner_name, exit_code, started_at, \
+     finished_at, duration_ms, error";
 
 /// Columns of `AssignmentRow`, as a claim's `RETURNING` names them.
 pub const ASSIGNMENT_COLUMNS: &str = "assignment_id, testrun_id, id AS test_id, name, content, \
@@ -35,6 +41,10 @@ pub const QUEUED: &str = TestStatus::Queued.sql();
 pub const RUNNING: &str = TestStatus::Running.sql();
 pub const CANCELLED: &str = TestStatus::Cancelled.sql();
 pub const ERROR: &str = TestStatus::Error.sql();
+pub const PASSED: &str = TestStatus::Passed.sql();
+pub const FAILED: &str = TestStatus::Failed.sql();
+pub const TIMED_OUT: &str = TestStatus::TimedOut.sql();
+pub const FLAKY: &str = TestStatus::Flaky.sql();
 
 /// What every claim sets on the tests it takes, besides a fresh
 /// assignment id (each store makes its own): they run on runner `$1`
@@ -65,6 +75,23 @@ pub const QUEUE_ORDER: &str = " ORDER BY testrun_id, expected_ms DESC, id";
 pub const SELECTOR_OPEN: &str = " AND (SELECT 1 FROM testrun_labels s \
      WHERE s.testrun_id = tests.testrun_id AND NOT (s.label ";
 pub const SELECTOR_CLOSE: &str = ") LIMIT 1) IS NULL";
+/// Claims pass over a retry whose last attempt failed on this runner ($1)
+/// until its `avoid_until` (at `$3`, now), unless no other live runner
+/// that has not failed the Testrun's set-up is attached: then waiting
+/// would only delay it.
+pub const SKIP_AVOIDED: &str = " AND (tests.avoid_runner IS NULL OR tests.avoid_runner <> $1 \
+     OR tests.avoid_until <= $3 OR NOT EXISTS (SELECT 1 FROM runners o \
+         WHERE o.id <> $1 AND o.lease_until > $3 AND NOT EXISTS (SELECT 1 FROM setups s \
+             WHERE s.testrun_id = tests.testrun_id AND s.runner_id = o.id \
+             AND s.status = 'FAILED')))";
+
+/// Whether queued tests wait for another runner than `$1` (a claim that
+/// found nothing then does not mean the queue is empty for everyone).
+pub const AVOIDED_EXISTS: &str = concatcp!(
+    "EXISTS (SELECT 1 FROM tests WHERE status = ",
+    QUEUED,
+    " AND avoid_runner = $1)"
+);
 
 pub const CLAIM_SET: &str = concatcp!(
     "status = ",
@@ -118,6 +145,9 @@ pub struct TestrunRow {
     test_pids: Option<i64>,
     selector: String,
     waiting: String,
+    retries: i32,
+    rerun_of: Option<i64>,
+    tests_flaky: i64,
 }
 
 /// The case count columns of a test or Testrun row.
@@ -161,6 +191,7 @@ impl TestrunRow {
                 passed: self.tests_passed,
                 failed: self.tests_failed,
                 cancelled: self.tests_cancelled,
+                flaky: self.tests_flaky,
             },
             log_seq: self.log_seq,
             tests: Vec::new(),
@@ -171,6 +202,8 @@ impl TestrunRow {
             },
             selector: testrunner_content::label::from_canonical(&self.selector),
             waiting: self.waiting,
+            retries: self.retries,
+            rerun_of: self.rerun_of,
         })
     }
 }
@@ -217,8 +250,58 @@ impl TestRow {
             cases: self.cases.into(),
             note: self.case_note,
             expected_ms: self.expected_ms,
+            attempts: Vec::new(),
         })
     }
+}
+
+/// An ended attempt, with its test's id.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub test_id: i64,
+    attempt: i32,
+    status: String,
+    runner_name: String,
+    exit_code: Option<i32>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    duration_ms: Option<i64>,
+    error: String,
+}
+
+impl AttemptRow {
+    pub fn into_domain(self) -> Result<Attempt> {
+        Ok(Attempt {
+            attempt: self.attempt,
+            status: TestStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("test_attempts.status", &self.status))?,
+            runner_name: self.runner_name,
+            exit_code: self.exit_code,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_ms: self.duration_ms,
+            error: self.error,
+        })
+    }
+}
+
+/// Gives each test its ended attempts (rows of any tests, in any order).
+pub fn attach_attempts<'a>(
+    tests: impl IntoIterator<Item = &'a mut Test>,
+    rows: Vec<AttemptRow>,
+) -> Result<()> {
+    let mut by_test: std::collections::HashMap<i64, Vec<Attempt>> =
+        std::collections::HashMap::new();
+    for row in rows {
+        by_test
+            .entry(row.test_id)
+            .or_default()
+            .push(row.into_domain()?);
+    }
+    for test in tests {
+        test.set_attempts(by_test.remove(&test.id).unwrap_or_default());
+    }
+    Ok(())
 }
 
 /// An assignment as a claim returns it.
@@ -327,6 +410,8 @@ pub struct Tally {
     pub passed: i64,
     pub failed: i64,
     pub cancelled: i64,
+    /// Of `passed`, those that ended FLAKY.
+    pub flaky: i64,
 }
 
 /// Adds `value` to the tally of `id`, keeping first-seen order.
@@ -354,6 +439,7 @@ pub fn tally_finished(tests: &[Option<Test>]) -> Vec<(i64, Tally)> {
             Bucket::Cancelled => t.cancelled += 1,
             Bucket::Open => {}
         }
+        t.flaky += i64::from(test.status == TestStatus::Flaky);
     }
     tallies.sort_unstable_by_key(|(id, _)| *id);
     tallies
@@ -488,6 +574,7 @@ mod tests {
                 cases: CaseCounts::default(),
                 note: String::new(),
                 expected_ms: None,
+                attempts: Vec::new(),
             })
         };
         let tests = [
@@ -495,7 +582,8 @@ mod tests {
             None,
             test(4, TestStatus::TimedOut),
             test(9, TestStatus::Cancelled),
-            test(9, TestStatus::Passed),
+            test(9, TestStatus::Flaky),
+            test(4, TestStatus::Queued),
         ];
         let t = tally_finished(&tests);
         assert_eq!(
@@ -504,10 +592,11 @@ mod tests {
                 (
                     4,
                     Tally {
-                        left_running: 1,
+                        left_running: 2,
                         passed: 0,
                         failed: 1,
-                        cancelled: 0
+                        cancelled: 0,
+                        flaky: 0,
                     }
                 ),
                 (
@@ -516,7 +605,8 @@ mod tests {
                         left_running: 3,
                         passed: 2,
                         failed: 0,
-                        cancelled: 1
+                        cancelled: 1,
+                        flaky: 1,
                     }
                 ),
             ]

@@ -42,14 +42,16 @@ macro_rules! sql_store {
             use sqlx::Transaction;
 
             use crate::domain::{
-                Labels, ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult,
-                Testrun, TestrunStatus, log, pools,
+                Labels, ListFilter, LogLine, Millis, NewTestrun, RETRY_AVOID_MS, RunnerInfo, Test,
+                TestResult, Testrun, TestrunStatus, log, pools,
             };
             use crate::error::{Error, Result};
             use crate::store::rows::{
-                CANCELLED, CANCELLED_RUN, CREATED, ERROR, LogCursorRow, LogLineRow, QUEUED,
-                RUNNING, RUNNING_RUN, ResumeRow, TEST_COLUMNS, TESTRUN_COLUMNS, TestRow,
-                Tally, TestrunRow, cancel_outcome, stored_lines, tally_finished, tally_moved,
+                ATTEMPT_COLUMNS, AttemptRow, CANCELLED, CANCELLED_RUN, CREATED, ERROR, FAILED, FLAKY,
+                LogCursorRow, LogLineRow, PASSED, QUEUED, RUNNING, RUNNING_RUN, ResumeRow,
+                TEST_COLUMNS, TIMED_OUT,
+                TESTRUN_COLUMNS, TestRow, Tally, TestrunRow, attach_attempts, cancel_outcome,
+                stored_lines, tally_finished, tally_moved,
             };
             use crate::store::contract::{
                 AppendOutcome, CancelOutcome, Claim, FinishOutcome, QueueStats, Registration,
@@ -75,7 +77,35 @@ macro_rules! sql_store {
                     .bind(testrun_id)
                     .fetch_all(&self.read)
                     .await?;
-                    rows.into_iter().map(TestRow::into_domain).collect()
+                    let mut tests: Vec<Test> =
+                        rows.into_iter().map(TestRow::into_domain).collect::<Result<_>>()?;
+                    let attempts: Vec<AttemptRow> = sqlx::query_as(concatcp!(
+                        "SELECT ", ATTEMPT_COLUMNS, " FROM test_attempts WHERE testrun_id = $1"
+                    ))
+                    .bind(testrun_id)
+                    .fetch_all(&self.read)
+                    .await?;
+                    attach_attempts(tests.iter_mut(), attempts)?;
+                    Ok(tests)
+                }
+
+                /// Gives tests their attempts (ended ones from the store).
+                async fn with_attempts<'e, E>(executor: E, tests: &mut [Test]) -> Result<()>
+                where
+                    E: sqlx::Executor<'e, Database = $db>,
+                {
+                    if tests.is_empty() {
+                        return Ok(());
+                    }
+                    let ids: Vec<i64> = tests.iter().map(|t| t.id).collect();
+                    let rows: Vec<AttemptRow> = sqlx::query_as(concatcp!(
+                        "SELECT ", ATTEMPT_COLUMNS, " FROM test_attempts WHERE test_id ",
+                        $open, "$1", $close
+                    ))
+                    .bind(Self::list(&ids))
+                    .fetch_all(executor)
+                    .await?;
+                    attach_attempts(tests.iter_mut(), rows)
                 }
 
                 /// Takes running tests back from their runners: a test of a
@@ -96,21 +126,46 @@ macro_rules! sql_store {
                     }
                     Self::lock_taken_back(tx, ids).await?;
                     let (consume, max_attempts) = why.attempts();
+                    if consume {
+                        // A lost runner's run is an attempt of its own (a
+                        // hand-back is not: it gives the attempt back).
+                        sqlx::query(concatcp!(
+                            "INSERT INTO test_attempts (test_id, testrun_id, attempt, status, \
+                                 runner_name, started_at, finished_at, error) \
+                             SELECT t.id, t.testrun_id, t.attempt, \
+                                 CASE WHEN r.status = ", CANCELLED_RUN, " THEN ", CANCELLED,
+                                 " ELSE ", ERROR, " END, COALESCE(t.runner_name, ''), \
+                                 t.started_at, $2, 'runner lost' \
+                             FROM tests t JOIN testruns r ON r.id = t.testrun_id \
+                             WHERE t.id ", $open, "$1", $close, " AND t.status = ", RUNNING,
+                            " ON CONFLICT (test_id, attempt) DO NOTHING"
+                        ))
+                        .bind(Self::list(ids))
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    // Only runs lost with their runner count towards
+                    // `max_attempts`: attempts that failed (and were retried)
+                    // do not make a lost runner fatal sooner.
+                    const LOST: &str = "(tests.attempt - tests.failed_attempts)";
+                    const LAST: &str = concatcp!("($2 AND ", LOST, " >= $3)");
                     let moved: Vec<(i64, String)> = sqlx::query_as(concatcp!(
                         "UPDATE tests SET \
                              status = CASE WHEN r.status = ", CANCELLED_RUN, " THEN ", CANCELLED,
-                                 " WHEN $2 AND tests.attempt >= $3 THEN ", ERROR,
+                                 " WHEN ", LAST, " THEN ", ERROR,
                                  " ELSE ", QUEUED, " END, \
                              attempt = CASE WHEN NOT $2 AND r.status <> ", CANCELLED_RUN,
                                  " THEN tests.attempt - 1 ELSE tests.attempt END, \
-                             error = CASE WHEN r.status <> ", CANCELLED_RUN,
-                                 " AND $2 AND tests.attempt >= $3 \
-                                 THEN 'runner lost on every one of ' || tests.attempt || ' attempts' \
+                             error = CASE WHEN r.status <> ", CANCELLED_RUN, " AND ", LAST,
+                                 " THEN CASE WHEN tests.failed_attempts = 0 \
+                                     THEN 'runner lost on every one of ' || tests.attempt || ' attempts' \
+                                     ELSE 'runner lost on ' || ", LOST, " || ' of ' || tests.attempt || ' attempts' END \
                                  ELSE tests.error END, \
                              finished_at = CASE WHEN r.status = ", CANCELLED_RUN,
-                                 " OR ($2 AND tests.attempt >= $3) THEN $4 ELSE NULL END, \
+                                 " OR ", LAST, " THEN $4 ELSE NULL END, \
                              started_at = CASE WHEN r.status = ", CANCELLED_RUN,
-                                 " OR ($2 AND tests.attempt >= $3) THEN tests.started_at ELSE NULL END, \
+                                 " OR ", LAST, " THEN tests.started_at ELSE NULL END, \
                              queued_at = $4, assignment_id = NULL, runner_id = NULL \
                          FROM testruns AS r \
                          WHERE tests.testrun_id = r.id AND tests.id ", $open, "$1", $close,
@@ -185,7 +240,8 @@ macro_rules! sql_store {
                         "UPDATE testruns SET tests_running = tests_running - $2, \
                              tests_passed = tests_passed + $3, \
                              tests_failed = tests_failed + $4, \
-                             tests_cancelled = tests_cancelled + $5 \
+                             tests_cancelled = tests_cancelled + $5, \
+                             tests_flaky = tests_flaky + $6 \
                          WHERE id = $1 RETURNING ", TESTRUN_COLUMNS
                     ))
                     .bind(id)
@@ -193,9 +249,19 @@ macro_rules! sql_store {
                     .bind(t.passed)
                     .bind(t.failed)
                     .bind(t.cancelled)
+                    .bind(t.flaky)
                     .fetch_one(&mut **tx)
                     .await?
                     .into_domain()
+                }
+
+                /// A test as read, with its attempts.
+                async fn one_with_attempts(&self, row: Option<TestRow>) -> Result<Option<Test>> {
+                    let Some(row) = row else { return Ok(None) };
+                    let mut test = [row.into_domain()?];
+                    Self::with_attempts(&self.read, &mut test).await?;
+                    let [test] = test;
+                    Ok(Some(test))
                 }
 
                 /// Ends a Testrun whose last test just got its result.
@@ -227,8 +293,8 @@ macro_rules! sql_store {
                     let id: i64 = sqlx::query_scalar(concatcp!(
                         "INSERT INTO testruns \
                              (username, status, command, timeout_ms, created_at, tests_total, \
-                              test_memory_bytes, test_pids, suite, selector) \
-                         VALUES ($1, ", CREATED, ", $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"
+                              test_memory_bytes, test_pids, suite, selector, retries, rerun_of) \
+                         VALUES ($1, ", CREATED, ", $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"
                     ))
                     .bind(&run.username)
                     .bind(&run.command)
@@ -239,6 +305,8 @@ macro_rules! sql_store {
                     .bind(run.limits.pids)
                     .bind(&run.suite)
                     .bind(testrunner_content::label::canonical(&run.selector))
+                    .bind(run.retries)
+                    .bind(run.rerun_of)
                     .fetch_one(&mut *tx)
                     .await?;
                     // Longest first: each test is stored with the duration
@@ -381,6 +449,10 @@ macro_rules! sql_store {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                    sqlx::query("DELETE FROM test_attempts WHERE testrun_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     let deleted = sqlx::query("DELETE FROM testruns WHERE id = $1")
                         .bind(id)
                         .execute(&mut *tx)
@@ -481,10 +553,55 @@ macro_rules! sql_store {
                     Self::lock_results(&mut tx, results).await?;
                     let mut tests = Vec::with_capacity(results.len());
                     for (assignment_id, result) in results {
+                        // The attempt as it ended, whatever becomes of the
+                        // test (a retry, FLAKY).
+                        sqlx::query(concatcp!(
+                            "INSERT INTO test_attempts (test_id, testrun_id, attempt, status, \
+                                 runner_name, exit_code, started_at, finished_at, duration_ms, \
+                                 error) \
+                             SELECT id, testrun_id, attempt, $2, COALESCE(runner_name, ''), $3, \
+                                 started_at, $6, $5, $4 \
+                             FROM tests WHERE assignment_id = $1 AND status = ", RUNNING,
+                            " ON CONFLICT (test_id, attempt) DO NOTHING"
+                        ))
+                        .bind(assignment_id)
+                        .bind(result.status.as_str())
+                        .bind(result.exit_code)
+                        .bind(&result.error)
+                        .bind(result.duration_ms)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        // A FAILED or TIMED_OUT attempt with retries left
+                        // (attempts used <= retries) of a Testrun not
+                        // cancelled goes back to the queue, kept off this
+                        // runner for a while; a pass after a failure is FLAKY.
+                        const FAILURE: &str = concatcp!("$2 IN (", FAILED, ", ", TIMED_OUT, ")");
+                        const RETRY: &str = concatcp!(
+                            "(", FAILURE, " AND tests.attempt <= r.run_retries \
+                             AND r.run_status <> ", CANCELLED_RUN, ")"
+                        );
                         let row: Option<TestRow> = sqlx::query_as(concatcp!(
-                            "UPDATE tests SET status = $2, exit_code = $3, error = $4, \
-                                 duration_ms = $5, finished_at = $6, assignment_id = NULL \
-                             WHERE assignment_id = $1 AND status = ", RUNNING,
+                            "UPDATE tests SET \
+                                 status = CASE WHEN ", RETRY, " THEN ", QUEUED,
+                                     " WHEN $2 = ", PASSED, " AND tests.failed_attempts > 0 \
+                                     THEN ", FLAKY, " ELSE $2 END, \
+                                 failed_attempts = tests.failed_attempts + \
+                                     CASE WHEN ", FAILURE, " THEN 1 ELSE 0 END, \
+                                 exit_code = CASE WHEN ", RETRY, " THEN NULL ELSE $3 END, \
+                                 error = CASE WHEN ", RETRY, " THEN '' ELSE $4 END, \
+                                 duration_ms = CASE WHEN ", RETRY, " THEN NULL ELSE $5 END, \
+                                 finished_at = CASE WHEN ", RETRY, " THEN NULL ELSE $6 END, \
+                                 started_at = CASE WHEN ", RETRY, " THEN NULL ELSE tests.started_at END, \
+                                 queued_at = CASE WHEN ", RETRY, " THEN $6 ELSE tests.queued_at END, \
+                                 avoid_runner = CASE WHEN ", RETRY, " THEN tests.runner_id ELSE NULL END, \
+                                 avoid_until = CASE WHEN ", RETRY, " THEN $7 ELSE NULL END, \
+                                 runner_id = CASE WHEN ", RETRY, " THEN NULL ELSE tests.runner_id END, \
+                                 assignment_id = NULL \
+                             FROM (SELECT id AS run_id, status AS run_status, \
+                                   retries AS run_retries FROM testruns) AS r \
+                             WHERE r.run_id = tests.testrun_id AND tests.assignment_id = $1 \
+                                 AND tests.status = ", RUNNING,
                             " RETURNING ", TEST_COLUMNS
                         ))
                         .bind(assignment_id)
@@ -493,9 +610,18 @@ macro_rules! sql_store {
                         .bind(&result.error)
                         .bind(result.duration_ms)
                         .bind(now)
+                        .bind(now + RETRY_AVOID_MS)
                         .fetch_optional(&mut *tx)
                         .await?;
                         tests.push(row.map(TestRow::into_domain).transpose()?);
+                    }
+                    {
+                        let mut finished: Vec<Test> = tests.iter().flatten().cloned().collect();
+                        Self::with_attempts(&mut *tx, &mut finished).await?;
+                        let mut finished = finished.into_iter();
+                        for t in tests.iter_mut().flatten() {
+                            *t = finished.next().expect("one per finished test");
+                        }
                     }
                     // History: every test that reached its final result.
                     Self::record_outcomes(&mut tx, &tests, now).await?;
@@ -607,7 +733,7 @@ macro_rules! sql_store {
                     .bind(test_id)
                     .fetch_optional(&self.read)
                     .await?;
-                    row.map(TestRow::into_domain).transpose()
+                    self.one_with_attempts(row).await
                 }
 
                 async fn find_test(&self, testrun_id: i64, name: &str) -> Result<Option<Test>> {
@@ -618,7 +744,24 @@ macro_rules! sql_store {
                     .bind(name)
                     .fetch_optional(&self.read)
                     .await?;
-                    row.map(TestRow::into_domain).transpose()
+                    self.one_with_attempts(row).await
+                }
+
+                async fn rerun_files(
+                    &self,
+                    testrun_id: i64,
+                    only_failed: bool,
+                ) -> Result<Vec<(String, String)>> {
+                    Ok(sqlx::query_as(concatcp!(
+                        "SELECT name, content FROM tests WHERE testrun_id = $1 \
+                         AND (NOT $2 OR status IN (", FAILED, ", ", TIMED_OUT, ", ", ERROR, ", ",
+                             CANCELLED, ")) \
+                         ORDER BY position"
+                    ))
+                    .bind(testrun_id)
+                    .bind(only_failed)
+                    .fetch_all(&self.read)
+                    .await?)
                 }
 
                 async fn read_run_log(

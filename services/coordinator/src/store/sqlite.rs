@@ -16,9 +16,9 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER, QUEUED,
-    SELECTOR_CLOSE, SELECTOR_OPEN, SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed,
-    per_testrun,
+    ASSIGNMENT_COLUMNS, AVOIDED_EXISTS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER,
+    QUEUED, SELECTOR_CLOSE, SELECTOR_OPEN, SKIP_AVOIDED, SKIP_FAILED_SETUP, TESTRUN_COLUMNS,
+    TestrunRow, claimed, per_testrun,
 };
 use crate::domain::pools::label_texts;
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
@@ -167,6 +167,7 @@ impl SqliteStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
+            SKIP_AVOIDED,
             SELECTOR_OPEN,
             "IN (SELECT value FROM json_each($6))",
             SELECTOR_CLOSE,
@@ -186,16 +187,22 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
-            let current: Option<(i64, bool)> =
-                sqlx::query_as("SELECT epoch, drained_at IS NOT NULL FROM runners WHERE id = $1")
-                    .bind(&runner.id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let current: Option<(i64, bool, bool)> = sqlx::query_as(concatcp!(
+                "SELECT epoch, drained_at IS NOT NULL, ",
+                AVOIDED_EXISTS,
+                " FROM runners WHERE id = $1"
+            ))
+            .bind(&runner.id)
+            .fetch_optional(&mut *tx)
+            .await?;
             return Ok(match current {
-                Some((current, _)) if current != epoch => Claim::stale(),
+                Some((current, _, _)) if current != epoch => Claim::stale(),
                 None => Claim::stale(),
-                Some((_, true)) => Claim::drained(),
-                Some((_, false)) => Claim::default(),
+                Some((_, true, _)) => Claim::drained(),
+                Some((_, false, passed_over)) => Claim {
+                    passed_over,
+                    ..Claim::default()
+                },
             });
         }
         let runs: Vec<TestrunRow> = sqlx::query_as(concatcp!(

@@ -33,6 +33,8 @@ enum Claimed {
     Some,
     /// No test is queued.
     QueueEmpty,
+    /// None for this runner, but retries wait for other runners.
+    PassedOver,
     /// The runner's stream is gone.
     Stale,
 }
@@ -181,7 +183,7 @@ impl Dispatcher {
                         // still be work for the others.
                         Claimed::QueueEmpty if session.failed_setup() => {}
                         Claimed::QueueEmpty => empty_for.push(labels),
-                        Claimed::Stale => {}
+                        Claimed::PassedOver | Claimed::Stale => {}
                     }
                 }
             }
@@ -212,7 +214,11 @@ impl Dispatcher {
             return Ok(Claimed::Stale);
         }
         if claim.assignments.is_empty() && claim.cancelled.is_empty() {
-            return Ok(Claimed::QueueEmpty);
+            return Ok(if claim.passed_over {
+                Claimed::PassedOver
+            } else {
+                Claimed::QueueEmpty
+            });
         }
         for run in &claim.testruns {
             let event = if claim.cancelled.is_empty() {
@@ -244,7 +250,7 @@ impl Dispatcher {
                 since: Instant::now(),
             },
         );
-        let test = Test {
+        let mut test = Test {
             id: a.test_id,
             testrun_id: a.testrun_id,
             name: a.name.clone(),
@@ -261,7 +267,28 @@ impl Dispatcher {
             cases: Default::default(),
             note: String::new(),
             expected_ms: a.expected_ms,
+            attempts: Vec::new(),
         };
+        if a.attempt > 1 {
+            // A retry or a run after a lost runner: watchers see the earlier
+            // attempts too (rare enough for a read per hand-out).
+            let earlier = match self.store.get_test(a.test_id).await {
+                Ok(Some(stored)) => stored.attempts,
+                Ok(None) => Vec::new(),
+                Err(err) => {
+                    tracing::debug!(error = %err, test_id = a.test_id, "attempts not read for the event");
+                    Vec::new()
+                }
+            };
+            test.set_attempts(
+                earlier
+                    .into_iter()
+                    .filter(|e| e.attempt < a.attempt)
+                    .collect(),
+            );
+        } else {
+            test.set_attempts(Vec::new());
+        }
         // Watchers learn of the start before the runner can report the end.
         self.hub.publish(a.testrun_id, RunEvent::Test(test));
         let mut assign = Assign {

@@ -3,11 +3,12 @@
 //! acknowledged, each before its slot can be reused.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use testrunner_proto::v1::{self as pb, ResultAck, coordinator_message::Message as Out};
 
 use super::{Runners, known};
-use crate::domain::{TestResult, TestStatus, now_millis};
+use crate::domain::{RETRY_AVOID_MS, TestResult, TestStatus, now_millis};
 use crate::engine::dispatch::Session;
 use crate::error::{Error, Result};
 use crate::live::hub::RunEvent;
@@ -93,6 +94,21 @@ impl Runners {
                 }
             }
             .into_iter();
+            // A failure may have been queued for a retry that keeps off
+            // this runner for a while: look at the queue again once that
+            // ends, or a retry only this runner can take would wait for an
+            // unrelated event (there is no polling timer).
+            if group
+                .iter()
+                .any(|(_, r)| r.as_ref().is_some_and(|r| r.status.is_retryable()))
+            {
+                let dispatcher = Arc::clone(&dispatcher);
+                tokio::spawn(async move {
+                    let after = Duration::from_millis(RETRY_AVOID_MS as u64 + 50);
+                    tokio::time::sleep(after).await;
+                    dispatcher.wake();
+                });
+            }
             for (assignment_id, result) in group {
                 let accepted = result.is_some() && stored.next().unwrap_or(false);
                 if result.is_some() && !accepted {
