@@ -198,6 +198,10 @@ function LiveDetail({ id, watch }: { id: bigint; watch: TestrunWatch }) {
       onCancel={async () => {
         await store.cancelTestrun(id);
       }}
+      onRerun={async (onlyFailed) => {
+        const next = await store.rerunTestrun(id, onlyFailed);
+        void navigate(`/testruns/${next.id}`);
+      }}
       onDelete={async () => {
         await store.deleteTestrun(id);
         void navigate('/', { replace: true });

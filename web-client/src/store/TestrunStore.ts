@@ -116,6 +116,11 @@ export class TestrunStore {
     return createWorkspaceTestrun({ testruns: this.client, content: this.content }, input, onProgress, signal);
   }
 
+  /** A new Testrun from a finished one: every test, or only those that did not pass. */
+  async rerunTestrun(id: bigint, onlyFailed: boolean): Promise<Testrun> {
+    return this.client.rerunTestrun({ id, onlyFailed });
+  }
+
   async cancelTestrun(id: bigint): Promise<Testrun> {
     return this.client.cancelTestrun({ id });
   }

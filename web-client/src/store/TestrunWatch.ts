@@ -129,8 +129,14 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
         if (run === undefined) return;
         const tests = [...run.tests];
         const i = tests.findIndex((t) => t.id === e.value.id);
-        if (i >= 0) tests[i] = e.value;
-        else tests.push(e.value);
+        const old = i >= 0 ? tests[i] : undefined;
+        // Updates that only change counts leave `attempts` out: keep ours.
+        const next =
+          old !== undefined && e.value.attempts.length === 0 && old.attempts.length > 0
+            ? { ...e.value, attempts: old.attempts }
+            : e.value;
+        if (i >= 0) tests[i] = next;
+        else tests.push(next);
         this.setState({ testrun: { ...run, tests } });
         // A test starting on a runner means its set-up there ended; an ERROR
         // may be a failed set-up.
