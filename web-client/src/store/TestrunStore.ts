@@ -27,6 +27,12 @@ export interface NewTestrun {
   command?: string;
   /** Undefined: the coordinator's default. */
   timeoutSeconds?: number;
+  /** Undefined: the username. */
+  suite?: string;
+  /** 0 to 5; undefined: 0. */
+  retries?: number;
+  /** Labels a runner must have. */
+  selector?: Record<string, string>;
 }
 
 export interface StoreOptions {
@@ -104,6 +110,9 @@ export class TestrunStore {
       tests: input.files.map((f) => ({ name: f.name, content: f.content })),
       ...(command !== undefined && command !== '' && { command }),
       ...(input.timeoutSeconds !== undefined && { timeoutSeconds: input.timeoutSeconds }),
+      ...(input.suite !== undefined && input.suite !== '' && { suite: input.suite }),
+      retries: input.retries ?? 0,
+      selector: input.selector ?? {},
     });
   }
 
