@@ -5,6 +5,7 @@
 // (ListView, TestrunWatch) and call the actions below.
 
 import { createClient, type Client, type Transport } from '@connectrpc/connect';
+import { RunnerAdminService } from '../gen/testrunner/v1/admin_pb';
 import { ContentService } from '../gen/testrunner/v1/content_pb';
 import { TestrunService, type Testrun } from '../gen/testrunner/v1/testrun_pb';
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../lib/backoff';
@@ -52,6 +53,8 @@ export class TestrunStore {
   readonly client: Client<typeof TestrunService>;
   /** Workspace uploads. */
   readonly content: Client<typeof ContentService>;
+  /** The runner fleet: runners, draining, runner tokens. */
+  readonly admin: Client<typeof RunnerAdminService>;
   private readonly backoff: BackoffOptions;
   private readonly watches = new Map<bigint, WatchRef>();
 
@@ -61,6 +64,7 @@ export class TestrunStore {
   ) {
     this.client = createClient(TestrunService, transport);
     this.content = createClient(ContentService, transport);
+    this.admin = createClient(RunnerAdminService, transport);
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
   }
 
