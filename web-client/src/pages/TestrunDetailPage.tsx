@@ -26,6 +26,7 @@ import Typography from '@mui/material/Typography';
 import Link from '@mui/material/Link';
 import { useState, type ReactNode } from 'react';
 import { Link as RouterLink } from 'react-router';
+import { AttemptsPanel } from '../components/AttemptsPanel';
 import { CaseCounts } from '../components/CaseCounts';
 import { CasesPanel, type CasesPanelProps } from '../components/CasesPanel';
 import { ConfirmDialog } from '../components/ConfirmDialog';
@@ -82,6 +83,8 @@ export interface TestrunDetailPageProps {
   onRerun?: ((onlyFailed: boolean) => Promise<void>) | undefined;
   /** The selected test's JUnit cases, when it has any (or a note). */
   cases?: (CasesPanelProps & { queryKey: string }) | undefined;
+  /** The attempt of the selected test whose log and cases show (tests with several attempts). */
+  attempt?: { selected: number | undefined; onSelect: (attempt: number | undefined) => void } | undefined;
   /** Lines of a test's log known so far, live ones included. */
   liveLines?: ((t: Test) => number) | undefined;
 }
@@ -335,6 +338,17 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
         </TableContainer>
       </Paper>
 
+      {sel !== undefined && sel.attempts.length > 1 && props.attempt !== undefined && (
+        <Paper sx={{ p: { xs: 1, sm: 2 } }}>
+          <AttemptsPanel
+            attempts={sel.attempts}
+            selected={props.attempt.selected}
+            onSelect={props.attempt.onSelect}
+            now={now}
+          />
+        </Paper>
+      )}
+
       {sel !== undefined && props.cases !== undefined && (
         <Paper sx={{ p: { xs: 1, sm: 2 } }}>
           <CasesPanel {...props.cases} />
@@ -354,6 +368,11 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
                 {sel.name}
               </Typography>
               <TestStatusChip status={sel.status} />
+              {props.attempt?.selected !== undefined && (
+                <Typography variant="caption" noWrap data-testid="log-attempt">
+                  attempt {props.attempt.selected}
+                </Typography>
+              )}
               <Typography variant="caption" color="text.secondary" noWrap>
                 {formatCount(props.log.total)} lines
               </Typography>
@@ -442,7 +461,7 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
             </Stack>
           </Stack>
           <LogViewer
-            key={String(sel.id)}
+            key={`${sel.id}/${props.attempt?.selected ?? 'all'}`}
             total={props.log.total}
             getLine={props.log.getLine}
             ensureRange={props.log.ensureRange}

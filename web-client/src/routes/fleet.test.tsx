@@ -120,4 +120,57 @@ describe('fleet routes', () => {
     expect((await screen.findByTestId('rerun-of')).getAttribute('href')).toBe('/testruns/7');
     expect(rerunTestrun).toHaveBeenCalledWith(expect.objectContaining({ id: 7n, onlyFailed: true }), expect.anything());
   });
+
+  it('shows each attempt of a flaky test and the log lines of the picked one', async () => {
+    renderApp('/testruns/7', {
+      async *watchTestrun(_req, ctx) {
+        yield create(TestrunEventSchema, {
+          event: {
+            case: 'snapshot',
+            value: aTestrun({
+              id: 7n,
+              status: Testrun_Status.SUCCESS,
+              counts: { total: 1, passed: 1, flaky: 1 },
+              tests: [
+                aTest({
+                  id: 1n,
+                  name: 'flaky.sh',
+                  status: Test_Status.FLAKY,
+                  attempts: [
+                    { attempt: 1, status: Test_Status.FAILED, runner: 'r1', exitCode: 1 },
+                    { attempt: 2, status: Test_Status.PASSED, runner: 'r2', exitCode: 0 },
+                  ],
+                }),
+              ],
+            }),
+          },
+        });
+        yield create(TestrunEventSchema, {
+          cursor: 2n,
+          event: { case: 'log', value: { testId: 1n, attempt: 1, firstLine: 0n, lines: ['first try', 'boom'] } },
+        });
+        yield create(TestrunEventSchema, {
+          cursor: 3n,
+          event: { case: 'log', value: { testId: 1n, attempt: 2, firstLine: 2n, lines: ['second try'] } },
+        });
+        await never(ctx.signal);
+      },
+    });
+    const rows = await screen.findAllByTestId('attempt-row');
+    expect(rows.map((r) => [r.getAttribute('data-attempt'), r.getAttribute('data-status')])).toEqual([
+      ['1', 'FAILED'],
+      ['2', 'PASSED'],
+    ]);
+    const panel = screen.getByTestId('log-panel');
+    await waitFor(() => expect(within(panel).getByText('second try')).toBeTruthy());
+    fireEvent.click(rows[0]!);
+    await waitFor(() => expect(within(screen.getByTestId('log-panel')).queryByText('second try')).toBeNull());
+    expect(within(screen.getByTestId('log-panel')).getByText('boom')).toBeTruthy();
+    expect(screen.getByTestId('log-attempt').textContent).toBe('attempt 1');
+    fireEvent.click(screen.getAllByTestId('attempt-row')[1]!);
+    await waitFor(() => expect(within(screen.getByTestId('log-panel')).queryByText('boom')).toBeNull());
+    expect(within(screen.getByTestId('log-panel')).getByText('second try')).toBeTruthy();
+    fireEvent.click(screen.getByTestId('attempt-all'));
+    await waitFor(() => expect(within(screen.getByTestId('log-panel')).getByText('boom')).toBeTruthy());
+  }, 20_000);
 });
