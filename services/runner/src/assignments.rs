@@ -71,6 +71,10 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// `--max-buffered-bytes`: past this, test output is not taken.
     pub max_buffered_bytes: usize,
+    /// `--line-delay`: a line of light output goes at once when no line
+    /// went for this long, else at most this much later (`LinesDue`).
+    /// None: light output waits for the flush tick.
+    pub line_delay: Option<Duration>,
 }
 
 /// Something that happened, for the state machine to act on.
@@ -100,6 +104,9 @@ pub enum Event {
     },
     /// The flush timer, while a stream is up.
     FlushTick,
+    /// The time [`Assignments::lines_due`] named came: light output held
+    /// back by `--line-delay` goes now.
+    LinesDue,
     /// SIGTERM or SIGINT.
     Signal,
     /// The drain deadline passed.
@@ -256,6 +263,16 @@ impl Assignment {
     }
 }
 
+/// Most unsent lines of one assignment that still count as light output,
+/// sent at once or `line_delay` later; more wait for the flush tick, so a
+/// chatty test's lines travel in few large batches (each batch is one
+/// transaction on the coordinator).
+const LIGHT_LINES: u64 = 32;
+
+fn is_light(unsent: u64) -> bool {
+    (1..=LIGHT_LINES).contains(&unsent)
+}
+
 /// Every assignment the runner holds, its queue, and the runner's drain and
 /// stream state.
 #[derive(Debug)]
@@ -281,6 +298,10 @@ pub struct Assignments {
     /// Workspace preparations by Testrun, and their unacknowledged
     /// reports (rule 12; `setups.rs`).
     setups: setups::Setups,
+    /// When lines of light output last went (see `Settings::line_delay`).
+    lines_sent_at: Option<Instant>,
+    /// When held-back light output must go, if any is held back.
+    lines_due: Option<Instant>,
 }
 
 impl Assignments {
@@ -297,6 +318,8 @@ impl Assignments {
             stream: Stream::Starting,
             drain: Drain::Off,
             setups: setups::Setups::default(),
+            lines_sent_at: None,
+            lines_due: None,
         }
     }
 
@@ -319,6 +342,7 @@ impl Assignments {
                 report,
             } => self.ended(assignment_id, &report, &mut out),
             Event::FlushTick => self.flush_tick(now, &mut out),
+            Event::LinesDue => self.lines_due_now(now, &mut out),
             Event::Signal => self.signal(now, &mut out),
             Event::DrainDeadline | Event::Abandon => self.hand_back_all(&mut out),
             Event::Cases {
@@ -580,12 +604,62 @@ impl Assignments {
         }
         self.buffered += text.len();
         a.outbox.push(text, now);
-        if let Some(batch) = batch {
-            // Full batches go at once; the rest waits for the flush tick, so
-            // a byte-limited batch is not chased by a one-line remainder.
-            shipping::lines(id, &mut a.outbox, batch, true, &mut |m| {
+        let Some(batch) = batch else {
+            return;
+        };
+        // Full batches go at once; the rest waits, so a byte-limited batch
+        // is not chased by a one-line remainder.
+        shipping::lines(id, &mut a.outbox, batch, true, &mut |m| {
+            out.push(Action::Send(m));
+        });
+        // Light output: a line after a quiet moment goes at once, so a
+        // watcher sees it within a round trip; lines that follow closely
+        // wait for one send at most `line_delay` later, which bounds the
+        // messages per second whatever the tests print. Heavy output keeps
+        // waiting for full batches (`Outbox::holds_back`).
+        let Some(delay) = self.settings.line_delay else {
+            return;
+        };
+        if !is_light(a.outbox.unsent()) {
+            return;
+        }
+        match self.lines_sent_at {
+            Some(at) if now < at + delay => {
+                self.lines_due.get_or_insert(at + delay);
+            }
+            _ => {
+                shipping::lines(id, &mut a.outbox, batch, false, &mut |m| {
+                    out.push(Action::Send(m));
+                });
+                self.lines_sent_at = Some(now);
+            }
+        }
+    }
+
+    /// When held-back light output must go (see `Settings::line_delay`);
+    /// the session sends `LinesDue` then.
+    pub fn lines_due(&self) -> Option<Instant> {
+        self.lines_due
+    }
+
+    /// Sends the light output that `line` held back.
+    fn lines_due_now(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.lines_due = None;
+        let Some(batch) = self.batch() else {
+            return;
+        };
+        let mut sent = false;
+        for (id, a) in &mut self.held {
+            if !a.state.is_running() || !is_light(a.outbox.unsent()) {
+                continue;
+            }
+            shipping::lines(id, &mut a.outbox, batch, false, &mut |m| {
                 out.push(Action::Send(m));
             });
+            sent = true;
+        }
+        if sent {
+            self.lines_sent_at = Some(now);
         }
     }
 
@@ -640,6 +714,8 @@ impl Assignments {
         }
         self.hand_back_stale(now, self.settings.queue_wait, out);
         self.flush_held(Some(now), out);
+        // Whatever light output waited went with the tick.
+        self.lines_due = None;
     }
 
     /// Sends everything unsent (a new stream, a drain; at a flush tick

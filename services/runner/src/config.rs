@@ -121,6 +121,13 @@ pub struct Config {
     #[arg(long, env = "TESTRUNNER_FLUSH_INTERVAL", default_value = "20ms", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
 
+    /// Light output: a line goes at once when no line went for this long,
+    /// else at most this much later, so a watcher sees it within a few
+    /// milliseconds while a chatty test still sends at most one batch per
+    /// interval.
+    #[arg(long, env = "TESTRUNNER_LINE_DELAY", default_value = "2ms", value_parser = humantime::parse_duration)]
+    pub line_delay: Duration,
+
     /// Directory for test work directories (default: the system temp dir).
     #[arg(long, env = "TESTRUNNER_WORK_DIR")]
     pub work_dir: Option<PathBuf>,

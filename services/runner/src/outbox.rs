@@ -118,7 +118,7 @@ impl Outbox {
     }
 
     /// Lines not sent on the current stream.
-    fn unsent(&self) -> u64 {
+    pub fn unsent(&self) -> u64 {
         self.last_seq()
             .saturating_sub(self.sent.max(self.first_seq - 1))
     }

@@ -97,6 +97,7 @@ impl Agent {
             queue_wait: config.queue_wait,
             drain_timeout: config.drain_timeout,
             max_buffered_bytes: config.max_buffered_bytes,
+            line_delay: Some(config.line_delay),
         });
         Ok(Self {
             me: Identity {
@@ -303,6 +304,7 @@ impl Agent {
             }
             let room = self.assignments.has_room();
             let deadline = self.assignments.drain().deadline();
+            let lines_due = self.assignments.lines_due();
             tokio::select! {
                 message = inbound.message() => match message {
                     Ok(Some(m)) => self.on_message(m).await,
@@ -311,6 +313,7 @@ impl Agent {
                 },
                 Some(event) = self.processes.next(), if room => self.on_test_event(event).await,
                 _ = flush.tick() => self.feed(Event::FlushTick).await,
+                () = drain::deadline(lines_due) => self.feed(Event::LinesDue).await,
                 _ = beat.tick() => self.send(wire::heartbeat()).await,
                 Some(done) = self.prepared_rx.recv() => self.feed(Event::Prepared(done)).await,
                 () = self.signals.recv() => self.feed(Event::Signal).await,

@@ -21,6 +21,7 @@ fn settings() -> Settings {
         queue_wait: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(60),
         max_buffered_bytes: 1 << 20,
+        line_delay: None,
     }
 }
 
@@ -243,6 +244,72 @@ fn full_batches_go_at_once_and_the_rest_at_the_flush_tick() {
     assert_eq!(r.on(line("a", "2")), ["logs a 1..2"]);
     assert!(r.on(line("a", "3")).is_empty());
     assert_eq!(r.on(Event::FlushTick), ["logs a 3..3"]);
+}
+
+/// Attached with `--line-delay` on (2 ms) and two slots.
+fn prompt() -> Runner {
+    let mut r = Runner::new(Settings {
+        slots: 2,
+        line_delay: Some(Duration::from_millis(2)),
+        ..settings()
+    });
+    assert!(r.on(up()).is_empty());
+    r
+}
+
+#[test]
+fn a_line_after_a_quiet_moment_goes_at_once() {
+    let mut r = prompt();
+    r.on(assign("a", 1));
+    assert_eq!(
+        r.on(line("a", "first")),
+        ["logs a 1..1"],
+        "nothing went before"
+    );
+    r.later(Duration::from_millis(10));
+    assert_eq!(r.on(line("a", "quiet since")), ["logs a 2..2"]);
+    assert_eq!(r.m.lines_due(), None, "nothing held back");
+    assert!(r.on(Event::FlushTick).is_empty(), "nothing goes twice");
+}
+
+#[test]
+fn lines_close_together_share_one_send_a_line_delay_later() {
+    let mut r = prompt();
+    r.on(assign("a", 1));
+    r.on(assign("b", 1));
+    let t0 = r.now;
+    assert_eq!(r.on(line("a", "1")), ["logs a 1..1"]);
+    r.later(Duration::from_millis(1));
+    assert!(r.on(line("a", "2")).is_empty(), "within the delay: held");
+    assert!(r.on(line("b", "1")).is_empty(), "any assignment's line");
+    assert_eq!(r.m.lines_due(), Some(t0 + Duration::from_millis(2)));
+    r.later(Duration::from_millis(1));
+    let mut sent = r.on(Event::LinesDue);
+    sent.sort();
+    assert_eq!(sent, ["logs a 2..2", "logs b 1..1"]);
+    assert_eq!(r.m.lines_due(), None);
+    assert!(r.on(line("a", "3")).is_empty(), "just sent: held again");
+    assert_eq!(r.on(Event::FlushTick), ["logs a 3..3"]);
+    assert_eq!(r.m.lines_due(), None, "the tick took what was held");
+}
+
+#[test]
+fn more_than_light_output_waits_for_the_flush_tick_even_with_a_line_delay() {
+    let mut r = prompt();
+    r.on(assign("a", 1));
+    assert_eq!(r.on(line("a", "0")), ["logs a 1..1"]);
+    for i in 1..=LIGHT_LINES + 1 {
+        r.on(line("a", &i.to_string()));
+    }
+    r.later(Duration::from_millis(5));
+    assert!(
+        r.on(Event::LinesDue).is_empty(),
+        "a backlog is not light output"
+    );
+    assert_eq!(
+        r.on(Event::FlushTick),
+        [format!("logs a 2..{}", LIGHT_LINES + 2)]
+    );
 }
 
 #[test]

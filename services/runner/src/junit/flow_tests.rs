@@ -47,6 +47,7 @@ fn cases_go_between_the_lines_and_the_result_and_only_unacknowledged_ones_again(
         queue_wait: Duration::from_secs(1),
         drain_timeout: Duration::from_secs(60),
         max_buffered_bytes: 1 << 20,
+        line_delay: None,
     });
     let now = Instant::now();
     m.handle(now, attached());
