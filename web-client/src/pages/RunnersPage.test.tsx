@@ -71,7 +71,7 @@ describe('RunnersPage', () => {
     const props = renderPage();
     fireEvent.change(screen.getByTestId('token-name'), { target: { value: 'bad name' } });
     fireEvent.click(screen.getByTestId('create-token'));
-    expect(await screen.findByText('name: must be 1 to 64 characters of [A-Za-z0-9._-]')).toBeTruthy();
+    expect(await screen.findByText(`name: "bad name" must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'`)).toBeTruthy();
     expect(props.onCreateToken).not.toHaveBeenCalled();
     fireEvent.change(screen.getByTestId('token-name'), { target: { value: 'pool-gpu' } });
     fireEvent.click(screen.getByTestId('create-token'));

@@ -27,9 +27,11 @@ import { dateOf, formatTime } from '../lib/format';
 /** Runner token names, as the coordinator accepts them. */
 export const TOKEN_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
-/** The client-side check of a new token's name; undefined when fine. */
+/** The client-side check of a new token's name, worded as the coordinator words it; undefined when fine. */
 export function tokenNameError(name: string): string | undefined {
-  return TOKEN_NAME.test(name) ? undefined : 'name: must be 1 to 64 characters of [A-Za-z0-9._-]';
+  return TOKEN_NAME.test(name)
+    ? undefined
+    : `name: ${JSON.stringify(name)} must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'`;
 }
 
 export interface RunnersPageProps {
