@@ -7,15 +7,23 @@ describe('parseSelector', () => {
     expect(parseSelector('')).toEqual({ ok: true, selector: {} });
   });
 
-  it('names what is wrong, starting with the field', () => {
-    expect(parseSelector('gpu')).toEqual({ ok: false, error: 'selector: "gpu" is not key=value' });
-    expect(parseSelector('=a')).toEqual({ ok: false, error: 'selector: empty key' });
-    expect(parseSelector('gpu=')).toEqual({ ok: false, error: 'selector: key "gpu" has an empty value' });
-    expect(parseSelector('g pu=a')).toMatchObject({ ok: false, error: expect.stringMatching(/^selector: key "g pu" must be/) });
-    expect(parseSelector('gpu=a 1')).toMatchObject({ ok: false, error: expect.stringMatching(/^selector: value "a 1" of key "gpu"/) });
-    expect(parseSelector('a=1,a=2')).toEqual({ ok: false, error: 'selector: key "a" given twice' });
+  it('names what is wrong as the coordinator does, keyed by the field it names', () => {
+    expect(parseSelector('gpu')).toEqual({ ok: false, field: 'selector', error: '"gpu": expected key=value' });
+    expect(parseSelector('=a')).toEqual({ ok: false, field: 'selector[""]', error: 'key must not be empty' });
+    expect(parseSelector('gpu=')).toEqual({ ok: false, field: 'selector["gpu"]', error: 'value must not be empty' });
+    expect(parseSelector('gp/u=a')).toEqual({
+      ok: false,
+      field: 'selector["gp/u"]',
+      error: `key "gp/u" contains '/' (allowed: letters, digits, '.', '_', '-')`,
+    });
+    expect(parseSelector(`gpu=${'x'.repeat(64)}`)).toEqual({
+      ok: false,
+      field: 'selector["gpu"]',
+      error: `value "${'x'.repeat(64)}" is longer than 63 characters`,
+    });
+    expect(parseSelector('a=1,a=2')).toEqual({ ok: false, field: 'selector["a"]', error: 'given twice' });
     const many = Array.from({ length: 17 }, (_, i) => `k${i}=v`).join(',');
-    expect(parseSelector(many)).toEqual({ ok: false, error: 'selector: 17 labels, at most 16' });
+    expect(parseSelector(many)).toEqual({ ok: false, field: 'selector', error: 'more than 16 labels (got 17)' });
   });
 });
 
@@ -31,11 +39,11 @@ describe('parseScheduling', () => {
   it('refuses retries out of range, long suites and control characters', () => {
     expect(parseScheduling({ suite: 'x'.repeat(129), retries: 6, selector: '' })).toEqual({
       ok: false,
-      errors: { suite: 'longer than 128 characters', retries: 'must be 0 to 5' },
+      errors: { suite: 'must be 1 to 128 characters (got 129)', retries: 'must be 0 to 5 (got 6)' },
     });
     expect(parseScheduling({ suite: 'a\tb', retries: 0, selector: '' })).toEqual({
       ok: false,
-      errors: { suite: 'contains a control character' },
+      errors: { suite: 'must not contain control characters' },
     });
   });
 

@@ -7,9 +7,8 @@ import type { FieldErrors } from './errors';
 export const MAX_RETRIES = 5;
 export const MAX_SUITE_CHARS = 128;
 export const MAX_SELECTOR_LABELS = 16;
-/** Keys and values of runner labels (`--label gpu=a100`). */
-export const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/;
-export const LABEL_VALUE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+/** Longest label key or value, in characters (the runners' `--label` syntax). */
+export const MAX_LABEL_CHARS = 63;
 
 /** What the form holds, as typed. */
 export interface SchedulingValues {
@@ -30,10 +29,28 @@ export interface Scheduling {
 
 export type SchedulingParse = { ok: true; value: Scheduling } | { ok: false; errors: FieldErrors };
 
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const LABEL_CHAR = /[A-Za-z0-9._-]/;
 
-/** `gpu=a100, os=linux` (or one per line) as a map, or the error the server would give. */
-export function parseSelector(text: string): { ok: true; selector: Record<string, string> } | { ok: false; error: string } {
+/** Why a label key or value breaks the syntax, as the coordinator says it; undefined when fine. */
+export function labelPartError(what: 'key' | 'value', text: string): string | undefined {
+  if (text === '') return `${what} must not be empty`;
+  const chars = [...text];
+  if (chars.length > MAX_LABEL_CHARS) return `${what} ${JSON.stringify(text)} is longer than ${MAX_LABEL_CHARS} characters`;
+  const bad = chars.find((c) => !LABEL_CHAR.test(c));
+  if (bad !== undefined) {
+    return `${what} ${JSON.stringify(text)} contains '${bad}' (allowed: letters, digits, '.', '_', '-')`;
+  }
+  return undefined;
+}
+
+/**
+ * `gpu=a100, os=linux` (or one per line) as a map, or the error the server
+ * would give, keyed as it keys it (`selector` or `selector["gpu"]`).
+ */
+export function parseSelector(
+  text: string,
+): { ok: true; selector: Record<string, string> } | { ok: false; field: string; error: string } {
   const selector: Record<string, string> = {};
   const entries = text
     .split(/[,\n]/)
@@ -41,39 +58,35 @@ export function parseSelector(text: string): { ok: true; selector: Record<string
     .filter((e) => e !== '');
   for (const entry of entries) {
     const eq = entry.indexOf('=');
-    if (eq < 0) return { ok: false, error: `selector: "${entry}" is not key=value` };
+    if (eq < 0) return { ok: false, field: 'selector', error: `${JSON.stringify(entry)}: expected key=value` };
     const key = entry.slice(0, eq).trim();
     const value = entry.slice(eq + 1).trim();
-    if (key === '') return { ok: false, error: 'selector: empty key' };
-    if (!LABEL_KEY.test(key)) {
-      return { ok: false, error: `selector: key "${key}" must be 1 to 63 characters of [A-Za-z0-9._/-], starting with a letter or digit` };
-    }
-    if (value === '') return { ok: false, error: `selector: key "${key}" has an empty value` };
-    if (!LABEL_VALUE.test(value)) {
-      return {
-        ok: false,
-        error: `selector: value "${value}" of key "${key}" must be 1 to 63 characters of [A-Za-z0-9._-], starting with a letter or digit`,
-      };
-    }
-    if (Object.hasOwn(selector, key)) return { ok: false, error: `selector: key "${key}" given twice` };
+    const field = `selector[${JSON.stringify(key)}]`;
+    const wrong = labelPartError('key', key) ?? labelPartError('value', value);
+    if (wrong !== undefined) return { ok: false, field, error: wrong };
+    if (Object.hasOwn(selector, key)) return { ok: false, field, error: 'given twice' };
     selector[key] = value;
   }
   const n = Object.keys(selector).length;
-  if (n > MAX_SELECTOR_LABELS) return { ok: false, error: `selector: ${n} labels, at most ${MAX_SELECTOR_LABELS}` };
+  if (n > MAX_SELECTOR_LABELS) {
+    return { ok: false, field: 'selector', error: `more than ${MAX_SELECTOR_LABELS} labels (got ${n})` };
+  }
   return { ok: true, selector };
 }
 
-/** Checks the scheduling fields; errors are keyed by field like the server's. */
+/** Checks the scheduling fields; errors are keyed by field and worded like the server's. */
 export function parseScheduling(v: SchedulingValues): SchedulingParse {
   const errors: FieldErrors = {};
   const suite = v.suite.trim();
-  if ([...suite].length > MAX_SUITE_CHARS) errors.suite = `longer than ${MAX_SUITE_CHARS} characters`;
-  else if (CONTROL.test(suite)) errors.suite = 'contains a control character';
+  const chars = [...suite].length;
+  // Empty is fine here: the field is optional (the server then uses the username).
+  if (chars > MAX_SUITE_CHARS) errors.suite = `must be 1 to ${MAX_SUITE_CHARS} characters (got ${chars})`;
+  else if (CONTROL.test(suite)) errors.suite = 'must not contain control characters';
   if (!Number.isInteger(v.retries) || v.retries < 0 || v.retries > MAX_RETRIES) {
-    errors.retries = `must be 0 to ${MAX_RETRIES}`;
+    errors.retries = `must be 0 to ${MAX_RETRIES} (got ${v.retries})`;
   }
   const selector = parseSelector(v.selector);
-  if (!selector.ok) errors.selector = selector.error.replace(/^selector: /, '');
+  if (!selector.ok) errors[selector.field] = selector.error;
   if (Object.keys(errors).length > 0 || !selector.ok) return { ok: false, errors };
   return { ok: true, value: { ...(suite !== '' && { suite }), retries: v.retries, selector: selector.selector } };
 }

@@ -94,21 +94,23 @@ describe('NewTestrunPage', () => {
     fireEvent.change(screen.getByTestId('selector'), { target: { value: 'gpu=' } });
     fireEvent.change(screen.getByTestId('suite'), { target: { value: 's'.repeat(129) } });
     fireEvent.click(screen.getByTestId('submit'));
-    expect(await screen.findByText('key "gpu" has an empty value')).toBeTruthy();
-    expect(screen.getByText('longer than 128 characters')).toBeTruthy();
+    expect(await screen.findByText('selector["gpu"]: value must not be empty')).toBeTruthy();
+    expect(screen.getByText('must be 1 to 128 characters (got 129)')).toBeTruthy();
     expect(onSubmit).not.toHaveBeenCalled();
     // Editing a field clears its error only.
     fireEvent.change(screen.getByTestId('selector'), { target: { value: 'gpu=a100' } });
-    await waitFor(() => expect(screen.queryByText('key "gpu" has an empty value')).toBeNull());
-    expect(screen.getByText('longer than 128 characters')).toBeTruthy();
+    await waitFor(() => expect(screen.queryByText('selector["gpu"]: value must not be empty')).toBeNull());
+    expect(screen.getByText('must be 1 to 128 characters (got 129)')).toBeTruthy();
   });
 
   it('shows a server selector error beside the selector', async () => {
-    const { pick } = setup(async () => ({ selector: 'key "x y" has characters outside the label syntax' }));
+    const { pick } = setup(async () => ({ 'selector["x y"]': `key "x y" contains ' ' (allowed: letters, digits, '.', '_', '-')` }));
     pick(new File(['exit 0'], 'ok.sh'));
     await screen.findByText('ok.sh');
     fireEvent.click(screen.getByTestId('submit'));
-    expect(await screen.findByText('key "x y" has characters outside the label syntax')).toBeTruthy();
+    expect(
+      await screen.findByText(`selector["x y"]: key "x y" contains ' ' (allowed: letters, digits, '.', '_', '-')`),
+    ).toBeTruthy();
     expect(screen.queryByTestId('form-error')).toBeNull();
   });
 });
