@@ -212,6 +212,23 @@ e2e('tests no runner can take wait, and the Testrun says why', async (t) => {
   await waitForRunStatus(page, 'CANCELLED');
 });
 
+e2e('a runner token is created with its secret shown once, and revoked', async (t) => {
+  if (await lacks(t, 'RunnerAdminService', 'CreateRunnerToken')) return;
+  await page.goto(`${baseUrl}/runners`);
+  await page.getByTestId('token-name').fill('e2e-pool');
+  await page.getByTestId('create-token').click();
+  const secret = (await page.getByTestId('token-secret-value').textContent())?.trim() ?? '';
+  assert.ok(secret.length >= 16, `secret: ${secret}`);
+  const row = page.locator('[data-testid="token-row"][data-name="e2e-pool"]');
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
+  await row.getByTestId('revoked').waitFor();
+  // The secret is not shown again after a reload.
+  await page.reload();
+  await row.getByTestId('revoked').waitFor();
+  assert.equal(await page.getByTestId('token-secret-value').count(), 0);
+});
+
 // Last: a drained runner takes no more tests.
 e2e('the runners page lists the runners, and draining one shows it draining', async (t) => {
   if (await lacks(t, 'RunnerAdminService', 'ListRunners')) return;
