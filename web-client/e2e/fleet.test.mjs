@@ -140,6 +140,12 @@ e2e('a test that fails and then passes on its retry shows FLAKY with two attempt
   await attempts.nth(1).click();
   await page.getByTestId('log-view').getByText('second try passes', { exact: true }).waitFor();
   assert.equal(await page.getByTestId('log-view').getByText('first try fails').count(), 0);
+  // Opened afresh, the page skips the stored log and learns the attempts' lines from it on demand.
+  await page.reload();
+  await testRow(page, 'flaky.sh').click();
+  await page.getByTestId('attempt-row').nth(0).click();
+  await page.getByTestId('log-view').getByText('first try fails', { exact: true }).waitFor();
+  assert.equal(await page.getByTestId('log-view').getByText('second try passes').count(), 0);
 });
 
 e2e('"Rerun failed" creates a Testrun with only the failed tests, linked back', async (t) => {
