@@ -12,6 +12,7 @@ import TableContainer from '@mui/material/TableContainer';
 import TableHead from '@mui/material/TableHead';
 import TableRow from '@mui/material/TableRow';
 import Typography from '@mui/material/Typography';
+import { useEffect, useRef } from 'react';
 import { Link as RouterLink } from 'react-router';
 import { OutcomeDots } from '../components/OutcomeDots';
 import { TestStatusChip, TestrunStatusChip } from '../components/StatusChip';
@@ -131,8 +132,13 @@ function TestTable(props: {
 
 function HistoryPanel(props: { state: HistoryState }) {
   const { history: h, error, name } = props.state;
+  // Picked from a table further down: bring the history into view.
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    ref.current?.scrollIntoView?.({ block: 'nearest', behavior: 'smooth' });
+  }, [name]);
   return (
-    <Paper sx={{ p: 2 }} data-testid="test-history" data-name={name}>
+    <Paper ref={ref} sx={{ p: 2 }} data-testid="test-history" data-name={name}>
       <Stack direction="row" spacing={1} sx={{ alignItems: 'center', flexWrap: 'wrap', mb: 1 }}>
         <Typography variant="h6" component="h2" sx={{ fontFamily: 'monospace' }}>
           {name}
