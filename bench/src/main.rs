@@ -89,6 +89,9 @@ struct Cli {
     /// Scenario 6: cases in the test's JUnit report.
     #[arg(long)]
     cases: Option<usize>,
+    /// Scenario 1b: tests per Testrun.
+    #[arg(long)]
+    print_tests: Option<usize>,
 }
 
 /// Helper processes the scenarios start (not for direct use).
@@ -117,6 +120,8 @@ enum Helper {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     Dispatch,
+    /// Scenario 1b: tests that print 0, 1 and 100 lines.
+    Printing,
     Logs,
     Latency,
     Scale,
@@ -155,6 +160,7 @@ impl Cli {
             }
         };
         set(&mut s.dispatch_tests, self.dispatch_tests);
+        set(&mut s.print_tests, self.print_tests);
         set(&mut s.runners, self.runners);
         set(&mut s.log_lines, self.log_lines);
         set(&mut s.latency_lines, self.latency_lines);
@@ -198,6 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     let scenarios = if cli.only.is_empty() {
         vec![
             Scenario::Dispatch,
+            Scenario::Printing,
             Scenario::Logs,
             Scenario::Latency,
             Scenario::Scale,
@@ -345,6 +352,7 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
     let mut rows = Vec::new();
     let label = |s: Scenario| match s {
         Scenario::Dispatch => "1. dispatch",
+        Scenario::Printing => "1b. tests that print",
         Scenario::Logs => "2. log ingestion",
         Scenario::Latency => "3. live latency",
         Scenario::Scale => "4. scale",
@@ -371,6 +379,9 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
     match scenario {
         Scenario::Dispatch => per_backend!(scenarios::dispatch::baseline(ctx), |b, base| {
             scenarios::dispatch::measure(ctx, b, &base)
+        }),
+        Scenario::Printing => per_backend!(scenarios::printing::baseline(ctx), |b, base| {
+            scenarios::printing::measure(ctx, b, &base)
         }),
         Scenario::Logs => per_backend!(scenarios::logs::baseline(ctx), |b, base| {
             scenarios::logs::measure(ctx, b, &base)

@@ -30,11 +30,23 @@ pub struct Baseline {
 pub async fn baseline(ctx: &Ctx) -> anyhow::Result<Baseline> {
     let n = ctx.sizes.dispatch_tests;
     let slots = ctx.sizes.runners * ctx.sizes.slots as usize;
+    bare_loop(ctx, &trivial_files("t", n), slots).await
+}
+
+/// The floor for running `files` with `slots` at once and no coordinator:
+/// `slots` threads, each spawning `sh FILE` in turn with its output
+/// captured (as a runner captures it).
+pub async fn bare_loop(
+    ctx: &Ctx,
+    files: &[testrunner_proto::v1::TestFile],
+    slots: usize,
+) -> anyhow::Result<Baseline> {
+    let n = files.len();
     let dir = tempfile::Builder::new()
         .prefix("trbench-dispatch-")
         .tempdir_in(&ctx.work)?;
-    let paths: Vec<_> = trivial_files("t", n)
-        .into_iter()
+    let paths: Vec<_> = files
+        .iter()
         .map(|f| {
             let path = dir.path().join(&f.name);
             std::fs::write(&path, &f.content).map(|()| path)

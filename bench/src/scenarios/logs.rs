@@ -2,22 +2,112 @@
 //! it can (`seq 1 N`), stored and acknowledged; create to SUCCESS, with the
 //! stored count checked through GetTestLog.
 //!
-//! Baseline: the same program writing to a file.
+//! Baselines: the same program writing to a file, and the store's own
+//! limit for the same lines: a bare `COPY` into an equivalent keyed table on
+//! Postgres, batched multi-row inserts in one transaction on SQLite (with
+//! the coordinator's WAL settings), on a fresh database of its own.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
+use sqlx::Connection as _;
+
 use super::{Ctx, Stack, limit_for};
 use crate::api;
-use crate::procs::{Backend, cpu_seconds};
+use crate::procs::{self, Backend, cpu_seconds};
 use crate::report::{Row, Verdict};
 
 const NAME: &str = "2. log ingestion";
 const USER: &str = "bench-logs";
 /// The issue's target, for Postgres.
 const TARGET: f64 = 200_000.0;
+/// Issue 18: ingestion at ≥ 0.75× what the store itself takes.
+const STORE_TARGET: f64 = 0.75;
+
+/// The keyed table the coordinator stores lines in (`log_lines`: primary
+/// key on the run's sequence, unique index on the test's), without the
+/// coordinator: what the store's own insertion path costs.
+const LINES_TABLE: &str = "CREATE TABLE bench_lines (
+    testrun_id BIGINT NOT NULL,
+    run_seq    BIGINT NOT NULL,
+    test_id    BIGINT NOT NULL,
+    line_no    BIGINT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    line       TEXT NOT NULL,
+    PRIMARY KEY (testrun_id, run_seq)
+)";
+const LINES_INDEX: &str =
+    "CREATE UNIQUE INDEX bench_lines_by_test ON bench_lines (test_id, line_no)";
+
+/// Stores `seq 1 n`'s lines straight into `bench_lines` on a fresh database
+/// of `backend`: `COPY` on Postgres, multi-row inserts in one transaction
+/// on SQLite. Returns lines per second.
+async fn store_limit(ctx: &Ctx, backend: Backend, n: usize) -> anyhow::Result<f64> {
+    let db = procs::database(backend, &ctx.pg_admin).await?;
+    match backend {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+            sqlx::query(LINES_TABLE).execute(&mut conn).await?;
+            sqlx::query(LINES_INDEX).execute(&mut conn).await?;
+            let start = Instant::now();
+            let mut copy = conn
+                .copy_in_raw("COPY bench_lines (testrun_id, run_seq, test_id, line_no, attempt, line) FROM STDIN")
+                .await?;
+            let mut buf = String::with_capacity(1 << 20);
+            for i in 1..=n {
+                use std::fmt::Write as _;
+                let _ = writeln!(buf, "1\t{i}\t1\t{}\t1\t{i}", i - 1);
+                if buf.len() >= 1 << 20 {
+                    copy.send(buf.as_bytes()).await?;
+                    buf.clear();
+                }
+            }
+            copy.send(buf.as_bytes()).await?;
+            copy.finish().await?;
+            let seconds = start.elapsed().as_secs_f64();
+            let _ = conn.close().await;
+            Ok(n as f64 / seconds)
+        }
+        Backend::Sqlite => {
+            use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+            use std::str::FromStr as _;
+            let options = SqliteConnectOptions::from_str(&db.url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            sqlx::query(LINES_TABLE).execute(&mut conn).await?;
+            sqlx::query(LINES_INDEX).execute(&mut conn).await?;
+            // 6 parameters a row, under SQLite's 32,766-parameter limit.
+            const ROWS: usize = 5_000;
+            let start = Instant::now();
+            let mut tx = conn.begin().await?;
+            let mut first = 1;
+            while first <= n {
+                let last = (first + ROWS - 1).min(n);
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO bench_lines (testrun_id, run_seq, test_id, line_no, attempt, line) ",
+                );
+                q.push_values(first..=last, |mut b, i| {
+                    b.push_bind(1_i64)
+                        .push_bind(i as i64)
+                        .push_bind(1_i64)
+                        .push_bind(i as i64 - 1)
+                        .push_bind(1_i32)
+                        .push_bind(i.to_string());
+                });
+                q.build().execute(&mut *tx).await?;
+                first = last + 1;
+            }
+            tx.commit().await?;
+            let seconds = start.elapsed().as_secs_f64();
+            let _ = conn.close().await;
+            Ok(n as f64 / seconds)
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Baseline {
@@ -106,5 +196,26 @@ async fn run(ctx: &Ctx, stack: &mut Stack, base: &Baseline) -> anyhow::Result<Ve
         "baseline": "`sh seq.sh > out.txt`: the same program writing to a file",
         "coordinator_cpu_seconds": cpu,
     }));
-    Ok(vec![row])
+    let limit = store_limit(ctx, stack.backend, n)
+        .await
+        .context("measuring the store's own insert rate")?;
+    let store_row = Row::new(
+        NAME,
+        stack.backend.name(),
+        &format!("lines/s stored + acked, `seq 1 {n}`, against the store itself"),
+    )
+    .measured(rate, "lines/s")
+    .baseline(limit, "lines/s")
+    .target(
+        format!("≥ {STORE_TARGET:.2}× baseline"),
+        Verdict::of(rate / limit >= STORE_TARGET),
+    )
+    .details(json!({
+        "lines": n,
+        "baseline": match stack.backend {
+            Backend::Postgres => "bare COPY of the same lines into an equivalent keyed table, fresh database",
+            Backend::Sqlite => "multi-row INSERTs of the same lines in one transaction into an equivalent keyed table, WAL, fresh file",
+        },
+    }));
+    Ok(vec![row, store_row])
 }

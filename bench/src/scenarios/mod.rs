@@ -5,6 +5,7 @@ pub mod cases;
 pub mod dispatch;
 pub mod latency;
 pub mod logs;
+pub mod printing;
 pub mod scale;
 pub mod suite;
 pub mod watchers;
@@ -31,6 +32,8 @@ pub struct Sizes {
     pub watch_lines: usize,
     /// Scenario 6: cases in the one test's JUnit report.
     pub cases: usize,
+    /// Scenario 1b: tests per Testrun (each layout runs three).
+    pub print_tests: usize,
 }
 
 impl Sizes {
@@ -47,6 +50,7 @@ impl Sizes {
             watchers: 500,
             watch_lines: 200_000,
             cases: 100_000,
+            print_tests: 2_000,
         }
     }
 
@@ -64,6 +68,7 @@ impl Sizes {
             watchers: 50,
             watch_lines: 20_000,
             cases: 10_000,
+            print_tests: 300,
         }
     }
 }

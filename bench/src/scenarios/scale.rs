@@ -13,6 +13,9 @@
 //! - coordinator RSS: the same coordinator just started, before any runner.
 //! - runner RSS: a minimal protocol client process (`testrunner-bench
 //!   sim-runners --count 1`) attached and idle the same way.
+//! - scaling: the same Testrun through a tenth of the simulated runners
+//!   (100 for the full 1,000) on a fresh coordinator: what ten times the
+//!   runners cost the coordinator's throughput.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,7 +32,9 @@ use crate::sim::Fleet;
 const NAME: &str = "4. scale";
 const USER: &str = "bench-scale";
 const MB: f64 = 1024.0 * 1024.0;
-const TARGET_COORDINATOR_MB: f64 = 200.0;
+const TARGET_COORDINATOR_MB: f64 = 100.0;
+/// Issue 18: ten times the runners keep this share of the tests/s.
+const TARGET_SCALING: f64 = 0.90;
 const TARGET_RUNNER_MB: f64 = 20.0;
 
 #[derive(Debug, Clone, Copy)]
@@ -75,9 +80,56 @@ pub async fn baseline(ctx: &Ctx) -> anyhow::Result<Baseline> {
 pub async fn measure(ctx: &Ctx, backend: Backend, base: &Baseline) -> anyhow::Result<Vec<Row>> {
     let max_files = ctx.sizes.scale_tests.max(10_000).to_string();
     let extra = ["--max-files".to_owned(), max_files];
+    let few = (ctx.sizes.sim_runners / 10).max(1);
+    let mut stack = Stack::start(ctx, backend, "scale-few", &extra).await?;
+    let result = fleet_rate(ctx, &mut stack, few).await;
+    let few_rate = stack.shutdown(result).await?;
     let mut stack = Stack::start(ctx, backend, "scale", &extra).await?;
     let result = run(ctx, &mut stack, base).await;
-    stack.shutdown(result).await
+    let mut rows = stack.shutdown(result).await?;
+    let (runners, tests) = (ctx.sizes.sim_runners, ctx.sizes.scale_tests);
+    if let Some(rate) = rows
+        .first()
+        .and_then(|r| r.measured.as_ref())
+        .map(|q| q.value)
+    {
+        let ratio = rate / few_rate;
+        rows.insert(
+            1,
+            Row::new(
+                NAME,
+                backend.name(),
+                &format!("tests/s, {runners} against {few} simulated runners, {tests} tests"),
+            )
+            .measured(rate, "tests/s")
+            .baseline(few_rate, "tests/s")
+            .target(
+                format!("≥ {TARGET_SCALING:.2}× baseline"),
+                Verdict::of(ratio >= TARGET_SCALING),
+            )
+            .details(json!({
+                "baseline": format!("the same Testrun through {few} simulated runners on a fresh coordinator, same run"),
+            })),
+        );
+    }
+    Ok(rows)
+}
+
+/// Tests/s of one Testrun of trivial tests through `runners` simulated
+/// runners, create to the last result acknowledged.
+async fn fleet_rate(ctx: &Ctx, stack: &mut Stack, runners: usize) -> anyhow::Result<f64> {
+    let tests = ctx.sizes.scale_tests;
+    let fleet = Fleet::start(&stack.coord.runner_url(), TOKEN, runners, "sim");
+    fleet.wait_welcomed(attach_limit(runners)).await?;
+    api::wait_runners(&stack.coord.addr, runners, Duration::from_secs(60)).await?;
+    let mut client = api::client(&stack.coord.url()).await?;
+    fleet.expect_acks(tests);
+    let start = Instant::now();
+    let (id, _) = api::create(&mut client, USER, trivial_files("s", tests)).await?;
+    fleet.wait_acks(run_limit(tests)).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    api::wait_success(&mut client, USER, id, Duration::from_secs(60)).await?;
+    Ok(tests as f64 / seconds)
 }
 
 async fn run(ctx: &Ctx, stack: &mut Stack, base: &Baseline) -> anyhow::Result<Vec<Row>> {
@@ -141,8 +193,8 @@ async fn run(ctx: &Ctx, stack: &mut Stack, base: &Baseline) -> anyhow::Result<Ve
             .measured(peak as f64 / MB, "MB")
             .baseline(idle_rss as f64 / MB, "MB")
             .target(
-                "< 200 MB",
-                Verdict::of((peak as f64 / MB) < TARGET_COORDINATOR_MB),
+                "≤ 100 MB",
+                Verdict::of((peak as f64 / MB) <= TARGET_COORDINATOR_MB),
             )
             .details(details.clone()),
         Row::new(NAME, backend, "runner idle RSS (VmRSS)")
