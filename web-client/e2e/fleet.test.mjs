@@ -8,7 +8,8 @@
 //
 // Needs what e2e/console.test.mjs needs (dist/, the binaries, Chromium).
 // A case whose RPC the coordinator answers UNIMPLEMENTED (its backend not
-// built in yet) is skipped with the RPC's name.
+// built in yet) is skipped with the RPC's name; with
+// TESTRUNNER_E2E_REQUIRE_FLEET=1 such a case fails instead.
 
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -38,6 +39,16 @@ const e2e = screenshottingTest({
 });
 
 /**
+ * Skips the test with `reason`, or fails it when every backend is required.
+ * @param {import('node:test').TestContext} t
+ * @param {string} reason
+ */
+function missingBackend(t, reason) {
+  if (process.env.TESTRUNNER_E2E_REQUIRE_FLEET === '1') assert.fail(reason);
+  t.skip(reason);
+}
+
+/**
  * Skips the test (returning true) when the coordinator answers `method`
  * with UNIMPLEMENTED.
  * @param {import('node:test').TestContext} t
@@ -47,7 +58,7 @@ const e2e = screenshottingTest({
 async function lacks(t, service, method) {
   const status = await grpcStatusOfEmptyCall(baseUrl, `testrunner.v1.${service}`, method);
   if (status !== UNIMPLEMENTED) return false;
-  t.skip(`${service}.${method} is UNIMPLEMENTED on this coordinator (its backend is not merged yet)`);
+  missingBackend(t, `${service}.${method} is UNIMPLEMENTED on this coordinator (its backend is not merged yet)`);
   return true;
 }
 
@@ -122,7 +133,7 @@ e2e('a test that fails and then passes on its retry shows FLAKY with two attempt
   });
   await page.getByTestId('testrun-status').waitFor();
   if ((await page.getByTestId('retries').textContent())?.trim() !== '1') {
-    t.skip('CreateTestrun ignores `retries` on this coordinator (the retries backend is not merged yet)');
+    missingBackend(t, 'CreateTestrun ignores `retries` on this coordinator (the retries backend is not merged yet)');
     return;
   }
   await waitForRunStatus(page, 'SUCCESS');
@@ -208,7 +219,7 @@ e2e('tests no runner can take wait, and the Testrun says why', async (t) => {
   try {
     await waiting.waitFor({ timeout: 10_000 });
   } catch {
-    t.skip('no `waiting` reason within 10 s: the coordinator does not match selectors yet (the pools backend is not merged)');
+    missingBackend(t, 'no `waiting` reason within 10 s: the coordinator does not match selectors yet (the pools backend is not merged)');
     return;
   }
   assert.match((await waiting.textContent()) ?? '', /gpu=a100/);
