@@ -128,6 +128,7 @@ enum Scenario {
     Watchers,
     Cases,
     Workspace,
+    Makespan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -211,6 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Scenario::Watchers,
             Scenario::Cases,
             Scenario::Workspace,
+            Scenario::Makespan,
         ]
     } else {
         cli.only.clone()
@@ -359,6 +361,7 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
         Scenario::Watchers => "5. many watchers",
         Scenario::Cases => "6. JUnit cases",
         Scenario::Workspace => "7. workspace",
+        Scenario::Makespan => "8. makespan",
     };
     macro_rules! per_backend {
         ($baseline:expr, |$b:ident, $base:ident| $measure:expr) => {{
@@ -399,6 +402,13 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario, backends: &[Backend]) -> Ve
             {
                 let () = base;
                 scenarios::watchers::measure(ctx, b)
+            }
+        }),
+        // Its baseline (submission order) is measured on each store.
+        Scenario::Makespan => per_backend!(async { anyhow::Ok(()) }, |b, base| {
+            {
+                let () = base;
+                scenarios::makespan::measure(ctx, b)
             }
         }),
         // Not per store: run from `run` directly.

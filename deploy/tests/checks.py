@@ -366,7 +366,20 @@ def check_slots_fit_cpu(objs) -> list[str]:
     return []
 
 
+# What the runner container may hold as root to run tests as per-slot uids:
+# switch uid/gid, kill a test's leftovers, hand a test its work directory
+# and remove it afterwards. Nothing else (no SYS_ADMIN, no NET_*, ...).
+RUNNER_CAPABILITIES = {"SETUID", "SETGID", "KILL", "CHOWN", "FOWNER", "DAC_OVERRIDE"}
+
+
+def is_runner(w, c) -> bool:
+    return w["kind"] == "Deployment" and w["metadata"]["name"] == "runner" and c["name"] == "runner"
+
+
 def check_security(objs) -> list[str]:
+    """Every container non-root with every capability dropped, except the
+    runner: root, holding only RUNNER_CAPABILITIES, so that its tests run
+    as uids of their own (check_token_out_of_tests' reach)."""
     p = []
     for w in workloads(objs):
         ps = pod_spec(w)
@@ -374,14 +387,25 @@ def check_security(objs) -> list[str]:
         for c in containers(w):
             where = f"{w['kind']}/{w['metadata']['name']}/{c['name']}"
             sc = c.get("securityContext") or {}
-            if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
-                p.append(f"{where}: runAsNonRoot is not true")
-            uid = sc.get("runAsUser", psc.get("runAsUser"))
-            if uid is not None and uid == 0:
-                p.append(f"{where}: runAsUser 0")
+            caps = sc.get("capabilities") or {}
+            added = set(caps.get("add") or [])
+            if is_runner(w, c):
+                extra = added - RUNNER_CAPABILITIES
+                if extra:
+                    p.append(f"{where}: capabilities beyond running tests as other uids: {sorted(extra)}")
+            else:
+                if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+                    p.append(f"{where}: runAsNonRoot is not true")
+                uid = sc.get("runAsUser", psc.get("runAsUser"))
+                if uid is not None and uid == 0:
+                    p.append(f"{where}: runAsUser 0")
+                if added:
+                    p.append(f"{where}: capabilities added: {sorted(added)}")
+            if sc.get("privileged") is True:
+                p.append(f"{where}: privileged")
             if sc.get("allowPrivilegeEscalation") is not False:
                 p.append(f"{where}: allowPrivilegeEscalation is not false")
-            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            if "ALL" not in (caps.get("drop") or []):
                 p.append(f"{where}: capabilities not dropped")
             if sc.get("readOnlyRootFilesystem") is not True:
                 p.append(f"{where}: root filesystem is writable")
@@ -594,6 +618,44 @@ def check_shared_token(objs) -> list[str]:
         p.append(f"coordinator reads the runner token from {c}, runners from {r}")
     if "TESTRUNNER_RUNNER_TOKEN" in renv:
         p.append("runners get the token in their environment; mount it and use TESTRUNNER_RUNNER_TOKEN_FILE")
+    return p
+
+
+def check_token_out_of_tests(objs) -> list[str]:
+    """No test can read the runner token (issue 17): tests run as per-slot
+    uids, which takes a runner that may switch users (root with SETUID and
+    SETGID), and the Secret's file is readable by its owner (root) alone.
+    With `--test-user runner` tests would share the runner's uid, and with
+    it the token file."""
+    p = []
+    c = container(objs, "Deployment", "runner", "runner")
+    env = env_map(objs, c)
+    mode = env.get("TESTRUNNER_TEST_USER", "auto")
+    if mode not in ("per-slot", "auto"):
+        p.append(f"runner: TESTRUNNER_TEST_USER={mode!r}: tests would run as the runner's user and read its token file")
+    ps = pod_spec(one(objs, "Deployment", "runner"))
+    psc = ps.get("securityContext") or {}
+    sc = c.get("securityContext") or {}
+    uid = sc.get("runAsUser", psc.get("runAsUser"))
+    caps = set((sc.get("capabilities") or {}).get("add") or [])
+    if uid != 0 or not {"SETUID", "SETGID"} <= caps:
+        p.append(f"runner: runs as uid {uid} with {sorted(caps)}: it cannot give tests uids of their own")
+    where = runner_token_file(objs)
+    if not isinstance(where, tuple):
+        p.append(f"runner: token file: {where}")
+        return p
+    path = env["TESTRUNNER_RUNNER_TOKEN_FILE"]
+    directory, name = path.rsplit("/", 1)
+    mount = [m for m in c.get("volumeMounts") or [] if m.get("mountPath") == directory][0]
+    vol = [v for v in ps.get("volumes") or [] if v.get("name") == mount["name"]][0]["secret"]
+    item = [i for i in vol.get("items") or [] if i.get("path") == name][0]
+    file_mode = item.get("mode", vol.get("defaultMode", 0o644))
+    if file_mode & 0o077:
+        p.append(f"runner: the token file's mode {file_mode:04o} lets others than its owner read it")
+    if psc.get("fsGroup") is not None and file_mode & 0o070:
+        p.append("runner: fsGroup makes the token file readable by the pod's group")
+    if mount.get("readOnly") is not True:
+        p.append("runner: the token volume is not mounted read-only")
     return p
 
 
@@ -908,6 +970,7 @@ ALL_COMMON = [
     check_references,
     check_services,
     check_shared_token,
+    check_token_out_of_tests,
     check_namespace,
     check_labels,
     check_runner_probes,

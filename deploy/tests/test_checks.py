@@ -64,9 +64,38 @@ class ChecksCatchBreakage(unittest.TestCase):
         self.assertCaught(checks.check_slots_fit_cpu)
 
     def test_root(self):
-        del checks.one(self.objs, "Deployment", "runner")["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
-        del runner_container(self.objs)["securityContext"]["runAsNonRoot"]
+        del checks.one(self.objs, "Deployment", "coordinator")["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+        del coordinator_container(self.objs)["securityContext"]["runAsNonRoot"]
         self.assertCaught(checks.check_security)
+
+    def test_runner_with_more_capabilities(self):
+        runner_container(self.objs)["securityContext"]["capabilities"]["add"].append("SYS_ADMIN")
+        self.assertCaught(checks.check_security)
+
+    def test_runner_privileged(self):
+        runner_container(self.objs)["securityContext"]["privileged"] = True
+        self.assertCaught(checks.check_security)
+
+    def test_tests_as_the_runners_user(self):
+        env = runner_container(self.objs)["env"]
+        [e for e in env if e["name"] == "TESTRUNNER_TEST_USER"][0]["value"] = "runner"
+        self.assertCaught(checks.check_token_out_of_tests)
+
+    def test_runner_unable_to_switch_users(self):
+        runner_container(self.objs)["securityContext"]["runAsUser"] = 10001
+        self.assertCaught(checks.check_token_out_of_tests)
+        self.objs = render("production")
+        runner_container(self.objs)["securityContext"]["capabilities"]["add"].remove("SETUID")
+        self.assertCaught(checks.check_token_out_of_tests)
+
+    def test_token_file_readable_by_group(self):
+        spec = checks.one(self.objs, "Deployment", "runner")["spec"]["template"]["spec"]
+        vol = [v for v in spec["volumes"] if v["name"] == "runner-token"][0]
+        vol["secret"]["defaultMode"] = 0o440
+        self.assertCaught(checks.check_token_out_of_tests)
+        vol["secret"]["defaultMode"] = 0o400
+        vol["secret"]["items"][0]["mode"] = 0o444
+        self.assertCaught(checks.check_token_out_of_tests)
 
     def test_writable_root(self):
         coordinator_container(self.objs)["securityContext"]["readOnlyRootFilesystem"] = False

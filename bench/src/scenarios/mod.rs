@@ -1,10 +1,11 @@
-//! The seven scenarios. Each measures its baseline once per run, then the
+//! The eight scenarios. Each measures its baseline once per run, then the
 //! real coordinator and runners once per backend, and returns table rows.
 
 pub mod cases;
 pub mod dispatch;
 pub mod latency;
 pub mod logs;
+pub mod makespan;
 pub mod printing;
 pub mod scale;
 pub mod suite;
@@ -34,6 +35,9 @@ pub struct Sizes {
     pub cases: usize,
     /// Scenario 1b: tests per Testrun (each layout runs three).
     pub print_tests: usize,
+    /// Scenario 8: tests, and the median of their durations.
+    pub makespan_tests: usize,
+    pub makespan_median_ms: u64,
 }
 
 impl Sizes {
@@ -51,6 +55,8 @@ impl Sizes {
             watch_lines: 200_000,
             cases: 100_000,
             print_tests: 2_000,
+            makespan_tests: 200,
+            makespan_median_ms: 400,
         }
     }
 
@@ -69,6 +75,8 @@ impl Sizes {
             watch_lines: 20_000,
             cases: 10_000,
             print_tests: 300,
+            makespan_tests: 200,
+            makespan_median_ms: 150,
         }
     }
 }

@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand};
 use testrunner_proto::v1::content_service_client::ContentServiceClient;
 use testrunner_proto::v1::testrun_service_client::TestrunServiceClient;
 use testrunner_proto::v1::{
-    CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest, GetTestLogRequest,
-    GetTestrunRequest, ListTestCasesRequest, ListTestrunsRequest, TestFile, WatchTestrunRequest,
-    get_test_log_request, testrun, testrun_event::Event,
+    CancelTestrunRequest, CreateTestrunRequest, DeleteTestrunRequest, GetTestHistoryRequest,
+    GetTestLogRequest, GetTestrunRequest, ListSuitesRequest, ListTestCasesRequest,
+    ListTestrunsRequest, TestFile, WatchTestrunRequest, get_test_log_request, testrun,
+    testrun_event::Event,
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -79,6 +80,18 @@ enum Command {
         /// Print the id and return at once instead of following.
         #[arg(long)]
         detach: bool,
+        /// Memory limit per test (`512M`, `2GiB`); a runner applies the
+        /// lower of this and its own `--test-memory`.
+        #[arg(long, value_name = "SIZE", value_parser = crate::runners::parse_size)]
+        test_memory: Option<u64>,
+        /// Process limit per test; the lower of this and the runner's wins.
+        #[arg(long, value_name = "N")]
+        test_pids: Option<u32>,
+        /// The suite whose durations order the tests (longest first) and
+        /// whose history they add to. Default: the workspace directory's
+        /// name with --workspace, else the coordinator's (the username).
+        #[arg(long, value_name = "NAME")]
+        suite: Option<String>,
     },
     /// List Testruns, newest first.
     List {
@@ -116,6 +129,26 @@ enum Command {
     /// Write a Testrun's results as one JUnit XML document to stdout
     /// (`testrunner junit 42 > results.xml`), for any CI to ingest.
     Junit { id: i64 },
+    /// The runner fleet: attached runners, draining one, runner tokens.
+    #[command(subcommand)]
+    Runners(crate::runners::RunnersCommand),
+    /// Show a test's recorded outcomes in a suite, newest first, with its
+    /// median duration and the Testruns where it flipped.
+    History {
+        /// The suite (see `run --suite`).
+        #[arg(long)]
+        suite: String,
+        /// The test's name as submitted.
+        name: String,
+        /// At most this many outcomes (at most 100).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// List suites with recorded history, most recently run first.
+    Suites {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 struct Api {
@@ -169,6 +202,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         token,
     };
     match cli.command {
+        Command::Runners(command) => {
+            crate::runners::run(channel, api.token.as_ref(), command).await
+        }
         Command::Run {
             files,
             workspace: Some(dir),
@@ -178,7 +214,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
             timeout,
             detach,
+            test_memory,
+            test_pids,
+            suite,
         } => {
+            let suite = match suite {
+                Some(s) => s,
+                None => crate::workspace::suite_name(&dir)?,
+            };
             let patterns: Vec<String> = files
                 .iter()
                 .map(|p| p.to_string_lossy().into_owned())
@@ -212,6 +255,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 workspace: Some(tree.root.clone()),
                 setup,
                 env: env.into_iter().collect(),
+                test_memory_bytes: test_memory,
+                test_pids,
+                suite: Some(suite),
                 ..CreateTestrunRequest::default()
             });
             create_and_follow(&mut api, request, detach).await
@@ -224,6 +270,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command,
             timeout,
             detach,
+            test_memory,
+            test_pids,
+            suite,
             ..
         } => {
             let mut tests = Vec::with_capacity(files.len());
@@ -242,6 +291,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 command,
                 timeout_seconds: timeout,
                 env: env.into_iter().collect(),
+                test_memory_bytes: test_memory,
+                test_pids,
+                suite,
                 ..CreateTestrunRequest::default()
             });
             create_and_follow(&mut api, request, detach).await
@@ -373,6 +425,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(status_err)?;
             let xml = cases::junit_document(&run, &all).context("writing the JUnit document")?;
             print!("{xml}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History { suite, name, limit } => {
+            let history = api
+                .client
+                .get_test_history(GetTestHistoryRequest { suite, name, limit })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            print!("{}", output::history(&history));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Suites { limit } => {
+            let page = api
+                .client
+                .list_suites(ListSuitesRequest {
+                    page_size: limit,
+                    page_token: String::new(),
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            for s in &page.suites {
+                println!("{}", output::suite_line(s));
+            }
+            eprintln!("{} suites", page.suites.len());
             Ok(ExitCode::SUCCESS)
         }
         Command::Delete { id } => {

@@ -7,6 +7,7 @@
 mod cases;
 mod commands;
 mod output;
+mod runners;
 mod workspace;
 
 use clap::Parser as _;

@@ -94,3 +94,45 @@ pub fn setup_line(s: &testrunner_proto::v1::Setup) -> String {
     }
     line
 }
+
+/// A test's history, for `history`: a header with the median and flips,
+/// then one line per outcome, newest first.
+pub fn history(h: &testrunner_proto::v1::GetTestHistoryResponse) -> String {
+    let median = h
+        .median
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |_| seconds(&h.median));
+    let mut out = format!(
+        "{} in suite {}: median {} over {} samples",
+        h.name, h.suite, median, h.samples
+    );
+    if h.flaky {
+        let ids: Vec<String> = h.flipped_in.iter().map(i64::to_string).collect();
+        out.push_str(&format!("; flaky, flipped in {}", ids.join(", ")));
+    }
+    out.push('\n');
+    for o in &h.outcomes {
+        let workspace = o
+            .workspace
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |d| d.hash.chars().take(12).collect());
+        out.push_str(&format!(
+            "  testrun {:>6}  {:<10} {:>9}  attempts {}  {:<16} workspace {}\n",
+            o.testrun_id,
+            test_status(o.status),
+            seconds(&o.duration),
+            o.attempts,
+            o.runner,
+            workspace
+        ));
+    }
+    out
+}
+
+/// One line per suite, for `suites`.
+pub fn suite_line(s: &testrunner_proto::v1::SuiteSummary) -> String {
+    format!(
+        "{:<30} {} tests, {} testruns, {} flaky",
+        s.name, s.tests, s.testruns, s.flaky_tests
+    )
+}

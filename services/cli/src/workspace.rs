@@ -41,6 +41,17 @@ pub fn hash(dir: &Path) -> anyhow::Result<BuiltTree> {
     Ok(tree)
 }
 
+/// The default suite of a workspace: its directory's name, canonicalised
+/// (so `.` names the directory it is).
+pub fn suite_name(dir: &Path) -> anyhow::Result<String> {
+    let full = dir
+        .canonicalize()
+        .with_context(|| format!("reading the workspace {}", dir.display()))?;
+    Ok(full
+        .file_name()
+        .map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned()))
+}
+
 /// The tests the patterns name, in order, each once: a pattern is a path
 /// or glob relative to the workspace root (`*` stays within a directory,
 /// `**` crosses them), optionally followed by `::selector`.

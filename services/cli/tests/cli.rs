@@ -338,3 +338,142 @@ mod workspace_e2e {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runners_and_their_tokens_are_managed_from_the_command_line() {
+    let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+    let out = testrunner(
+        &coord,
+        &["runners", "token", "create", "--name", "pool-gpu"],
+    );
+    let (secret, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("not shown again"), "{stderr}");
+    let secret = secret.trim().to_owned();
+    assert!(secret.len() >= 40, "{secret}");
+    let out = testrunner(
+        &coord,
+        &["runners", "token", "create", "--name", "pool-gpu"],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("AlreadyExists") && stderr.contains("name:"),
+        "{stderr}"
+    );
+
+    let r = Runner::start_with(&coord, "gpu-1", 2, &["--token", &secret]);
+    let line = eventually(
+        "the runner to be listed",
+        std::time::Duration::from_secs(20),
+        async || {
+            let (list, _) = text(&testrunner(&coord, &["runners", "list"]));
+            match list.lines().find(|l| l.starts_with("gpu-1")) {
+                Some(line) => Ok(line.to_owned()),
+                None => Err(list),
+            }
+        },
+    )
+    .await;
+    assert!(
+        line.contains("token=pool-gpu") && line.contains("ACTIVE") && line.contains("0/2"),
+        "{line}"
+    );
+
+    let (drained, _) = text(&testrunner(&coord, &["runners", "drain", "gpu-1"]));
+    assert!(drained.contains("DRAINING"), "{drained}");
+    let (tokens, _) = text(&testrunner(&coord, &["runners", "token", "list"]));
+    assert!(
+        tokens.starts_with("pool-gpu") && tokens.contains("ACTIVE"),
+        "{tokens}"
+    );
+    let (revoked, _) = text(&testrunner(
+        &coord,
+        &["runners", "token", "revoke", "pool-gpu"],
+    ));
+    assert!(revoked.contains("REVOKED"), "{revoked}");
+    eventually(
+        "the runner to be cut off",
+        std::time::Duration::from_secs(10),
+        async || {
+            if r.log().contains("was revoked") {
+                Ok(())
+            } else {
+                Err(r.log())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_sets_limits_per_test_and_the_runner_applies_the_lower() {
+    let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+    // rlimits (no cgroups) show in /proc/self/limits; the runner's own
+    // memory limit is 1 GiB and it has no process limit.
+    let _r = Runner::start_with(
+        &coord,
+        "r",
+        1,
+        &[
+            "--test-cgroups",
+            "off",
+            "--test-memory",
+            "1GiB",
+            "--test-uid-base",
+            "230000",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("limits.sh");
+    std::fs::write(
+        &t,
+        "grep -E 'Max (address space|processes)' /proc/self/limits\n",
+    )
+    .unwrap();
+    let t = t.to_str().unwrap();
+
+    let out = testrunner(
+        &coord,
+        &["run", "--test-memory", "512M", "--test-pids", "256", t],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let line = |what: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("Max address space").contains("536870912"),
+        "the Testrun's, lower: {stdout}"
+    );
+    assert!(
+        line("Max processes").contains(" 256 "),
+        "the Testrun's, the runner has none: {stdout}"
+    );
+
+    let out = testrunner(&coord, &["run", "--test-memory", "4GiB", t]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let line = |what: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("Max address space").contains("1073741824"),
+        "the runner's, lower: {stdout}"
+    );
+
+    let (get, _) = text(&testrunner(&coord, &["get", "1"]));
+    assert!(get.contains("limits.sh"), "{get}");
+    let out = testrunner(&coord, &["run", "--test-pids", "0", t]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("test_pids: must be above 0"), "{stderr}");
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use testrunner_proto::v1::content_service_server::ContentServiceServer;
+use testrunner_proto::v1::runner_admin_service_server::RunnerAdminServiceServer;
 use testrunner_proto::v1::runner_service_server::RunnerServiceServer;
 use testrunner_proto::v1::testrun_service_server::TestrunServiceServer;
 use tokio::net::TcpListener;
@@ -19,6 +20,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_web::GrpcWebLayer;
 use tower::{Layer as _, ServiceExt as _};
 
+use crate::adapters::admin::RunnerAdminApi;
 use crate::adapters::api::TestrunApi;
 use crate::adapters::content::ContentApi;
 use crate::adapters::http;
@@ -28,6 +30,7 @@ use crate::config::Config;
 use crate::engine::content::Content;
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::finisher::Finisher;
+use crate::engine::fleet::Fleet;
 use crate::engine::runners::Runners;
 use crate::engine::testruns::Testruns;
 use crate::engine::{collector, reaper};
@@ -186,6 +189,21 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+        // Runner tokens are checked on the runner plane's store; operators
+        // use the API's.
+        let runner_fleet = Fleet {
+            store: Arc::clone(&store),
+            shared_token: runner_token.as_str().into(),
+        };
+        let admin_api = RunnerAdminServiceServer::new(RunnerAdminApi {
+            fleet: Fleet {
+                store: Arc::clone(&service.store),
+                shared_token: runner_token.as_str().into(),
+            },
+            api_token: config.api_token.as_str().into(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
         let runner_api = RunnerServiceServer::new(RunnerApi {
             runners: Runners {
                 store: Arc::clone(&store),
@@ -195,7 +213,7 @@ impl Application {
                 metrics: Arc::clone(&metrics),
                 settings: config.runners.clone(),
             },
-            token: runner_token.as_str().into(),
+            fleet: runner_fleet.clone(),
         })
         .max_decoding_message_size(config.runners.max_runner_message_bytes)
         .max_encoding_message_size(max);
@@ -203,7 +221,7 @@ impl Application {
         let content_api = ContentServiceServer::new(ContentApi {
             content,
             api_token: config.api_token.as_str().into(),
-            runner_token: runner_token.as_str().into(),
+            fleet: runner_fleet,
         })
         .max_decoding_message_size(max.max(8 << 20))
         .max_encoding_message_size(max.max(8 << 20));
@@ -237,6 +255,7 @@ impl Application {
             .add_service(web.layer(testrun_api))
             .add_service(web.layer(health))
             .add_service(web.layer(content_api))
+            .add_service(web.layer(admin_api))
             .add_service(runner_api)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

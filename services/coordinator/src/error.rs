@@ -13,6 +13,9 @@ pub enum Error {
     InvalidArgument { field: String, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// Creating something whose name is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The operation is not allowed in the current state.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -74,6 +77,7 @@ impl Error {
         match self {
             Self::InvalidArgument { field, message } => Self::invalid(field, message),
             Self::NotFound(m) => Self::NotFound(m.clone()),
+            Self::AlreadyExists(m) => Self::AlreadyExists(m.clone()),
             Self::FailedPrecondition(m) => Self::FailedPrecondition(m.clone()),
             Self::IllegalTransition { what, cause } => Self::IllegalTransition {
                 what: what.clone(),

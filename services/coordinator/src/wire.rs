@@ -83,9 +83,9 @@ pub fn test(t: &Test) -> pb::Test {
         size_bytes: t.size_bytes.max(0) as u64,
         cases: Some(case_counts(&t.cases)),
         note: t.note.clone(),
-        // Filled once per-attempt records and durations land.
+        // Filled once per-attempt records land.
         attempts: Vec::new(),
-        expected_duration: None,
+        expected_duration: t.expected_ms.map(millis),
     }
 }
 
@@ -103,6 +103,9 @@ pub fn testrun(r: &Testrun) -> pb::Testrun {
         command: r.command.clone(),
         timeout_seconds: (r.timeout_ms / 1000).max(0) as u32,
         cases: Some(case_counts(&r.cases)),
+        test_memory_bytes: r.limits.memory_bytes.map(|n| n.max(0) as u64),
+        test_pids: r.limits.pids.map(|n| n.clamp(0, u32::MAX.into()) as u32),
+        suite: r.suite.clone(),
         ..pb::Testrun::default()
     }
 }
@@ -245,5 +248,106 @@ pub fn setup(s: &crate::domain::workspace::Setup) -> pb::Setup {
         reused: s.reused,
         started_at: Some(timestamp(s.started_at)),
         finished_at: s.finished_at.map(timestamp),
+    }
+}
+
+/// A listed runner on the wire.
+pub fn runner_info(v: &crate::domain::fleet::RunnerView) -> pb::RunnerInfo {
+    pb::RunnerInfo {
+        id: v.info.id.clone(),
+        name: v.info.name.clone(),
+        labels: v.info.labels.clone().into_iter().collect(),
+        slots: v.info.slots.max(0) as u32,
+        version: v.info.version.clone(),
+        running: v
+            .running
+            .iter()
+            .map(|t| pb::RunnerTest {
+                testrun_id: t.testrun_id,
+                test_id: t.test_id,
+                name: t.name.clone(),
+                started_at: t.started_at.map(timestamp),
+            })
+            .collect(),
+        draining: v.draining,
+        registered_at: Some(timestamp(v.registered_at)),
+        lease_until: Some(timestamp(v.lease_until)),
+        token_name: v.info.token_name.clone(),
+    }
+}
+
+/// An issued runner token on the wire (never its secret).
+pub fn runner_token(t: &crate::domain::fleet::RunnerToken) -> pb::RunnerToken {
+    pb::RunnerToken {
+        name: t.name.clone(),
+        created_at: Some(timestamp(t.created_at)),
+        revoked_at: t.revoked_at.map(timestamp),
+        last_used_at: t.last_used_at.map(timestamp),
+    }
+}
+
+/// A recorded outcome on the wire. Its status is stored as the wire
+/// enum's name, so any status reads back (FLAKY included).
+pub fn outcome(o: &crate::domain::history::Outcome) -> pb::TestOutcome {
+    use crate::domain::workspace::parse_blob_key;
+    pb::TestOutcome {
+        testrun_id: o.testrun_id,
+        test_id: o.test_id,
+        status: pb::test::Status::from_str_name(&o.status).unwrap_or(pb::test::Status::Unspecified)
+            as i32,
+        attempts: o.attempts.max(0) as u32,
+        duration: o.duration_ms.map(millis),
+        runner: o.runner_name.clone().unwrap_or_default(),
+        workspace: o.workspace.as_deref().map(|w| {
+            let (hash, size_bytes) = parse_blob_key(w);
+            pb::Digest { hash, size_bytes }
+        }),
+        finished_at: Some(timestamp(o.finished_at)),
+    }
+}
+
+/// A test's history on the wire.
+pub fn test_history(h: &crate::domain::history::TestHistory) -> pb::GetTestHistoryResponse {
+    pb::GetTestHistoryResponse {
+        suite: h.suite.clone(),
+        name: h.stats.name.clone(),
+        outcomes: h.outcomes.iter().map(outcome).collect(),
+        median: h.stats.median_ms.map(millis),
+        samples: h.stats.samples.max(0) as u32,
+        flaky: !h.flipped_in.is_empty(),
+        flipped_in: h.flipped_in.clone(),
+    }
+}
+
+/// A suite in the list on the wire.
+pub fn suite_summary(s: &crate::domain::history::SuiteSummary) -> pb::SuiteSummary {
+    let n = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
+    pb::SuiteSummary {
+        name: s.name.clone(),
+        tests: n(s.tests),
+        testruns: n(s.testruns),
+        last_run_at: Some(timestamp(s.last_run_at)),
+        flaky_tests: n(s.flaky_tests),
+    }
+}
+
+fn suite_test(t: &crate::domain::history::SuiteTest) -> pb::SuiteTest {
+    pb::SuiteTest {
+        name: t.stats.name.clone(),
+        median: t.stats.median_ms.map(millis),
+        samples: t.stats.samples.max(0) as u32,
+        flips: t.stats.flips.max(0) as u32,
+        flipped_in: t.flipped_in.clone(),
+        last: t.last.iter().map(outcome).collect(),
+    }
+}
+
+/// A suite's page on the wire (its Testruns without tests).
+pub fn suite(s: &crate::domain::history::Suite) -> pb::Suite {
+    pb::Suite {
+        summary: Some(suite_summary(&s.summary)),
+        slowest: s.slowest.iter().map(suite_test).collect(),
+        flakiest: s.flakiest.iter().map(suite_test).collect(),
+        testruns: s.testruns.iter().map(testrun).collect(),
     }
 }

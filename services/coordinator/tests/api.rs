@@ -266,11 +266,13 @@ on_both_stores! {
         };
         let run = NewTestrun {
             username: "u".into(),
+            suite: "u".into(),
             command: None,
             timeout_ms: 1000,
             // The second insert of "a" violates UNIQUE (testrun_id, name).
             tests: vec![dup("a"), dup("a")],
             workspace: None,
+            limits: Default::default(),
         };
         assert!(store.create_testrun(&run, 0).await.is_err());
         let (runs, total) = store
@@ -323,6 +325,123 @@ mod api_token {
                 .unwrap_err()
                 .code(),
             Code::Unauthenticated
+        );
+    }
+}
+
+mod runner_admin {
+    use testrunner_proto::v1::content_service_client::ContentServiceClient;
+    use testrunner_proto::v1::runner_admin_service_client::RunnerAdminServiceClient;
+    use testrunner_proto::v1::{
+        CreateRunnerTokenRequest, FindMissingBlobsRequest, ListRunnersRequest,
+        RevokeRunnerTokenRequest,
+    };
+
+    use super::*;
+
+    fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    }
+
+    #[tokio::test]
+    async fn the_fleet_needs_the_api_token_and_issued_tokens_read_blobs_until_revoked() {
+        let app = TestApp::spawn_with(Backend::Sqlite, |c| c.api_token = "letmein".into())
+            .await
+            .unwrap();
+        let mut admin = RunnerAdminServiceClient::connect(app.url()).await.unwrap();
+        let denied = admin.list_runners(ListRunnersRequest {}).await.unwrap_err();
+        assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
+        let denied = admin
+            .create_runner_token(bearer(
+                CreateRunnerTokenRequest { name: "x".into() },
+                "wrong",
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::Unauthenticated, "{denied:?}");
+        let listed = admin
+            .list_runners(bearer(ListRunnersRequest {}, "letmein"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.runners.is_empty());
+        let secret = admin
+            .create_runner_token(bearer(
+                CreateRunnerTokenRequest {
+                    name: "pool-a".into(),
+                },
+                "letmein",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .secret;
+
+        // A runner reads blobs with its own token, not once it is revoked.
+        let mut content = ContentServiceClient::connect(app.url()).await.unwrap();
+        let find = || FindMissingBlobsRequest::default();
+        content
+            .find_missing_blobs(bearer(find(), &secret))
+            .await
+            .unwrap();
+        content
+            .find_missing_blobs(bearer(find(), &app.runner_token))
+            .await
+            .unwrap();
+        admin
+            .revoke_runner_token(bearer(
+                RevokeRunnerTokenRequest {
+                    name: "pool-a".into(),
+                },
+                "letmein",
+            ))
+            .await
+            .unwrap();
+        let refused = content
+            .find_missing_blobs(bearer(find(), &secret))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn per_test_limits_are_checked_stored_and_returned() {
+        let (_app, mut client) = start(Backend::Sqlite).await;
+        for (memory, pids, field) in [
+            (Some(0), None, "test_memory_bytes"),
+            (None, Some(0), "test_pids"),
+        ] {
+            let err = client
+                .create_testrun(CreateTestrunRequest {
+                    test_memory_bytes: memory,
+                    test_pids: pids,
+                    ..request("u", vec![file("a.sh", "")])
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+            assert!(err.message().starts_with(&format!("{field}:")), "{err:?}");
+        }
+        let run = client
+            .create_testrun(CreateTestrunRequest {
+                test_memory_bytes: Some(512 << 20),
+                test_pids: Some(256),
+                ..request("u", vec![file("a.sh", "")])
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let got = client
+            .get_testrun(GetTestrunRequest { id: run.id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (got.test_memory_bytes, got.test_pids),
+            (Some(512 << 20), Some(256))
         );
     }
 }

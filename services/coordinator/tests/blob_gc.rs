@@ -29,6 +29,7 @@ async fn put(store: &dyn Store, data: &[u8], now: i64) -> String {
 fn pinning(blobs: &[&String]) -> NewTestrun {
     NewTestrun {
         username: "u".into(),
+        suite: "u".into(),
         command: None,
         timeout_ms: 60_000,
         tests: vec![NewTest {
@@ -48,6 +49,7 @@ fn pinning(blobs: &[&String]) -> NewTestrun {
             },
             blobs: blobs.iter().map(|b| (*b).clone()).collect(),
         }),
+        limits: Default::default(),
     }
 }
 

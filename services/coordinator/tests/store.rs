@@ -13,6 +13,7 @@ use testkit::{Backend, TestDb, on_both_stores};
 fn testrun(names: &[&str]) -> NewTestrun {
     NewTestrun {
         username: "u".into(),
+        suite: "u".into(),
         command: None,
         timeout_ms: 60_000,
         tests: names
@@ -23,6 +24,7 @@ fn testrun(names: &[&str]) -> NewTestrun {
             })
             .collect(),
         workspace: None,
+        limits: Default::default(),
     }
 }
 
@@ -33,6 +35,7 @@ fn runner() -> RunnerInfo {
         slots: 8,
         queue: 0,
         version: "test".into(),
+        ..RunnerInfo::default()
     }
 }
 

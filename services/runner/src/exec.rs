@@ -64,6 +64,9 @@ pub struct Job {
     pub wants_workspace: bool,
     /// The prepared workspace, set when it starts.
     pub workspace: Option<crate::workspace::Prepared>,
+    /// The Testrun's limits (`Assign.memory_bytes` / `pids`); the runner
+    /// applies the lower of these and its own.
+    pub limits: crate::isolation::cgroups::Limits,
 }
 
 /// What a job sends to the runner's main loop.
@@ -106,7 +109,7 @@ pub async fn run(
     // A workspace test's private copy, made (or reset) off this thread;
     // its timeout starts when its process does, after this.
     // The test's uid comes first: its copy is made (or kept) for it.
-    let taken = match settings.isolation.sandbox() {
+    let taken = match settings.isolation.sandbox(job.limits) {
         Ok(sandbox) => take_copy(&job, sandbox.uid())
             .await
             .map(|copy| (sandbox, copy)),
@@ -603,6 +606,7 @@ mod tests {
             env: Default::default(),
             wants_workspace: false,
             workspace: None,
+            limits: Default::default(),
         }
     }
 

@@ -71,8 +71,13 @@ impl Agent {
                 .map_err(|e| anyhow::anyhow!("creating the work directory root: {e}"))?,
         );
         let channel = connection::channel(&config)?;
-        let workspaces = Arc::new(workspace_store(&config, &work_dirs, &channel)?);
         let isolation = Arc::new(Isolation::new(&config.isolation(), work_dirs.root())?);
+        let workspaces = Arc::new(workspace_store(
+            &config,
+            &work_dirs,
+            &channel,
+            Arc::clone(&isolation),
+        )?);
         let exec = Arc::new(ExecSettings {
             interpreters: config.interpreter_table()?,
             kill_grace: config.kill_grace,
@@ -345,6 +350,7 @@ fn workspace_store(
     config: &Config,
     work_dirs: &WorkDirs,
     channel: &Channel,
+    isolation: Arc<Isolation>,
 ) -> anyhow::Result<Workspaces> {
     let cache_dir = config
         .cache_dir
@@ -361,6 +367,7 @@ fn workspace_store(
         &work_dirs.root().join("workspaces"),
         config.test_path.clone(),
         config.kill_grace,
+        Some(isolation),
     )
     .map_err(|e| anyhow::anyhow!("creating the workspace directory: {e}"))
 }

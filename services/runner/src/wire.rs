@@ -106,6 +106,11 @@ pub fn job(assign: Assign) -> Job {
         env: assign.env.into_iter().collect(),
         wants_workspace: assign.workspace.is_some(),
         workspace: None,
+        // 0: the runner's own limit alone.
+        limits: crate::isolation::cgroups::Limits {
+            memory: (assign.memory_bytes > 0).then_some(assign.memory_bytes),
+            pids: (assign.pids > 0).then_some(u64::from(assign.pids)),
+        },
     }
 }
 

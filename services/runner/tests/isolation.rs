@@ -248,6 +248,44 @@ async fn a_runner_running_as_an_unprivileged_user_keeps_its_token_and_its_leftov
     assert!(log.contains(&"uid=65534".to_owned()), "{log:?}");
     assert!(log.contains(&"environ: no token".to_owned()), "{log:?}");
     assert_no_token(&log);
+
+    // The token from a file the runner's user cannot open (root's, 0600),
+    // given as its standard input: the test, with the runner's uid, finds
+    // neither the file readable nor the token anywhere.
+    let secrets = shared_dir();
+    let token_path = token_file(secrets.path());
+    let redirect = format!("exec \"$@\" < {}", token_path.display());
+    let through_stdin = [&["sh", "-c", redirect.as_str(), "sh"], wrapper.as_slice()].concat();
+    drop(_r);
+    let r = Runner::start_as(
+        &coord,
+        "stdin",
+        1,
+        &[],
+        &through_stdin,
+        Some(Path::new("/dev/stdin")),
+    );
+    let steal = format!(
+        "{READ_ENVIRON}cat {} || echo 'token file: unreadable'\n",
+        token_path.display()
+    );
+    let run = create(&mut client, vec![file("steal.sh", &steal)], None, None).await;
+    let run = wait_done(&mut client, run.id).await;
+    assert_eq!(
+        run.status,
+        testrun::Status::Success as i32,
+        "{run:#?}\n{}",
+        r.log()
+    );
+    let log = log_of(&mut client, run.id, "steal.sh").await;
+    assert_eq!(test_named(&run, "steal.sh").runner, "stdin", "{run:#?}");
+    assert!(log.contains(&"uid=65534".to_owned()), "{log:?}");
+    assert!(
+        log.contains(&"token file: unreadable".to_owned()),
+        "{log:?}"
+    );
+    assert!(log.contains(&"environ: no token".to_owned()), "{log:?}");
+    assert_no_token(&log);
 }
 
 /// Whether the runner's log says a cgroup bounds `what` (`memory`, `pids`).
@@ -308,6 +346,47 @@ async fn memory_hog(extra: &[&str]) {
         println!(
             "this runner has no memory cgroup (none writable here, or --test-cgroups off): the hog was bounded by RLIMIT_AS \
              (it failed to allocate), so the out-of-memory message was not checked"
+        );
+    }
+    assert_runner_keeps_working(&mut client, &r).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_testruns_memory_limit_kills_a_hog_on_a_runner_without_one() {
+    let coord = Coordinator::start(Backend::Sqlite, &[]).await;
+    let r = Runner::start(&coord, "r", 2);
+    let mut client = coord.client().await;
+    let hog = "set -e\nhead -c 1073741824 /dev/zero | tail > /dev/null\necho survived\n";
+    let run = client
+        .create_testrun(testrunner_proto::v1::CreateTestrunRequest {
+            username: "e2e".into(),
+            tests: vec![file("hog.sh", hog), file("calm.sh", "sleep 1\necho calm\n")],
+            timeout_seconds: Some(60),
+            test_memory_bytes: Some(64 << 20),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(run.test_memory_bytes, Some(64 << 20));
+    let run = wait_done(&mut client, run.id).await;
+    assert_eq!(status_of(&run, "calm.sh"), test::Status::Passed, "{run:#?}");
+    let hog = test_named(&run, "hog.sh");
+    assert_eq!(
+        hog.status,
+        test::Status::Failed as i32,
+        "{run:#?}\n{}",
+        r.log()
+    );
+    if bounded_by_cgroup(&r.log(), "memory") {
+        assert_eq!(
+            hog.error, "killed: out of memory (limit 64 MiB)",
+            "{run:#?}"
+        );
+    } else {
+        println!(
+            "this runner has no memory cgroup here: the Testrun's limit was an RLIMIT_AS (the hog \
+             failed to allocate), so the out-of-memory message was not checked"
         );
     }
     assert_runner_keeps_working(&mut client, &r).await;

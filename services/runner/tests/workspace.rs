@@ -245,3 +245,88 @@ on_both_stores! {
         assert!(resumed_past_zero, "resumed from the offset reached: {log}");
     }
 }
+
+/// The set-up is untrusted code too: with per-slot users (a root runner)
+/// it runs as a test uid, not the runner's; what it makes is readable by
+/// every slot's uid afterwards and writable by none, and a test still
+/// cannot read another slot's work directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_set_up_runs_as_a_test_user_and_its_products_serve_every_slot() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: per-slot users need a root runner");
+        return;
+    }
+    let coord = Coordinator::start(testkit::Backend::Sqlite, &[]).await;
+    let r = Runner::start_with(&coord, "r", 2, &["--test-uid-base", "240000"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    for i in 0..2 {
+        std::fs::write(
+            dir.path().join(format!("t/t{i}.sh")),
+            // Its copy is its own; the base the set-up ran in (where
+            // `pip install -e .` points) is shared, so read-only.
+            "echo me=$(id -u) setup=$(cat setup-uid)\n\
+             base=$(cat setup-dir)\n\
+             cat $base/product\n\
+             (echo changed > $base/product) 2>/dev/null && echo product: writable || echo product: read-only\n\
+             sleep 1\n",
+        )
+        .unwrap();
+    }
+    // umask 077: what the set-up makes is private to its uid until the
+    // runner hands it back (readable by all, writable by none).
+    let setup = "umask 077; id -u > setup-uid; pwd > setup-dir; echo built > product";
+    let id = submit_args(
+        &coord,
+        dir.path(),
+        &[
+            "--setup",
+            setup,
+            "--command",
+            "sh {file}",
+            "t/t0.sh",
+            "t/t1.sh",
+        ],
+    );
+    let mut client = coord.client().await;
+    let run = wait_done(&mut client, id).await;
+    assert_eq!(
+        run.status,
+        testrun::Status::Success as i32,
+        "{run:#?}\n{}",
+        r.log()
+    );
+    let mut uids = Vec::new();
+    for t in &run.tests {
+        let log = log_of(&mut client, id, &t.name).await;
+        let first = log
+            .iter()
+            .find(|l| l.starts_with("me="))
+            .unwrap_or_else(|| panic!("{log:?}"));
+        let (me, setup_uid) = first
+            .strip_prefix("me=")
+            .and_then(|rest| rest.split_once(" setup="))
+            .unwrap_or_else(|| panic!("{log:?}"));
+        let setup_uid: u32 = setup_uid
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{log:?}"));
+        assert!(
+            (240_000..240_002).contains(&setup_uid),
+            "the set-up ran as a test uid: {log:?}"
+        );
+        uids.push(me.to_owned());
+        assert!(
+            log.contains(&"built".to_owned()),
+            "the product is readable: {log:?}"
+        );
+        assert!(log.contains(&"product: read-only".to_owned()), "{log:?}");
+    }
+    uids.sort();
+    uids.dedup();
+    assert_eq!(
+        uids.len(),
+        2,
+        "the two slots ran as different uids: {uids:?}"
+    );
+}

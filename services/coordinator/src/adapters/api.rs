@@ -99,6 +99,9 @@ impl TestrunService for TestrunApi {
             command: r.command,
             timeout_seconds: r.timeout_seconds,
             workspace: workspace_input(r.workspace, r.setup, r.env, r.setup_timeout_seconds)?,
+            test_memory_bytes: r.test_memory_bytes,
+            test_pids: r.test_pids,
+            suite: r.suite,
         };
         let run = self.service.create(input).await?;
         Ok(Response::new(self.with_workspace(&run).await?))
@@ -229,8 +232,8 @@ impl TestrunService for TestrunApi {
         }))
     }
 
-    // The scheduling round's RPCs: the contract is in testrun.proto; each
-    // is answered UNIMPLEMENTED until its engine part lands.
+    // RerunTestrun answers UNIMPLEMENTED until its engine part lands (the
+    // retries branch).
     async fn rerun_testrun(
         &self,
         _request: Request<pb::RerunTestrunRequest>,
@@ -240,22 +243,34 @@ impl TestrunService for TestrunApi {
 
     async fn get_test_history(
         &self,
-        _request: Request<pb::GetTestHistoryRequest>,
+        request: Request<pb::GetTestHistoryRequest>,
     ) -> Result<Response<pb::GetTestHistoryResponse>, Status> {
-        Err(Status::unimplemented("GetTestHistory is not built yet"))
+        let r = request.into_inner();
+        let history = self
+            .service
+            .test_history(&r.suite, &r.name, r.limit)
+            .await?;
+        Ok(Response::new(wire::test_history(&history)))
     }
 
     async fn list_suites(
         &self,
-        _request: Request<pb::ListSuitesRequest>,
+        request: Request<pb::ListSuitesRequest>,
     ) -> Result<Response<pb::ListSuitesResponse>, Status> {
-        Err(Status::unimplemented("ListSuites is not built yet"))
+        let r = request.into_inner();
+        let page = self.service.suites(r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListSuitesResponse {
+            suites: page.suites.iter().map(wire::suite_summary).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 
     async fn get_suite(
         &self,
-        _request: Request<pb::GetSuiteRequest>,
+        request: Request<pb::GetSuiteRequest>,
     ) -> Result<Response<pb::Suite>, Status> {
-        Err(Status::unimplemented("GetSuite is not built yet"))
+        let r = request.into_inner();
+        let suite = self.service.suite(&r.suite, r.limit).await?;
+        Ok(Response::new(wire::suite(&suite)))
     }
 }

@@ -5,18 +5,22 @@ use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, Result};
 
+/// The token of `authorization: Bearer <token>`, if one was sent.
+pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
+    metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// Checks `authorization: Bearer <expected>`. An empty `expected` means no
 /// token is required.
 pub fn check_bearer(metadata: &MetadataMap, expected: &str, what: &str) -> Result<()> {
     if expected.is_empty() {
         return Ok(());
     }
-    let presented = metadata
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
+    match bearer(metadata) {
         None => Err(Error::Unauthenticated(format!(
             "missing {what}: send `authorization: Bearer <token>`"
         ))),

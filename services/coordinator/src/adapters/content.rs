@@ -12,17 +12,20 @@ use testrunner_content::{BATCH_BYTES, FIND_MISSING_MAX, check_digest};
 use testrunner_proto::v1::{self as pb, content_service_server::ContentService};
 use tonic::{Code, Request, Response, Status};
 
-use super::auth::check_bearer;
+use super::auth::{bearer, check_bearer};
 use crate::domain::workspace::{blob_key, parse_blob_key};
 use crate::engine::content::Content;
+use crate::engine::fleet::Fleet;
 use crate::error::Error;
+use tonic::metadata::MetadataMap;
 
 /// The gRPC adapter for blobs.
 #[derive(Debug, Clone)]
 pub struct ContentApi {
     pub content: Content,
     pub api_token: Arc<str>,
-    pub runner_token: Arc<str>,
+    /// Checks runner tokens (the shared one or an issued one).
+    pub fleet: Fleet,
 }
 
 impl ContentApi {
@@ -30,9 +33,13 @@ impl ContentApi {
         check_bearer(request.metadata(), &self.api_token, "API token").map_err(Status::from)
     }
 
-    fn authorize_read<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        if check_bearer(request.metadata(), &self.api_token, "API token").is_ok()
-            || check_bearer(request.metadata(), &self.runner_token, "runner token").is_ok()
+    async fn authorize_read(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        if check_bearer(metadata, &self.api_token, "API token").is_ok()
+            || self
+                .fleet
+                .authenticate(bearer(metadata), false)
+                .await
+                .is_ok()
         {
             return Ok(());
         }
@@ -63,7 +70,7 @@ impl ContentService for ContentApi {
         &self,
         request: Request<pb::FindMissingBlobsRequest>,
     ) -> Result<Response<pb::FindMissingBlobsResponse>, Status> {
-        self.authorize_read(&request)?;
+        self.authorize_read(request.metadata()).await?;
         let r = request.into_inner();
         if r.blob_digests.len() > FIND_MISSING_MAX {
             return Err(Error::invalid(
@@ -153,7 +160,7 @@ impl ContentService for ContentApi {
         &self,
         request: Request<pb::ReadBlobRequest>,
     ) -> Result<Response<Self::ReadBlobStream>, Status> {
-        self.authorize_read(&request)?;
+        self.authorize_read(request.metadata()).await?;
         let r = request.into_inner();
         let (hash, size) = digest(r.digest.as_ref(), "digest")?;
         if r.offset < 0 || r.offset > size {
@@ -193,7 +200,7 @@ impl ContentService for ContentApi {
         &self,
         request: Request<pb::BatchReadBlobsRequest>,
     ) -> Result<Response<pb::BatchReadBlobsResponse>, Status> {
-        self.authorize_read(&request)?;
+        self.authorize_read(request.metadata()).await?;
         let r = request.into_inner();
         let mut budget = BATCH_BYTES as i64;
         let mut responses = Vec::with_capacity(r.digests.len());

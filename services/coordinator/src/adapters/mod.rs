@@ -2,6 +2,7 @@
 //! Each decodes, calls, and maps the engine's `Error` through `status`, the
 //! one place errors become gRPC or HTTP statuses.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod content;

@@ -17,9 +17,10 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::check_bearer;
+use super::auth::bearer;
 use crate::domain::now_millis;
 use crate::engine::dispatch::Session;
+use crate::engine::fleet::Fleet;
 use crate::engine::runners::Runners;
 use crate::error::{Error, Result};
 
@@ -32,7 +33,8 @@ const OUTBOUND_CAPACITY: usize = 256;
 #[derive(Debug, Clone)]
 pub struct RunnerApi {
     pub runners: Runners,
-    pub token: Arc<str>,
+    /// Checks runner tokens (the shared one or an issued one).
+    pub fleet: Fleet,
 }
 
 type AttachStream = Pin<Box<dyn Stream<Item = Result<CoordinatorMessage, Status>> + Send>>;
@@ -47,13 +49,17 @@ impl RunnerService for RunnerApi {
     ) -> Result<Response<Self::AttachStream>, Status> {
         // Authenticate before reading anything: an unauthenticated caller
         // never gets as far as Register.
-        check_bearer(request.metadata(), &self.token, "runner token")
+        let credential = self
+            .fleet
+            .authenticate(bearer(request.metadata()), true)
+            .await
             .inspect_err(|_| self.runners.metrics.runner_refused())?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let api = self.clone();
         tokio::spawn(async move {
-            if let Err(err) = api.serve(inbound, tx.clone()).await {
+            let token_name = credential.token_name();
+            if let Err(err) = api.serve(inbound, token_name, tx.clone()).await {
                 tracing::info!(error = %err, "runner stream closed with error");
                 let _ = tx.send(Err(err)).await;
             }
@@ -67,6 +73,7 @@ impl RunnerApi {
     async fn serve(
         &self,
         mut inbound: Streaming<RunnerMessage>,
+        token_name: &str,
         tx: mpsc::Sender<Result<CoordinatorMessage, Error>>,
     ) -> Result<()> {
         let first = tokio::time::timeout(REGISTER_TIMEOUT, inbound.message())
@@ -87,7 +94,7 @@ impl RunnerApi {
                 "the first message must be Register".into(),
             ));
         };
-        let session = self.runners.register(&register, tx).await?;
+        let session = self.runners.register(&register, token_name, tx).await?;
         let result = self.pump(&session, &mut inbound).await;
         self.runners.detach(&session);
         tracing::info!(runner_id = %session.info.id, runner = %session.info.name, held = session.held_count(), "runner detached");
@@ -103,20 +110,41 @@ impl RunnerApi {
         let lease = self.runners.settings.lease;
         let renew_every = (self.runners.settings.heartbeat.as_millis() as i64).max(100);
         let mut renewed_at = now_millis();
+        // Every heartbeat interval, what operators decided (a drain, a
+        // revoked token) is read from the database, so it reaches this
+        // stream whichever coordinator they asked.
+        let heartbeat = self
+            .runners
+            .settings
+            .heartbeat
+            .max(Duration::from_millis(100));
+        let mut standing =
+            tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        standing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_message = tokio::time::Instant::now();
         // A message read early, while gathering results sent together.
         let mut lookahead = None;
         loop {
             let next = match lookahead.take() {
                 Some(next) => next,
-                None => tokio::time::timeout(lease, inbound.message())
-                    .await
-                    .map_err(|_| {
-                        Error::DeadlineExceeded(format!(
-                            "no message from the runner within its lease ({})",
-                            humantime::format_duration(lease)
-                        ))
-                    })?,
+                None => tokio::select! {
+                    // `Streaming::message` is cancel-safe: a tick loses no
+                    // message.
+                    next = tokio::time::timeout_at(last_message + lease, inbound.message()) => {
+                        next.map_err(|_| {
+                            Error::DeadlineExceeded(format!(
+                                "no message from the runner within its lease ({})",
+                                humantime::format_duration(lease)
+                            ))
+                        })?
+                    }
+                    _ = standing.tick() => {
+                        self.runners.check_standing(session).await?;
+                        continue;
+                    }
+                },
             };
+            last_message = tokio::time::Instant::now();
             let message = match next {
                 Err(status) => {
                     tracing::debug!(error = %status, "runner stream broke");

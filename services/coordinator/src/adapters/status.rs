@@ -12,6 +12,7 @@ fn code(err: &Error) -> Code {
     match err {
         Error::InvalidArgument { .. } => Code::InvalidArgument,
         Error::NotFound(_) => Code::NotFound,
+        Error::AlreadyExists(_) => Code::AlreadyExists,
         Error::FailedPrecondition(_) | Error::IllegalTransition { .. } => Code::FailedPrecondition,
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::ResourceExhausted(_) => Code::ResourceExhausted,
@@ -47,7 +48,7 @@ pub fn http(err: Error) -> (StatusCode, String) {
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::InvalidArgument => StatusCode::BAD_REQUEST,
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::FailedPrecondition => StatusCode::CONFLICT,
+        Code::FailedPrecondition | Code::AlreadyExists => StatusCode::CONFLICT,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

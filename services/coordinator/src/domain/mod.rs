@@ -3,6 +3,8 @@
 //! (`validate`). Nothing here knows about gRPC or SQL.
 
 pub mod cases;
+pub mod fleet;
+pub mod history;
 pub mod log;
 pub mod status;
 pub mod validate;
@@ -26,11 +28,22 @@ pub fn now_millis() -> Millis {
 #[derive(Debug, Clone)]
 pub struct NewTestrun {
     pub username: String,
+    /// The suite whose history it reads and adds to (default: username).
+    pub suite: String,
     pub command: Option<String>,
     pub timeout_ms: i64,
     pub tests: Vec<NewTest>,
     /// Workspace, set-up and env (issue 14); `None` for a plain Testrun.
     pub workspace: Option<workspace::NewWorkspace>,
+    pub limits: TestLimits,
+}
+
+/// Limits per test a Testrun asks for; `None`: the runner's own. A runner
+/// applies the lower of these and its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestLimits {
+    pub memory_bytes: Option<i64>,
+    pub pids: Option<i64>,
 }
 
 /// One file of a new Testrun.
@@ -45,6 +58,8 @@ pub struct NewTest {
 pub struct Testrun {
     pub id: i64,
     pub username: String,
+    /// The suite its outcomes are recorded under.
+    pub suite: String,
     pub status: TestrunStatus,
     pub command: Option<String>,
     pub timeout_ms: i64,
@@ -58,6 +73,7 @@ pub struct Testrun {
     pub tests: Vec<Test>,
     /// Sums of its tests' JUnit case counts.
     pub cases: cases::CaseCounts,
+    pub limits: TestLimits,
 }
 
 /// A stored test (without its content).
@@ -80,6 +96,9 @@ pub struct Test {
     pub cases: cases::CaseCounts,
     /// What went wrong with its JUnit report; empty when all is well.
     pub note: String,
+    /// The duration the dispatcher ordered it by (from its suite's
+    /// history); `None` without history.
+    pub expected_ms: Option<i64>,
 }
 
 /// A test handed to a runner: everything the runner needs to run it.
@@ -98,6 +117,9 @@ pub struct Assignment {
     /// Lines its log already holds from earlier attempts.
     pub log_lines: i64,
     pub size_bytes: i64,
+    pub limits: TestLimits,
+    /// The duration it was ordered by (see `Test::expected_ms`).
+    pub expected_ms: Option<i64>,
 }
 
 /// What a runner reported about a finished assignment.
@@ -137,7 +159,7 @@ pub struct LogLine {
 }
 
 /// A registered runner as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunnerInfo {
     pub id: String,
     pub name: String,
@@ -145,4 +167,7 @@ pub struct RunnerInfo {
     /// Assignments it accepts beyond `slots`, queued until a slot frees up.
     pub queue: i32,
     pub version: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The runner token it attached with; empty for the shared token.
+    pub token_name: String,
 }

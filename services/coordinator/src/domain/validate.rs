@@ -7,7 +7,7 @@ use crate::domain::workspace::{
     MAX_ENV_BYTES, MAX_ENV_VARS, NewWorkspace, TestrunWorkspace, WorkspaceInput, WorkspaceRef,
     blob_key, check_env_name,
 };
-use crate::domain::{NewTest, NewTestrun};
+use crate::domain::{NewTest, NewTestrun, TestLimits};
 use crate::error::{Error, Result};
 
 /// Longest username, in characters.
@@ -26,6 +26,32 @@ pub struct CreateInput {
     pub timeout_seconds: Option<u32>,
     /// Workspace, set-up and env (issue 14); `None` when none was given.
     pub workspace: Option<crate::domain::workspace::WorkspaceInput>,
+    /// `test_memory_bytes` and `test_pids` as sent.
+    pub test_memory_bytes: Option<u64>,
+    pub test_pids: Option<u32>,
+    /// The suite; `None` means the username's.
+    pub suite: Option<String>,
+}
+
+/// Checks the per-test limits a Testrun asks for: each, when given, above
+/// 0 (a runner applies the lower of these and its own).
+fn test_limits(memory_bytes: Option<u64>, pids: Option<u32>) -> Result<TestLimits> {
+    let memory_bytes = match memory_bytes {
+        None => None,
+        Some(0) => return Err(Error::invalid("test_memory_bytes", "must be above 0")),
+        Some(n) => Some(i64::try_from(n).map_err(|_| {
+            Error::invalid(
+                "test_memory_bytes",
+                format!("{n} is more than any machine has"),
+            )
+        })?),
+    };
+    let pids = match pids {
+        None => None,
+        Some(0) => return Err(Error::invalid("test_pids", "must be above 0")),
+        Some(n) => Some(i64::from(n)),
+    };
+    Ok(TestLimits { memory_bytes, pids })
 }
 
 /// Checks a create request against the limits and builds the Testrun to store.
@@ -113,11 +139,19 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
         Some(s) => i64::from(s) * 1000,
     };
 
+    let test_limits = test_limits(input.test_memory_bytes, input.test_pids)?;
+    let suite = match input.suite {
+        None => username.clone(),
+        Some(s) => crate::domain::history::check_suite(&s)?,
+    };
+
     Ok(NewTestrun {
         username,
+        suite,
         command,
         timeout_ms,
         tests,
+        limits: test_limits,
         workspace: input
             .workspace
             .map(|w| new_workspace(w, limits))

@@ -2,13 +2,15 @@
 //! operations (`testruns`), watching them (`watch`), what runners do
 //! through their streams (`runners`), handing tests out (`dispatch`),
 //! storing results in batches (`finisher`) and taking tests back from lost
-//! runners (`reaper`).
+//! runners (`reaper`); operating the runner fleet (`fleet`).
 
 pub mod cases;
 pub mod collector;
 pub mod content;
 pub mod dispatch;
 pub mod finisher;
+pub mod fleet;
+pub mod history;
 pub mod reaper;
 pub mod runners;
 pub mod testruns;

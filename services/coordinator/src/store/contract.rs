@@ -95,7 +95,14 @@ pub struct QueueStats {
 /// Storage operations the coordinator needs.
 #[async_trait]
 pub trait Store:
-    super::cases::CaseStore + super::content::ContentStore + Send + Sync + std::fmt::Debug + 'static
+    super::cases::CaseStore
+    + super::content::ContentStore
+    + super::fleet::FleetStore
+    + super::history::HistoryStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
 {
     /// Stores a Testrun and all its tests in one transaction.
     async fn create_testrun(&self, run: &NewTestrun, now: Millis) -> Result<Testrun>;
@@ -182,12 +189,21 @@ pub struct Claim {
     pub cancelled: Vec<String>,
     /// The stream the claim was for has been replaced (a newer epoch).
     pub stale: bool,
+    /// An operator drained the runner (DrainRunner, on any coordinator).
+    pub drained: bool,
 }
 
 impl Claim {
     pub(crate) fn stale() -> Self {
         Self {
             stale: true,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn drained() -> Self {
+        Self {
+            drained: true,
             ..Self::default()
         }
     }

@@ -25,6 +25,10 @@ mod cases;
 #[macro_use]
 mod content;
 mod contract;
+#[macro_use]
+mod fleet;
+#[macro_use]
+mod history;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -35,6 +39,8 @@ pub use contract::{
     AppendOutcome, CancelOutcome, Claim, FinishOutcome, QueueStats, Registration, Resumed,
     RunningAssignment, Store, TakeBack,
 };
+pub use fleet::{DrainOutcome, FleetStore};
+pub use history::HistoryStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

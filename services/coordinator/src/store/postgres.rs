@@ -9,7 +9,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, RUNNING,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER, QUEUED, RUNNING,
     SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
@@ -43,6 +43,9 @@ blob_content!(
     each("UNNEST(", "::text[]) AS u(value)"),
     lock("FOR UPDATE")
 );
+
+fleet_store!(PgStore);
+history_store!(PgStore, Postgres, in_list("= ANY(", ")"));
 
 impl PgStore {
     /// Connects and applies pending migrations.
@@ -90,23 +93,31 @@ impl PgStore {
         tx: &mut Transaction<'_, Postgres>,
         id: i64,
         run: &NewTestrun,
+        suite_median: Option<i64>,
         now: Millis,
     ) -> Result<()> {
-        // One statement for all tests: arrays unnested server-side.
+        // One statement for all tests: arrays unnested server-side. Each
+        // test's expected duration is its median in the suite's history,
+        // else the suite's median ($7).
         let positions: Vec<i32> = (0..run.tests.len() as i32).collect();
         let names: Vec<&str> = run.tests.iter().map(|t| t.name.as_str()).collect();
         let contents: Vec<&str> = run.tests.iter().map(|t| t.content.as_str()).collect();
         sqlx::query(concatcp!(
-            "INSERT INTO tests (testrun_id, position, name, content, size_bytes, status, queued_at) \
+            "INSERT INTO tests \
+                 (testrun_id, position, name, content, size_bytes, status, queued_at, expected_ms) \
              SELECT $1, p, n, c, octet_length(c), ",
             QUEUED,
-            ", $2 FROM UNNEST($3::int[], $4::text[], $5::text[]) AS t(p, n, c)"
+            ", $2, COALESCE((SELECT s.median_ms FROM test_stats s WHERE s.suite = $6 AND s.name = n), \
+                            $7::bigint) \
+             FROM UNNEST($3::int[], $4::text[], $5::text[]) AS t(p, n, c)"
         ))
         .bind(id)
         .bind(now)
         .bind(&positions)
         .bind(&names)
         .bind(&contents)
+        .bind(&run.suite)
+        .bind(suite_median)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -141,6 +152,29 @@ impl PgStore {
             .bind(&ids)
             .execute(&mut **tx)
             .await?;
+        Ok(())
+    }
+
+    /// Before a batch's outcomes are recorded: the `test_stats` row of each
+    /// (suite, name) it adds to, created or touched in key order, so
+    /// coordinators recording the same tests at once take turns in one
+    /// order (no deadlock) and each recomputes from the other's rows.
+    async fn lock_history(
+        tx: &mut Transaction<'_, Postgres>,
+        test_ids: &[i64],
+        now: Millis,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO test_stats (suite, name, last_at) \
+             SELECT DISTINCT r.suite, t.name, $2::bigint FROM tests t \
+                 JOIN testruns r ON r.id = t.testrun_id WHERE t.id = ANY($1) \
+             ORDER BY 1, 2 \
+             ON CONFLICT (suite, name) DO UPDATE SET last_at = excluded.last_at",
+        )
+        .bind(test_ids)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
@@ -179,13 +213,18 @@ impl PgStore {
         // The runner row first (shared): a registration of the same runner
         // (which bumps the epoch) waits for this claim, or this claim sees
         // the new epoch and takes nothing for a stream that is gone.
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT epoch FROM runners WHERE id = $1 FOR SHARE")
-                .bind(&runner.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if current != Some(epoch) {
-            return Ok(Claim::stale());
+        let current: Option<(i64, bool)> = sqlx::query_as(
+            "SELECT epoch, drained_at IS NOT NULL FROM runners WHERE id = $1 FOR SHARE",
+        )
+        .bind(&runner.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match current {
+            Some((current, _)) if current != epoch => return Ok(Claim::stale()),
+            None => return Ok(Claim::stale()),
+            // Drained by an operator, maybe through another coordinator.
+            Some((_, true)) => return Ok(Claim::drained()),
+            Some((_, false)) => {}
         }
         // SKIP LOCKED: coordinators sharing the database never wait on, or
         // hand out, a row another one is claiming.
@@ -196,7 +235,8 @@ impl PgStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
-            " ORDER BY testrun_id, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+            QUEUE_ORDER,
+            " LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
             ASSIGNMENT_COLUMNS
         ))

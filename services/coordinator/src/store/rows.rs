@@ -6,26 +6,26 @@ use const_format::concatcp;
 
 use crate::domain::cases::CaseCounts;
 use crate::domain::{
-    Assignment, Bucket, Counts, LogLine, Test, TestStatus, Testrun, TestrunStatus,
+    Assignment, Bucket, Counts, LogLine, Test, TestLimits, TestStatus, Testrun, TestrunStatus,
 };
 use crate::error::{Error, Result};
 
 use super::contract::{CancelOutcome, Claim, Resumed, RunningAssignment};
 
 /// Columns of `TestrunRow`, in one place for every query that reads it.
-pub const TESTRUN_COLUMNS: &str = "id, username, status, command, timeout_ms, created_at, \
+pub const TESTRUN_COLUMNS: &str = "id, username, suite, status, command, timeout_ms, created_at, \
      started_at, finished_at, tests_total, tests_running, tests_passed, tests_failed, \
      tests_cancelled, log_seq, cases_total, cases_passed, cases_failed, cases_errored, \
-     cases_skipped";
+     cases_skipped, test_memory_bytes, test_pids";
 
 /// Columns of `TestRow`.
 pub const TEST_COLUMNS: &str = "id, testrun_id, name, status, attempt, runner_name, exit_code, \
      error, started_at, finished_at, duration_ms, log_lines, size_bytes, cases_total, \
-     cases_passed, cases_failed, cases_errored, cases_skipped, case_note";
+     cases_passed, cases_failed, cases_errored, cases_skipped, case_note, expected_ms";
 
 /// Columns of `AssignmentRow`, as a claim's `RETURNING` names them.
 pub const ASSIGNMENT_COLUMNS: &str = "assignment_id, testrun_id, id AS test_id, name, content, \
-     attempt, queued_at, log_lines, size_bytes";
+     attempt, queued_at, log_lines, size_bytes, expected_ms";
 
 // The statuses the stores' statements name, as SQL literals.
 pub const CREATED: &str = TestrunStatus::Created.sql();
@@ -43,6 +43,16 @@ pub const ERROR: &str = TestStatus::Error.sql();
 /// (runner contract rule 12).
 pub const SKIP_FAILED_SETUP: &str = " AND NOT EXISTS (SELECT 1 FROM setups s \
      WHERE s.testrun_id = tests.testrun_id AND s.runner_id = $1 AND s.status = 'FAILED')";
+
+/// The order a claim takes queued tests in: Testrun by Testrun (oldest
+/// first), and within one the longest expected first, then submission
+/// order (ids follow positions), so a long test never starts last and
+/// holds its Testrun up (longest-processing-time-first, done as runners
+/// pull). Exactly the `tests_queue` index (migration 0040): the claim stays
+/// an index seek. A Testrun without history has no expected durations at
+/// all, so its order is submission order. Any filter a claim adds (e.g. by
+/// runner labels) goes in its WHERE, before this.
+pub const QUEUE_ORDER: &str = " ORDER BY testrun_id, expected_ms DESC, id";
 
 pub const CLAIM_SET: &str = concatcp!(
     "status = ",
@@ -76,6 +86,7 @@ pub const CLAIMED_COUNTS: &str = concatcp!(
 pub struct TestrunRow {
     id: i64,
     username: String,
+    suite: String,
     status: String,
     command: Option<String>,
     timeout_ms: i64,
@@ -90,6 +101,8 @@ pub struct TestrunRow {
     log_seq: i64,
     #[sqlx(flatten)]
     cases: CaseCountsRow,
+    test_memory_bytes: Option<i64>,
+    test_pids: Option<i64>,
 }
 
 /// The case count columns of a test or Testrun row.
@@ -119,6 +132,7 @@ impl TestrunRow {
         Ok(Testrun {
             id: self.id,
             username: self.username,
+            suite: self.suite,
             status: TestrunStatus::parse(&self.status)
                 .ok_or_else(|| corrupt("testruns.status", &self.status))?,
             command: self.command,
@@ -136,6 +150,10 @@ impl TestrunRow {
             log_seq: self.log_seq,
             tests: Vec::new(),
             cases: self.cases.into(),
+            limits: TestLimits {
+                memory_bytes: self.test_memory_bytes,
+                pids: self.test_pids,
+            },
         })
     }
 }
@@ -159,6 +177,7 @@ pub struct TestRow {
     #[sqlx(flatten)]
     cases: CaseCountsRow,
     case_note: String,
+    expected_ms: Option<i64>,
 }
 
 impl TestRow {
@@ -180,6 +199,7 @@ impl TestRow {
             size_bytes: self.size_bytes,
             cases: self.cases.into(),
             note: self.case_note,
+            expected_ms: self.expected_ms,
         })
     }
 }
@@ -196,6 +216,7 @@ pub struct AssignmentRow {
     queued_at: i64,
     log_lines: i64,
     size_bytes: i64,
+    expected_ms: Option<i64>,
 }
 
 /// A resumable assignment.
@@ -360,10 +381,11 @@ pub fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim>
     };
     let (mut rows, dropped): (Vec<AssignmentRow>, Vec<AssignmentRow>) =
         rows.into_iter().partition(|r| !is_cancelled(r.testrun_id));
-    // In queue order: `UPDATE … RETURNING` returns rows in no particular
+    // In queue order (the claim's: Testrun, longest expected first, then
+    // submission): `UPDATE … RETURNING` returns rows in no particular
     // order, and a runner starts what waits in its queue in the order it
     // came.
-    rows.sort_unstable_by_key(|r| (r.testrun_id, r.test_id));
+    rows.sort_unstable_by_key(|r| (r.testrun_id, std::cmp::Reverse(r.expected_ms), r.test_id));
     let cancelled = dropped.into_iter().map(|r| r.assignment_id).collect();
     let assignments = rows
         .into_iter()
@@ -381,6 +403,8 @@ pub fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim>
                 queued_at: r.queued_at,
                 log_lines: r.log_lines,
                 size_bytes: r.size_bytes,
+                limits: s.map(|s| s.limits).unwrap_or_default(),
+                expected_ms: r.expected_ms,
             }
         })
         .collect();
@@ -388,7 +412,7 @@ pub fn claimed(rows: Vec<AssignmentRow>, runs: Vec<TestrunRow>) -> Result<Claim>
         assignments,
         testruns,
         cancelled,
-        stale: false,
+        ..Claim::default()
     })
 }
 
@@ -446,6 +470,7 @@ mod tests {
                 size_bytes: 0,
                 cases: CaseCounts::default(),
                 note: String::new(),
+                expected_ms: None,
             })
         };
         let tests = [

@@ -226,17 +226,24 @@ macro_rules! sql_store {
                     let mut tx = self.write.begin().await?;
                     let id: i64 = sqlx::query_scalar(concatcp!(
                         "INSERT INTO testruns \
-                             (username, status, command, timeout_ms, created_at, tests_total) \
-                         VALUES ($1, ", CREATED, ", $2, $3, $4, $5) RETURNING id"
+                             (username, status, command, timeout_ms, created_at, tests_total, \
+                              test_memory_bytes, test_pids, suite) \
+                         VALUES ($1, ", CREATED, ", $2, $3, $4, $5, $6, $7, $8) RETURNING id"
                     ))
                     .bind(&run.username)
                     .bind(&run.command)
                     .bind(run.timeout_ms)
                     .bind(now)
                     .bind(run.tests.len() as i64)
+                    .bind(run.limits.memory_bytes)
+                    .bind(run.limits.pids)
+                    .bind(&run.suite)
                     .fetch_one(&mut *tx)
                     .await?;
-                    Self::insert_tests(&mut tx, id, run, now).await?;
+                    // Longest first: each test is stored with the duration
+                    // its suite's history expects (see `store::history`).
+                    let suite_median = Self::suite_median(&mut tx, &run.suite).await?;
+                    Self::insert_tests(&mut tx, id, run, suite_median, now).await?;
                     if let Some(ws) = &run.workspace {
                         Self::insert_workspace(&mut tx, id, ws, now).await?;
                     }
@@ -479,6 +486,8 @@ macro_rules! sql_store {
                         .await?;
                         tests.push(row.map(TestRow::into_domain).transpose()?);
                     }
+                    // History: every test that reached its final result.
+                    Self::record_outcomes(&mut tx, &tests, now).await?;
                     let mut testruns = Vec::new();
                     for (testrun_id, tally) in tally_finished(&tests) {
                         let run = Self::recount(&mut tx, testrun_id, &tally).await?;
@@ -498,10 +507,12 @@ macro_rules! sql_store {
                     let mut tx = self.write.begin().await?;
                     let epoch: i64 = sqlx::query_scalar(
                         "INSERT INTO runners \
-                             (id, name, slots, version, registered_at, lease_until, epoch) \
-                         VALUES ($1, $2, $3, $4, $5, $5, 1) \
+                             (id, name, slots, version, registered_at, lease_until, epoch, \
+                              labels, token_name) \
+                         VALUES ($1, $2, $3, $4, $8, $5, 1, $6, $7) \
                          ON CONFLICT (id) DO UPDATE SET name = $2, slots = $3, version = $4, \
-                             lease_until = $5, epoch = runners.epoch + 1 \
+                             lease_until = $5, epoch = runners.epoch + 1, labels = $6, \
+                             token_name = $7 \
                          RETURNING epoch",
                     )
                     .bind(&runner.id)
@@ -509,6 +520,9 @@ macro_rules! sql_store {
                     .bind(runner.slots)
                     .bind(&runner.version)
                     .bind(lease_until)
+                    .bind(serde_json::to_string(&runner.labels).unwrap_or_else(|_| "{}".into()))
+                    .bind(&runner.token_name)
+                    .bind(now)
                     .fetch_one(&mut *tx)
                     .await?;
                     let rows: Vec<ResumeRow> = sqlx::query_as(concatcp!(

@@ -16,8 +16,8 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::contract::Claim;
 use super::rows::{
-    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUED, SKIP_FAILED_SETUP,
-    TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
+    ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER, QUEUED,
+    SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
 };
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
@@ -45,6 +45,13 @@ blob_content!(
     in_list("IN (SELECT value FROM json_each(", "))"),
     each("json_each(", ")"),
     lock("")
+);
+
+fleet_store!(SqliteStore);
+history_store!(
+    SqliteStore,
+    Sqlite,
+    in_list("IN (SELECT value FROM json_each(", "))")
 );
 
 impl SqliteStore {
@@ -97,6 +104,7 @@ impl SqliteStore {
         tx: &mut Transaction<'_, Sqlite>,
         id: i64,
         run: &NewTestrun,
+        suite_median: Option<i64>,
         now: Millis,
     ) -> Result<()> {
         let files: Vec<[&str; 2]> = run
@@ -104,16 +112,23 @@ impl SqliteStore {
             .iter()
             .map(|t| [t.name.as_str(), t.content.as_str()])
             .collect();
+        // Each test's expected duration is its median in the suite's
+        // history, else the suite's median ($5).
         sqlx::query(concatcp!(
-            "INSERT INTO tests (testrun_id, position, name, content, size_bytes, status, queued_at) \
+            "INSERT INTO tests \
+                 (testrun_id, position, name, content, size_bytes, status, queued_at, expected_ms) \
              SELECT $1, key, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
                     length(CAST(json_extract(value, '$[1]') AS BLOB)), ",
             QUEUED,
-            ", $2 FROM json_each($3)"
+            ", $2, COALESCE((SELECT s.median_ms FROM test_stats s \
+                             WHERE s.suite = $4 AND s.name = json_extract(value, '$[0]')), $5) \
+             FROM json_each($3)"
         ))
         .bind(id)
         .bind(now)
         .bind(json(&files))
+        .bind(&run.suite)
+        .bind(suite_median)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -135,6 +150,10 @@ impl SqliteStore {
         Ok(())
     }
 
+    async fn lock_history(_: &mut Transaction<'_, Sqlite>, _: &[i64], _: Millis) -> Result<()> {
+        Ok(())
+    }
+
     async fn claim(&self, runner: &RunnerInfo, epoch: i64, n: i64, now: Millis) -> Result<Claim> {
         let mut tx = self.write.begin().await?;
         // The epoch check rides in the claim itself (one round trip to the
@@ -146,8 +165,10 @@ impl SqliteStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
-            " ORDER BY testrun_id, id LIMIT $4) \
-                 AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5) \
+            QUEUE_ORDER,
+            " LIMIT $4) \
+                 AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5 \
+                     AND drained_at IS NULL) \
              RETURNING ",
             ASSIGNMENT_COLUMNS
         ))
@@ -159,15 +180,16 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
-            let current: Option<i64> =
-                sqlx::query_scalar("SELECT epoch FROM runners WHERE id = $1")
+            let current: Option<(i64, bool)> =
+                sqlx::query_as("SELECT epoch, drained_at IS NOT NULL FROM runners WHERE id = $1")
                     .bind(&runner.id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            return Ok(if current == Some(epoch) {
-                Claim::default()
-            } else {
-                Claim::stale()
+            return Ok(match current {
+                Some((current, _)) if current != epoch => Claim::stale(),
+                None => Claim::stale(),
+                Some((_, true)) => Claim::drained(),
+                Some((_, false)) => Claim::default(),
             });
         }
         let runs: Vec<TestrunRow> = sqlx::query_as(concatcp!(

@@ -35,10 +35,24 @@ pub struct Cgroups {
 }
 
 /// What the groups of one test bound.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     pub memory: Option<u64>,
     pub pids: Option<u64>,
+}
+
+impl Limits {
+    /// The lower of each limit (`None` is no limit).
+    pub fn lower(self, other: Limits) -> Limits {
+        let min = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Limits {
+            memory: min(self.memory, other.memory),
+            pids: min(self.pids, other.pids),
+        }
+    }
 }
 
 /// A hierarchy's mount: (mount root within the hierarchy, mount point,

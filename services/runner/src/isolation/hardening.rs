@@ -53,10 +53,40 @@ pub fn token_on_command_line() -> bool {
     std::env::args().any(|a| a == "--token" || a.starts_with("--token="))
 }
 
+/// Points descriptor 0 at `/dev/null`.
+#[allow(unsafe_code)]
+fn replace_stdin_with_null() -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let null = std::fs::File::open("/dev/null")?;
+    // SAFETY: dup2 on two valid descriptors; 0 is ours to replace (nothing
+    // else reads standard input) and `null` stays open across the call.
+    if unsafe { nix::libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The token held in `path`: its content without surrounding whitespace.
+///
+/// `-` or `/dev/stdin` reads the descriptor the runner was started with
+/// (`runner --token-file - < token`): a non-root runner whose tests share
+/// its uid can so be given a token from a file it could not open itself
+/// (opening `/dev/stdin` would reopen that file with the runner's rights).
+/// Standard input is then replaced by `/dev/null`, so nothing is left
+/// that leads to the file.
 pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?;
+    let from_stdin = path == Path::new("-") || path == Path::new("/dev/stdin");
+    let text = if from_stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+            .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?;
+        replace_stdin_with_null()
+            .map_err(|e| anyhow::anyhow!("--token-file {}: closing stdin: {e}", path.display()))?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?;
     let token = text.trim().to_owned();
     anyhow::ensure!(
         !token.is_empty(),

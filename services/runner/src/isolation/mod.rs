@@ -83,7 +83,12 @@ impl Isolation {
             pids: settings.pids,
         };
         let cgroups = if settings.cgroups {
-            Cgroups::detect(limits)
+            // The controllers are wanted even with no limit of our own: a
+            // Testrun may ask for one (`Assign.memory_bytes` / `pids`).
+            Cgroups::detect(Limits {
+                memory: Some(limits.memory.unwrap_or(u64::MAX)),
+                pids: Some(limits.pids.unwrap_or(u64::MAX)),
+            })
         } else {
             Cgroups::default()
         };
@@ -92,8 +97,9 @@ impl Isolation {
             test_users = %uids.as_ref().map_or("the runner's user".to_owned(), |_| format!("a uid per slot from {}", settings.uid_base)),
             cgroups = %cgroups.describe(),
             leftovers = if cgroups.tracks_membership() { "cgroup" } else if uids.is_some() { "uid" } else { "/proc scan" },
-            memory = %settings.memory.map_or("unlimited".to_owned(), |m| format!("{} by {}", format_size(m), if memory_by_group { "cgroup" } else { "RLIMIT_AS" })),
-            pids = %settings.pids.map_or("unlimited".to_owned(), |n| format!("{n} by {}", if pids_by_group { "cgroup" } else { "RLIMIT_NPROC" })),
+            // Without a limit of our own, a Testrun's applies (and how).
+            memory = %settings.memory.map_or("per-Testrun".to_owned(), format_size) + if memory_by_group { " by cgroup" } else { " by RLIMIT_AS" },
+            pids = %settings.pids.map_or("per-Testrun".to_owned(), |n| n.to_string()) + if pids_by_group { " by cgroup" } else { " by RLIMIT_NPROC" },
             "test isolation"
         );
         Ok(Self {
@@ -112,13 +118,15 @@ impl Isolation {
         self.uids.is_some()
     }
 
-    /// A sandbox for one test: its uid, its cgroups and its limits.
-    pub fn sandbox(self: &Arc<Self>) -> Result<Sandbox, String> {
+    /// A sandbox for one test: its uid, its cgroups and its limits, the
+    /// lower of the runner's and those its Testrun `asked` for.
+    pub fn sandbox(self: &Arc<Self>, asked: Limits) -> Result<Sandbox, String> {
         let (memory_by_group, pids_by_group) = self.cgroups.bounds();
+        let limits = self.limits.lower(asked);
         let groups = if self.cgroups.tracks_membership() {
             Some(
                 self.cgroups
-                    .create(self.limits)
+                    .create(limits)
                     .map_err(|e| format!("cannot create the test's cgroup: {e}"))?,
             )
         } else {
@@ -130,9 +138,10 @@ impl Isolation {
             uid,
             groups,
             rlimits: Rlimits {
-                address_space: self.limits.memory.filter(|_| !memory_by_group),
-                processes: self.limits.pids.filter(|_| !pids_by_group),
+                address_space: limits.memory.filter(|_| !memory_by_group),
+                processes: limits.pids.filter(|_| !pids_by_group),
             },
+            limits,
             marker: format!(
                 "{MARKER}={}-{}",
                 std::process::id(),
@@ -156,6 +165,8 @@ pub struct Sandbox {
     uid: Option<u32>,
     groups: Option<TestGroups>,
     rlimits: Rlimits,
+    /// The limits this test runs under.
+    limits: Limits,
     marker: String,
     root: Option<i32>,
     done: bool,
@@ -301,7 +312,7 @@ impl Sandbox {
             .groups
             .as_ref()
             .filter(|g| g.oom_killed())
-            .and_then(|_| isolation.limits.memory)
+            .and(self.limits.memory)
             .map(|m| format!("killed: out of memory (limit {})", format_size(m)));
         if let Some(groups) = self.groups.take() {
             groups.remove().await;

@@ -99,6 +99,50 @@ impl UidPool {
     }
 }
 
+/// Gives every entry of `dir` (symbolic links themselves, never what they
+/// lead to) to `uid`:`gid`.
+pub fn chown_tree(dir: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(dir)?.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes a tree a set-up's uid made back for the runner's user, and lets
+/// every test uid read it (and enter its directories, and run what its
+/// maker could run): no test uid can then change it, and every slot's can
+/// use it.
+pub fn hand_back_tree(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    let meta = std::fs::symlink_metadata(dir)?;
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() & 0o7777 & !0o7000;
+    let open = if meta.is_dir() || mode & 0o100 != 0 {
+        0o555
+    } else {
+        0o444
+    };
+    // No other bits widened: what the set-up kept private from others
+    // becomes readable, never writable.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode((mode & !0o022) | open))?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            hand_back_tree(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,8 @@ use self::cache::Cache;
 use self::copies::Base;
 use self::digest::{BlobId, Hasher};
 use self::fetch::{Fetched, Fetcher};
+use crate::isolation::Isolation;
+use crate::isolation::cgroups::Limits;
 
 /// The set-up timeout when an `Assign` sets none.
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -115,6 +117,9 @@ pub struct Workspaces {
     /// One preparation per key at a time.
     busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     seq: AtomicU64,
+    /// Set-ups run in a sandbox of their own: as a test uid (with
+    /// per-slot users), like any untrusted code.
+    isolation: Option<Arc<Isolation>>,
 }
 
 impl Workspaces {
@@ -126,6 +131,7 @@ impl Workspaces {
         root: &Path,
         test_path: String,
         kill_grace: Duration,
+        isolation: Option<Arc<Isolation>>,
     ) -> std::io::Result<Self> {
         if root.exists() {
             copies::delete(root);
@@ -142,6 +148,7 @@ impl Workspaces {
             bases: Mutex::new(Vec::new()),
             busy: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
+            isolation,
         })
     }
 
@@ -280,6 +287,29 @@ impl Workspaces {
             std::fs::create_dir_all(&home)
                 .map_err(|e| digest::describe(&e, "creating the set-up's home"))?;
             let (vars, skipped) = env::usable(&spec.env);
+            // A test uid runs the set-up (the lowest free one: a slot's);
+            // the tree and its home are that uid's while it runs.
+            let mut sandbox = match &self.isolation {
+                Some(isolation) => Some(
+                    isolation
+                        .sandbox(Limits::default())
+                        .map_err(|e| format!("set-up: {e}"))?,
+                ),
+                None => None,
+            };
+            if let Some(sandbox) = &sandbox {
+                let (tree, home) = (staging.to_owned(), home.clone());
+                let owned = sandbox.uid();
+                blocking(move || match owned {
+                    Some(uid) => {
+                        crate::isolation::users::chown_tree(&tree, uid, uid)?;
+                        crate::isolation::users::chown_tree(&home, uid, uid)
+                    }
+                    None => Ok(()),
+                })
+                .await
+                .map_err(|e| digest::describe(&e, "giving the workspace to the set-up's user"))?;
+            }
             let run = setup::run(
                 &spec.setup,
                 staging,
@@ -290,8 +320,28 @@ impl Workspaces {
                     kill_grace: self.kill_grace,
                 },
                 spec.setup_timeout,
+                sandbox.as_mut(),
             )
             .await;
+            let as_test_user = sandbox.as_ref().and_then(|s| s.uid()).is_some();
+            if let Some(sandbox) = sandbox {
+                let cleanup = sandbox.finish().await;
+                if cleanup.leftovers > 0 {
+                    tracing::info!(
+                        leftovers = cleanup.leftovers,
+                        "killed what the set-up left running"
+                    );
+                }
+            }
+            if as_test_user {
+                // Back to the runner's user, readable by every slot's uid
+                // and writable by none: a test that later gets the set-up's
+                // uid cannot change what the others import.
+                let tree = staging.to_owned();
+                blocking(move || crate::isolation::users::hand_back_tree(&tree))
+                    .await
+                    .map_err(|e| digest::describe(&e, "handing the set-up's products back"))?;
+            }
             let _ = tokio::task::spawn_blocking(move || copies::delete(&home)).await;
             let mut output = String::new();
             for note in skipped {

@@ -13,6 +13,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::Command;
 
+use crate::isolation::Sandbox;
+
 /// Output kept: the last 256 KiB (the contract's bound).
 pub const MAX_OUTPUT: usize = 256 << 10;
 
@@ -37,8 +39,16 @@ pub struct SetupEnv<'a> {
     pub kill_grace: Duration,
 }
 
-/// Runs `command` in `dir`.
-pub async fn run(command: &str, dir: &Path, env: &SetupEnv<'_>, timeout: Duration) -> SetupRun {
+/// Runs `command` in `dir`, inside `sandbox` when given (as its uid, in
+/// its cgroup, under its limits; the caller `finish`es it, which kills
+/// what the set-up left running).
+pub async fn run(
+    command: &str,
+    dir: &Path,
+    env: &SetupEnv<'_>,
+    timeout: Duration,
+    sandbox: Option<&mut Sandbox>,
+) -> SetupRun {
     let started = Instant::now();
     let failed = |error: String| SetupRun {
         ok: false,
@@ -69,7 +79,14 @@ pub async fn run(command: &str, dir: &Path, env: &SetupEnv<'_>, timeout: Duratio
         .stderr(writer2)
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    if let Some(sandbox) = sandbox.as_deref() {
+        sandbox.apply(&mut cmd);
+    }
+    let spawned = match sandbox {
+        Some(sandbox) => sandbox.spawn(&mut cmd),
+        None => cmd.spawn(),
+    };
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return failed(format!("set-up: cannot execute /bin/sh: {e}")),
     };
@@ -166,6 +183,7 @@ mod tests {
             dir.path(),
             &env(dir.path(), &vars),
             Duration::from_secs(10),
+            None,
         )
         .await;
         assert!(run.ok, "{run:?}");
@@ -188,6 +206,7 @@ mod tests {
             dir.path(),
             &env(dir.path(), &[]),
             Duration::from_secs(10),
+            None,
         )
         .await;
         assert!(!failed.ok);
@@ -199,6 +218,7 @@ mod tests {
             dir.path(),
             &env(dir.path(), &[]),
             Duration::from_millis(300),
+            None,
         )
         .await;
         assert!(!hung.ok);

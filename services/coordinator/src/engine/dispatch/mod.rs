@@ -189,6 +189,15 @@ impl Dispatcher {
             session.close();
             return Ok(Claimed::Stale);
         }
+        if claim.drained {
+            // Drained by an operator: nothing more for it, but other
+            // runners may still take work.
+            if !session.is_draining() {
+                tracing::info!(runner = %session.info.name, "runner drained by an operator");
+            }
+            session.drain();
+            return Ok(Claimed::Stale);
+        }
         if claim.assignments.is_empty() && claim.cancelled.is_empty() {
             return Ok(Claimed::QueueEmpty);
         }
@@ -238,6 +247,7 @@ impl Dispatcher {
             size_bytes: a.size_bytes,
             cases: Default::default(),
             note: String::new(),
+            expected_ms: a.expected_ms,
         };
         // Watchers learn of the start before the runner can report the end.
         self.hub.publish(a.testrun_id, RunEvent::Test(test));
@@ -250,6 +260,11 @@ impl Dispatcher {
             command: a.command.unwrap_or_default(),
             timeout: Some(testrunner_proto::millis(a.timeout_ms)),
             attempt: a.attempt.max(0) as u32,
+            memory_bytes: a.limits.memory_bytes.map_or(0, |n| n.max(0) as u64),
+            pids: a
+                .limits
+                .pids
+                .map_or(0, |n| n.clamp(0, u32::MAX.into()) as u32),
             ..Assign::default()
         };
         match self.workspaces.get(&*self.store, a.testrun_id).await {

@@ -218,6 +218,11 @@ impl Session {
         self.state().draining = true;
     }
 
+    /// True once it gets no more work.
+    pub fn is_draining(&self) -> bool {
+        self.state().draining
+    }
+
     /// Assignments held, for tests and shutdown.
     pub fn held_count(&self) -> usize {
         self.state().held.len()
@@ -287,6 +292,7 @@ mod tests {
             slots,
             queue,
             version: String::new(),
+            ..RunnerInfo::default()
         };
         (Session::new(info, 1, tx, HashMap::new()), rx)
     }

@@ -42,6 +42,26 @@ impl Runners {
             .await
     }
 
+    /// Reads what an operator decided about the runner, through whichever
+    /// coordinator: a revoked token ends the stream (UNAUTHENTICATED); a
+    /// drain stops its work. The adapter calls this every heartbeat
+    /// interval.
+    pub async fn check_standing(&self, session: &Session) -> Result<()> {
+        let standing = self.store.standing(&session.info.id).await?;
+        if standing.revoked {
+            tracing::warn!(runner_id = %session.info.id, runner = %session.info.name, token = %session.info.token_name, "runner token revoked; ending its stream");
+            return Err(Error::Unauthenticated(format!(
+                "runner token {:?} was revoked",
+                session.info.token_name
+            )));
+        }
+        if standing.draining && !session.is_draining() {
+            tracing::info!(runner_id = %session.info.id, runner = %session.info.name, "runner drained by an operator");
+            session.drain();
+        }
+        Ok(())
+    }
+
     /// The stream ended: the runner gets no more work through it.
     pub fn detach(&self, session: &Session) {
         self.dispatcher.detach(session);

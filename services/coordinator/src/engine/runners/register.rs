@@ -17,8 +17,15 @@ use crate::live::hub::{ListEvent, RunEvent};
 impl Runners {
     /// Registers a new stream of a runner and attaches its session: from
     /// now on the dispatcher hands it work through `tx`.
-    pub async fn register(&self, register: &pb::Register, tx: Outbound) -> Result<Arc<Session>> {
-        let info = validate_register(register)?;
+    /// `token_name` is the runner token it attached with ('' if shared).
+    pub async fn register(
+        &self,
+        register: &pb::Register,
+        token_name: &str,
+        tx: Outbound,
+    ) -> Result<Arc<Session>> {
+        let mut info = validate_register(register)?;
+        info.token_name = token_name.to_owned();
         let lease_ms = self.settings.lease.as_millis() as i64;
         // A new epoch for this runner: its older streams (here or on another
         // coordinator) can claim nothing more. Keep what the runner still
@@ -150,5 +157,11 @@ pub fn validate_register(r: &pb::Register) -> Result<RunnerInfo> {
         slots: r.slots as i32,
         queue: r.queue as i32,
         version: r.version.chars().take(64).collect(),
+        labels: r
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        token_name: String::new(),
     })
 }
