@@ -27,6 +27,7 @@ TARGETS = {
     "production": "k8s/overlays/production",
     "production-autoscaled": "k8s/overlays/production-autoscaled",
     "production-tls": "tests/fixtures/production-tls",
+    "production-pools": "k8s/overlays/production-pools",
 }
 
 # The coordinator's API port (TESTRUNNER_LISTEN; container/Service port
@@ -492,13 +493,14 @@ def coordinator_peers(objs) -> tuple[dict, list[str]]:
     return peers, p
 
 
-def check_network_policy(objs, extra: set = frozenset()) -> list[str]:
+def check_network_policy(objs, extra: set = frozenset(), pools: set = frozenset()) -> list[str]:
     """Runners reach only the runner port, and only runners reach it; the
-    ingress controller (plus `extra`, e.g. Prometheus) reaches the API port."""
+    ingress controller (plus `extra`, e.g. Prometheus) reaches the API port.
+    `pools`: the runner pools' peers besides the default one (local:NAME)."""
     peers, p = coordinator_peers(objs)
     want = {
         COORDINATOR_PORT: {"ns:ingress-nginx/pods:ingress-nginx"} | set(extra),
-        COORDINATOR_RUNNER_PORT: {"local:runner"},
+        COORDINATOR_RUNNER_PORT: {"local:runner"} | set(pools),
     }
     if peers and peers != want:
         got = {k: sorted(v) for k, v in peers.items()}
@@ -785,9 +787,10 @@ def check_no_autoscaler(objs) -> list[str]:
 
 def check_keda(objs) -> list[str]:
     p = []
-    sos = find(objs, "ScaledObject")
+    # Runner pools (check_pools) bring ScaledObjects of their own.
+    sos = find(objs, "ScaledObject", "runner")
     if len(sos) != 1:
-        return [f"expected one ScaledObject, found {len(sos)}"]
+        return [f"expected one ScaledObject named runner, found {len(sos)}"]
     so = sos[0]
     if find(objs, "HorizontalPodAutoscaler"):
         p.append("a HorizontalPodAutoscaler competes with KEDA")
@@ -817,10 +820,78 @@ def check_keda(objs) -> list[str]:
             p.append("ScaledObject trigger metadata values must all be strings")
         if "testrunner_tests_queued" not in md.get("query", ""):
             p.append("prometheus trigger does not read testrunner_tests_queued")
+        elif 'testrunner_tests_queued{selector=""}' not in md.get("query", ""):
+            p.append("the default pool's trigger must read the queue without a selector "
+                     '(testrunner_tests_queued{selector=""}), not every pool\'s')
         if not md.get("serverAddress", "").startswith("http"):
             p.append("prometheus trigger has no serverAddress")
         if md.get("threshold") != str(slots):
             p.append(f"trigger threshold {md.get('threshold')!r} != TESTRUNNER_SLOTS {slots!r}")
+    return p
+
+
+# The runners' `--label` syntax (testrunner_content::label): key=value,
+# each 1 to 63 of A-Z a-z 0-9 . _ -.
+LABEL_PART = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+
+
+def check_pools(objs) -> list[str]:
+    """Every extra runner pool (a runner Deployment with TESTRUNNER_LABELS)
+    has valid labels, reaches the coordinator like the default pool, is
+    admitted to the runner port, and scales with a ScaledObject of its own
+    on exactly its selector's queue."""
+    p = []
+    default_env = env_map(objs, container(objs, "Deployment", "runner", "runner"))
+    slots = default_env.get("TESTRUNNER_SLOTS")
+    pools = []
+    for d in find(objs, "Deployment"):
+        if d["metadata"]["name"] == "runner" or not any(c["name"] == "runner" for c in containers(d)):
+            continue
+        env = env_map(objs, container(objs, "Deployment", d["metadata"]["name"], "runner"))
+        if "TESTRUNNER_LABELS" in env:
+            pools.append((d, env))
+    if not pools:
+        return ["no runner pool (a runner Deployment with TESTRUNNER_LABELS)"]
+    for d, env in pools:
+        name = d["metadata"]["name"]
+        labels = {}
+        for entry in str(env["TESTRUNNER_LABELS"]).split(","):
+            key, _, value = entry.partition("=")
+            if not (LABEL_PART.match(key) and LABEL_PART.match(value)) or key in labels:
+                p.append(f"{name}: label {entry!r} breaks the runners' --label rule")
+            labels[key] = value
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        if env.get("TESTRUNNER_COORDINATOR") != default_env.get("TESTRUNNER_COORDINATOR"):
+            p.append(f"{name} connects to {env.get('TESTRUNNER_COORDINATOR')!r}, not where the default pool does")
+        if "replicas" in d["spec"]:
+            p.append(f"{name} sets replicas: kubectl apply would fight its autoscaler")
+        sos = [so for so in find(objs, "ScaledObject")
+               if (so["spec"].get("scaleTargetRef") or {}).get("name") == name]
+        if len(sos) != 1:
+            p.append(f"{name}: expected one ScaledObject, found {len(sos)}")
+            continue
+        for t in sos[0]["spec"].get("triggers") or []:
+            md = t.get("metadata") or {}
+            query = md.get("query", "")
+            if f'testrunner_tests_queued{{selector="{selector}"}}' not in query:
+                p.append(f"{name}: trigger does not read its own queue "
+                         f'testrunner_tests_queued{{selector="{selector}"}}: {query!r}')
+            if md.get("threshold") != str(slots):
+                p.append(f"{name}: trigger threshold {md.get('threshold')!r} != TESTRUNNER_SLOTS {slots!r}")
+        admitted = False
+        for np in find(objs, "NetworkPolicy"):
+            if not selector_matches(np["spec"].get("podSelector"), pod_labels(one(objs, "Deployment", "coordinator"))):
+                continue
+            for rule in np["spec"].get("ingress") or []:
+                ports = {pp.get("port") for pp in rule.get("ports") or []}
+                if COORDINATOR_RUNNER_PORT not in ports:
+                    continue
+                for peer in rule.get("from") or []:
+                    if "podSelector" in peer and "namespaceSelector" not in peer \
+                            and selector_matches(peer["podSelector"], pod_labels(d)):
+                        admitted = True
+        if not admitted:
+            p.append(f"no NetworkPolicy admits {name}'s pods to coordinator port {COORDINATOR_RUNNER_PORT}")
     return p
 
 

@@ -124,6 +124,32 @@ class Autoscaled(unittest.TestCase):
         self.assertEqual(prod - auto, set())
 
 
+class Pools(unittest.TestCase):
+    def setUp(self):
+        self.objs = render("production-pools")
+
+    def test_each_pool_scales_on_its_own_queue(self):
+        self.assertEqual(checks.check_pools(self.objs), [])
+        self.assertEqual(checks.check_keda(self.objs), [])
+
+    def test_the_pool_reaches_the_coordinator_and_is_admitted(self):
+        self.assertEqual(checks.check_runner_reaches_coordinator(self.objs), [])
+        extra = {"ns:monitoring/pods:prometheus"}
+        pools = {"local:runner-gpu"}
+        self.assertEqual(checks.check_network_policy(self.objs, extra=extra, pools=pools), [])
+
+    def test_a_pool_without_its_own_trigger_is_caught(self):
+        broken = [o for o in self.objs if (o["kind"], o["metadata"]["name"]) != ("ScaledObject", "runner-gpu")]
+        self.assertTrue(checks.check_pools(broken))
+
+    def test_everything_else_as_autoscaled(self):
+        auto = {(o["kind"], o["metadata"]["name"]) for o in render("production-autoscaled")}
+        pools = {(o["kind"], o["metadata"]["name"]) for o in self.objs}
+        self.assertEqual(pools - auto, {("Deployment", "runner-gpu"), ("ScaledObject", "runner-gpu"),
+                                        ("NetworkPolicy", "coordinator-runner-gpu")})
+        self.assertEqual(auto - pools, set())
+
+
 class Tls(unittest.TestCase):
     def setUp(self):
         self.objs = render("production-tls")

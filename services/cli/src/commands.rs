@@ -77,6 +77,11 @@ enum Command {
         /// Per-test timeout in seconds.
         #[arg(long)]
         timeout: Option<u32>,
+        /// A label every runner taking the tests must have (repeatable,
+        /// `--selector gpu=a100`): the tests go only to runners started
+        /// with all of them (`runner --label gpu=a100`).
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = parse_selector)]
+        selector: Vec<(String, String)>,
         /// Print the id and return at once instead of following.
         #[arg(long)]
         detach: bool,
@@ -213,6 +218,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             user,
             command,
             timeout,
+            selector,
             detach,
             test_memory,
             test_pids,
@@ -258,6 +264,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 test_memory_bytes: test_memory,
                 test_pids,
                 suite: Some(suite),
+                selector: selector.into_iter().collect(),
                 ..CreateTestrunRequest::default()
             });
             create_and_follow(&mut api, request, detach).await
@@ -269,6 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             user,
             command,
             timeout,
+            selector,
             detach,
             test_memory,
             test_pids,
@@ -294,6 +302,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 test_memory_bytes: test_memory,
                 test_pids,
                 suite,
+                selector: selector.into_iter().collect(),
                 ..CreateTestrunRequest::default()
             });
             create_and_follow(&mut api, request, detach).await
@@ -492,6 +501,8 @@ async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
     let mut final_state = None;
     let mut names: HashMap<i64, String> = HashMap::new();
     let mut retries = 0;
+    // What the Testrun waits for, as last printed.
+    let mut waiting = String::new();
     loop {
         let mut stream = match api
             .client
@@ -517,6 +528,7 @@ async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
                     cursor = cursor.max(event.cursor);
                     match event.event {
                         Some(Event::Snapshot(r)) => {
+                            print_waiting(&mut waiting, &r.waiting);
                             for t in &r.tests {
                                 names.insert(t.id, t.name.clone());
                             }
@@ -534,6 +546,7 @@ async fn follow(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
                             names.insert(t.id, t.name.clone());
                         }
                         Some(Event::Testrun(r)) => {
+                            print_waiting(&mut waiting, &r.waiting);
                             if let Some(state) = &mut final_state {
                                 state.status = r.status;
                                 state.counts = r.counts;
@@ -583,6 +596,24 @@ async fn summary(api: &mut Api, id: i64) -> anyhow::Result<ExitCode> {
 }
 
 /// A gRPC error as a user should read it.
+/// Says when the Testrun starts or stops waiting for a runner pool.
+fn print_waiting(printed: &mut String, now: &str) {
+    if now == printed {
+        return;
+    }
+    if now.is_empty() {
+        eprintln!("testrunner: no longer {printed}");
+    } else {
+        eprintln!("testrunner: {now}");
+    }
+    *printed = now.to_owned();
+}
+
+/// `KEY=VALUE` of `--selector`, by the runners' `--label` rule.
+fn parse_selector(s: &str) -> Result<(String, String), String> {
+    testrunner_content::label::parse_label(s)
+}
+
 /// `K=V` of `--env`.
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {

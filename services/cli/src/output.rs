@@ -67,6 +67,9 @@ pub fn run_details(r: &Testrun) -> String {
         r.username,
         run_status(r.status)
     );
+    if !r.waiting.is_empty() {
+        out.push_str(&format!("  {}\n", r.waiting));
+    }
     for t in &r.tests {
         out.push_str(&test_line(t));
         out.push('\n');

@@ -11,9 +11,11 @@
 //! - [`build`]: a tree from a directory on disk, honouring `.gitignore` and
 //!   `.ignore`, never `.git`, symlinks inside the root followed.
 //! - [`path`]: test paths relative to a workspace root.
+//! - [`label`]: runner labels and Testrun selectors (one syntax for all).
 
 pub mod build;
 pub mod digest;
+pub mod label;
 pub mod path;
 pub mod tree;
 

@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::domain::TestStatus;
+use crate::store::SelectorQueue;
 
 /// The media type of what `render` returns.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -37,6 +38,23 @@ struct Outcome {
     outcome: &'static str,
 }
 
+/// Most distinct selectors shown in the queue gauges besides `""` (no
+/// selector). Selectors are client input, so their number is not bounded
+/// by the fleet: the busiest ones (most tests queued and running) get a
+/// series each and the rest are summed under `selector="other"` (not a
+/// valid selector: it has no `=`). A runner pool's own selector stays
+/// visible as long as fewer than this many selectors are busier.
+pub const MAX_SELECTOR_SERIES: usize = 32;
+/// The series that sums the selectors past `MAX_SELECTOR_SERIES`.
+pub const OTHER_SELECTORS: &str = "other";
+
+/// The canonical text of a Testrun selector (`gpu=a100,zone=b`; empty for
+/// none), as the queue gauges are labelled.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Selector {
+    selector: String,
+}
+
 /// Process-wide metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -46,18 +64,20 @@ pub struct Metrics {
     results_refused: Counter,
     runners_refused: Counter,
     dispatch_latency: Histogram,
-    queued: Gauge,
+    queued: Family<Selector, Gauge>,
     oldest_queued: Gauge<f64, AtomicU64>,
-    running: Gauge,
+    running: Family<Selector, Gauge>,
+    /// Held while the selector families are rewritten for one scrape.
+    scrape: std::sync::Mutex<()>,
     runners: Gauge,
     free_slots: Gauge,
 }
 
 /// Gauges sampled at scrape time.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Gauges {
-    pub queued: i64,
-    pub running: i64,
+    /// Queued and running tests per selector (see `MAX_SELECTOR_SERIES`).
+    pub by_selector: Vec<SelectorQueue>,
     pub oldest_queued_seconds: f64,
     pub runners: usize,
     pub free_slots: usize,
@@ -71,9 +91,10 @@ impl Default for Metrics {
             results_refused: Counter::default(),
             runners_refused: Counter::default(),
             dispatch_latency: Histogram::new(LATENCY_BUCKETS),
-            queued: Gauge::default(),
+            queued: Family::default(),
             oldest_queued: Gauge::default(),
-            running: Gauge::default(),
+            running: Family::default(),
+            scrape: std::sync::Mutex::new(()),
             runners: Gauge::default(),
             free_slots: Gauge::default(),
             registry: Registry::default(),
@@ -87,7 +108,7 @@ impl Default for Metrics {
         let r = &mut m.registry;
         r.register(
             "testrunner_tests_queued",
-            "Tests waiting for a runner",
+            "Tests waiting for a runner, by the selector of their Testrun",
             m.queued.clone(),
         );
         r.register(
@@ -97,7 +118,7 @@ impl Default for Metrics {
         );
         r.register(
             "testrunner_tests_running",
-            "Tests held by runners",
+            "Tests held by runners, by the selector of their Testrun",
             m.running.clone(),
         );
         r.register(
@@ -174,9 +195,18 @@ impl Metrics {
 
     /// Renders everything, with the scrape-time gauges `g`.
     pub fn render(&self, g: &Gauges) -> String {
-        self.queued.set(g.queued);
+        let _one_scrape_at_a_time = self.scrape.lock().expect("scrape lock");
+        // Selectors whose tests are gone must not linger at their last value.
+        self.queued.clear();
+        self.running.clear();
+        for s in bounded(&g.by_selector) {
+            let label = Selector {
+                selector: s.selector,
+            };
+            self.queued.get_or_create(&label).set(s.queued);
+            self.running.get_or_create(&label).set(s.running);
+        }
         self.oldest_queued.set(g.oldest_queued_seconds);
-        self.running.set(g.running);
         self.runners.set(g.runners as i64);
         self.free_slots.set(g.free_slots as i64);
         let mut out = String::with_capacity(4096);
@@ -184,6 +214,44 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// The series to show: `""` always (0 when idle, so the default pool's
+/// autoscaler always has a reading), the `MAX_SELECTOR_SERIES` busiest
+/// other selectors, and the rest summed as `other`.
+fn bounded(by_selector: &[SelectorQueue]) -> Vec<SelectorQueue> {
+    let mut none = SelectorQueue::default();
+    let mut rest: Vec<SelectorQueue> = Vec::new();
+    for s in by_selector {
+        if s.selector.is_empty() {
+            none.queued += s.queued;
+            none.running += s.running;
+        } else {
+            rest.push(s.clone());
+        }
+    }
+    rest.sort_by(|a, b| {
+        (b.queued + b.running)
+            .cmp(&(a.queued + a.running))
+            .then_with(|| a.selector.cmp(&b.selector))
+    });
+    let mut out = vec![none];
+    if rest.len() > MAX_SELECTOR_SERIES {
+        let other = rest.split_off(MAX_SELECTOR_SERIES).into_iter().fold(
+            SelectorQueue {
+                selector: OTHER_SELECTORS.into(),
+                ..SelectorQueue::default()
+            },
+            |mut sum, s| {
+                sum.queued += s.queued;
+                sum.running += s.running;
+                sum
+            },
+        );
+        rest.push(other);
+    }
+    out.extend(rest);
+    out
 }
 
 #[cfg(test)]
@@ -210,7 +278,11 @@ mod tests {
         m.test_finished(TestStatus::Passed);
         m.lines_ingested(7);
         let text = m.render(&Gauges {
-            queued: 4,
+            by_selector: vec![SelectorQueue {
+                selector: String::new(),
+                queued: 4,
+                running: 1,
+            }],
             runners: 2,
             ..Gauges::default()
         });
@@ -219,10 +291,43 @@ mod tests {
             "testrunner_tests_finished_total{outcome=\"ERROR\"} 0",
             "testrunner_log_lines_ingested_total 7",
             "testrunner_results_refused_total 0",
-            "testrunner_tests_queued 4",
+            "testrunner_tests_queued{selector=\"\"} 4",
+            "testrunner_tests_running{selector=\"\"} 1",
             "testrunner_runners_connected 2",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn queue_gauges_are_per_selector_bounded_and_forget_what_is_gone() {
+        let m = Metrics::default();
+        let q = |selector: &str, queued| SelectorQueue {
+            selector: selector.into(),
+            queued,
+            running: 0,
+        };
+        let mut by_selector = vec![q("pool=gpu", 3)];
+        by_selector.extend((0..MAX_SELECTOR_SERIES + 2).map(|i| q(&format!("k=v{i}"), 1)));
+        let text = m.render(&Gauges {
+            by_selector,
+            ..Gauges::default()
+        });
+        let series = |text: &str| {
+            text.lines()
+                .filter(|l| l.starts_with("testrunner_tests_queued{"))
+                .count()
+        };
+        // "", pool=gpu, the 31 busiest others, and "other" (3 summed).
+        assert_eq!(series(&text), MAX_SELECTOR_SERIES + 2, "{text}");
+        for line in [
+            "testrunner_tests_queued{selector=\"\"} 0",
+            "testrunner_tests_queued{selector=\"pool=gpu\"} 3",
+            "testrunner_tests_queued{selector=\"other\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
+        let text = m.render(&Gauges::default());
+        assert_eq!(series(&text), 1, "{text}");
     }
 }

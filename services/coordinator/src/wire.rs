@@ -106,6 +106,8 @@ pub fn testrun(r: &Testrun) -> pb::Testrun {
         test_memory_bytes: r.limits.memory_bytes.map(|n| n.max(0) as u64),
         test_pids: r.limits.pids.map(|n| n.clamp(0, u32::MAX.into()) as u32),
         suite: r.suite.clone(),
+        selector: r.selector.clone().into_iter().collect(),
+        waiting: r.waiting.clone(),
         ..pb::Testrun::default()
     }
 }

@@ -155,6 +155,38 @@ on_both_stores! {
         }
     }
 
+    bad_selectors_are_refused_naming_the_label(backend) {
+        let (_app, mut client) = start(backend).await;
+        let with = |pairs: Vec<(String, String)>| CreateTestrunRequest {
+            selector: pairs.into_iter().collect(),
+            ..request("u", vec![file("a.sh", "")])
+        };
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        for (bad, field) in [
+            (pair("gpu", ""), r#"selector["gpu"]"#),
+            (pair("", "a100"), r#"selector[""]"#),
+            (pair("gpu", "a 100"), r#"selector["gpu"]"#),
+            (pair("gpu", "a=b"), r#"selector["gpu"]"#),
+            (pair("gp/u", "x"), r#"selector["gp/u"]"#),
+            (pair("gpu", &"x".repeat(64)), r#"selector["gpu"]"#),
+        ] {
+            assert_error(client.create_testrun(with(vec![bad])).await, Code::InvalidArgument, field);
+        }
+        let many = |n: usize| (0..n).map(|i| pair(&format!("k{i}"), "v")).collect::<Vec<_>>();
+        assert_error(
+            client.create_testrun(with(many(17))).await,
+            Code::InvalidArgument,
+            "selector: more than 16 labels",
+        );
+        // Sixteen is the limit; the selector is stored and returned.
+        let run = client.create_testrun(with(many(16))).await.expect("16 labels").into_inner();
+        assert_eq!(run.selector.len(), 16);
+        let got = client.get_testrun(GetTestrunRequest { id: run.id }).await.unwrap().into_inner();
+        assert_eq!(got.selector, run.selector);
+        // No runner anywhere: it says what it waits for.
+        assert!(got.waiting.starts_with("waiting for a runner with k0=v,k1=v,k10=v"), "{got:?}");
+    }
+
     duplicate_file_names_are_refused(backend) {
         let (_app, mut client) = start(backend).await;
         assert_error(
@@ -273,6 +305,7 @@ on_both_stores! {
             tests: vec![dup("a"), dup("a")],
             workspace: None,
             limits: Default::default(),
+            selector: Default::default(),
         };
         assert!(store.create_testrun(&run, 0).await.is_err());
         let (runs, total) = store

@@ -50,6 +50,7 @@ fn pinning(blobs: &[&String]) -> NewTestrun {
             blobs: blobs.iter().map(|b| (*b).clone()).collect(),
         }),
         limits: Default::default(),
+        selector: Default::default(),
     }
 }
 

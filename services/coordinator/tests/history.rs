@@ -45,6 +45,7 @@ fn testrun(suite: &str, names: &[&str], workspace: Option<&str>) -> NewTestrun {
             blobs: vec![digest.into()],
         }),
         limits: Default::default(),
+        selector: Default::default(),
     }
 }
 

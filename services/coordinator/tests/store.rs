@@ -25,6 +25,7 @@ fn testrun(names: &[&str]) -> NewTestrun {
             .collect(),
         workspace: None,
         limits: Default::default(),
+        selector: Default::default(),
     }
 }
 

@@ -69,7 +69,10 @@ pub struct Config {
     #[arg(long, env = "TESTRUNNER_QUEUE_WAIT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub queue_wait: Duration,
 
-    /// Labels sent to the coordinator, `key=value`, repeatable.
+    /// Labels sent to the coordinator, `key=value`, repeatable. Testruns
+    /// with a selector go only to runners that have all of its labels. Keys
+    /// and values: 1 to 63 of `A-Z a-z 0-9 . _ -` (the coordinator checks
+    /// the same rule).
     #[arg(long = "label", env = "TESTRUNNER_LABELS", value_delimiter = ',')]
     pub labels: Vec<String>,
 
@@ -289,7 +292,29 @@ impl Config {
             humantime::format_duration(self.queue_wait),
             humantime::format_duration(self.flush_interval)
         );
+        self.label_map()?;
         Ok(())
+    }
+
+    /// `--label`s as a map, each checked by the rule the coordinator
+    /// applies (`testrunner_content::label`): a runner refuses to start
+    /// with a label the coordinator would refuse, or one given twice.
+    pub fn label_map(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        use testrunner_content::label;
+        anyhow::ensure!(
+            self.labels.len() <= label::MAX_RUNNER_LABELS,
+            "--label: more than {} labels",
+            label::MAX_RUNNER_LABELS
+        );
+        let mut map = std::collections::BTreeMap::new();
+        for text in &self.labels {
+            let (key, value) =
+                label::parse_label(text).map_err(|e| anyhow::anyhow!("--label {e}"))?;
+            if let Some(old) = map.insert(key.clone(), value) {
+                anyhow::bail!("--label {text:?}: key {key:?} is already {old:?}");
+            }
+        }
+        Ok(map)
     }
 
     /// The runner token: `--token-file`'s content, else `--token`.
@@ -356,6 +381,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("jsno") && err.contains("json"), "{err}");
+    }
+
+    #[test]
+    fn labels_follow_the_coordinators_rule() {
+        let ok = parse(&["--label", "gpu=a100", "--label", "os=linux"]);
+        assert_eq!(ok.label_map().unwrap().len(), 2);
+        for bad in ["gpu", "gpu=", "=a100", "gpu=a 100", "gpu=a/b"] {
+            let err = parse(&["--label", bad]).validate().unwrap_err().to_string();
+            assert!(err.starts_with("--label "), "{bad:?}: {err}");
+        }
+        let twice = parse(&["--label", "gpu=a", "--label", "gpu=b"]);
+        assert!(twice.validate().is_err());
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl Agent {
             me: Identity {
                 instance_id: uuid::Uuid::new_v4().to_string(),
                 name: config.display_name(),
-                labels: config.labels.clone(),
+                labels: config.label_map()?,
                 slots,
                 queue: queue_len,
             },

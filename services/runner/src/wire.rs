@@ -22,8 +22,8 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3);
 pub struct Identity {
     pub instance_id: String,
     pub name: String,
-    /// `key=value` labels; entries without `=` are left out.
-    pub labels: Vec<String>,
+    /// Its `--label`s, already checked (`Config::label_map`).
+    pub labels: std::collections::BTreeMap<String, String>,
     pub slots: u32,
     pub queue: u32,
 }
@@ -34,12 +34,7 @@ pub fn register(me: &Identity, resume: Vec<String>) -> Out {
     Out::Register(Register {
         instance_id: me.instance_id.clone(),
         name: me.name.clone(),
-        labels: me
-            .labels
-            .iter()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+        labels: me.labels.clone().into_iter().collect(),
         slots: me.slots,
         queue: me.queue,
         version: env!("CARGO_PKG_VERSION").into(),

@@ -56,8 +56,8 @@ async fn metrics_count_a_known_workload() {
         1.0
     );
     assert_eq!(m.value("testrunner_log_lines_ingested_total"), 16.0);
-    assert_eq!(m.value("testrunner_tests_queued"), 0.0);
-    assert_eq!(m.value("testrunner_tests_running"), 0.0);
+    assert_eq!(m.value("testrunner_tests_queued{selector=\"\"}"), 0.0);
+    assert_eq!(m.value("testrunner_tests_running{selector=\"\"}"), 0.0);
     assert_eq!(m.value("testrunner_runners_connected"), 1.0);
     assert_eq!(m.value("testrunner_runner_free_slots"), 3.0);
     assert_eq!(m.value("testrunner_dispatch_latency_seconds_count"), 3.0);
@@ -77,12 +77,14 @@ async fn metrics_count_a_known_workload() {
         None,
     )
     .await;
-    let m = coord.metric_reaches("testrunner_tests_running", 3.0).await;
-    assert_eq!(m.value("testrunner_tests_queued"), 2.0);
+    let m = coord
+        .metric_reaches("testrunner_tests_running{selector=\"\"}", 3.0)
+        .await;
+    assert_eq!(m.value("testrunner_tests_queued{selector=\"\"}"), 2.0);
     let m = coord
         .metric_reaches("testrunner_runner_free_slots", 0.0)
         .await;
-    assert_eq!(m.value("testrunner_tests_queued"), 2.0);
+    assert_eq!(m.value("testrunner_tests_queued{selector=\"\"}"), 2.0);
     assert!(m.value("testrunner_oldest_queued_seconds") >= 0.0);
 
     let runner = r

@@ -102,6 +102,7 @@ impl TestrunService for TestrunApi {
             test_memory_bytes: r.test_memory_bytes,
             test_pids: r.test_pids,
             suite: r.suite,
+            selector: r.selector.into_iter().collect(),
         };
         let run = self.service.create(input).await?;
         Ok(Response::new(self.with_workspace(&run).await?))

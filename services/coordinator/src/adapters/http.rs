@@ -69,8 +69,7 @@ async fn metrics_text(State(state): State<HttpState>) -> Response {
     };
     let (runners, free_slots) = state.dispatcher.gauges();
     let gauges = Gauges {
-        queued: stats.queued,
-        running: stats.running,
+        by_selector: stats.by_selector,
         oldest_queued_seconds: stats
             .oldest_queued_at
             .map_or(0.0, |t| (now_millis() - t).max(0) as f64 / 1000.0),

@@ -6,11 +6,16 @@ pub mod cases;
 pub mod fleet;
 pub mod history;
 pub mod log;
+pub mod pools;
 pub mod status;
 pub mod validate;
 pub mod workspace;
 
 pub use status::{Bucket, Counts, IllegalTransition, TestStatus, TestrunStatus};
+
+/// Labels of a runner, or the selector of a Testrun (`gpu` -> `a100`),
+/// sorted by key.
+pub type Labels = std::collections::BTreeMap<String, String>;
 
 /// Milliseconds since the Unix epoch; every stored time uses it so SQLite and
 /// Postgres share one representation.
@@ -36,6 +41,8 @@ pub struct NewTestrun {
     /// Workspace, set-up and env (issue 14); `None` for a plain Testrun.
     pub workspace: Option<workspace::NewWorkspace>,
     pub limits: TestLimits,
+    /// Labels a runner must all have to take its tests (issue 16).
+    pub selector: Labels,
 }
 
 /// Limits per test a Testrun asks for; `None`: the runner's own. A runner
@@ -74,6 +81,11 @@ pub struct Testrun {
     /// Sums of its tests' JUnit case counts.
     pub cases: cases::CaseCounts,
     pub limits: TestLimits,
+    /// Labels a runner must all have to take its tests.
+    pub selector: Labels,
+    /// Why its queued tests are not running (`waiting for a runner with
+    /// gpu=a100`), kept in the store by `engine::pools`; empty otherwise.
+    pub waiting: String,
 }
 
 /// A stored test (without its content).
@@ -167,7 +179,8 @@ pub struct RunnerInfo {
     /// Assignments it accepts beyond `slots`, queued until a slot frees up.
     pub queue: i32,
     pub version: String,
-    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its `--label`s: it takes tests of Testruns whose selector they cover.
+    pub labels: Labels,
     /// The runner token it attached with; empty for the shared token.
     pub token_name: String,
 }

@@ -31,6 +31,8 @@ pub struct CreateInput {
     pub test_pids: Option<u32>,
     /// The suite; `None` means the username's.
     pub suite: Option<String>,
+    /// Labels a runner must all have (issue 16); empty for any runner.
+    pub selector: crate::domain::Labels,
 }
 
 /// Checks the per-test limits a Testrun asks for: each, when given, above
@@ -144,6 +146,7 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
         None => username.clone(),
         Some(s) => crate::domain::history::check_suite(&s)?,
     };
+    crate::domain::pools::check_selector(&input.selector)?;
 
     Ok(NewTestrun {
         username,
@@ -156,6 +159,7 @@ pub fn new_testrun(input: CreateInput, limits: &Limits) -> Result<NewTestrun> {
             .workspace
             .map(|w| new_workspace(w, limits))
             .transpose()?,
+        selector: input.selector,
     })
 }
 

@@ -1,8 +1,9 @@
 //! The coordinator's core services, free of transport types: Testrun
 //! operations (`testruns`), watching them (`watch`), what runners do
 //! through their streams (`runners`), handing tests out (`dispatch`),
-//! storing results in batches (`finisher`) and taking tests back from lost
-//! runners (`reaper`); operating the runner fleet (`fleet`).
+//! storing results in batches (`finisher`), taking tests back from lost
+//! runners (`reaper`) and saying which Testruns wait for a runner pool
+//! (`pools`); operating the runner fleet (`fleet`).
 
 pub mod cases;
 pub mod collector;
@@ -11,6 +12,7 @@ pub mod dispatch;
 pub mod finisher;
 pub mod fleet;
 pub mod history;
+pub mod pools;
 pub mod reaper;
 pub mod runners;
 pub mod testruns;

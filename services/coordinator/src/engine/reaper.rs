@@ -27,6 +27,9 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Runners come and go on every coordinator: each sweep brings
+        // `waiting` up to date with the leases in the database.
+        super::pools::refresh_waiting(&*store, &hub).await;
         let touched = match store.expire_leases(now_millis(), max_attempts).await {
             Ok(t) => t,
             Err(err) => {

@@ -61,12 +61,19 @@ impl Testruns {
                 "contains NUL bytes (test files are text)",
             ));
         }
-        let run = self.store.create_testrun(&new, now_millis()).await?;
-        tracing::info!(testrun_id = run.id, username = %run.username, tests = run.tests.len(), "testrun created");
+        let mut run = self.store.create_testrun(&new, now_millis()).await?;
+        tracing::info!(testrun_id = run.id, username = %run.username, tests = run.tests.len(), selector = ?run.selector, "testrun created");
         let mut summary = run.clone();
         summary.tests.clear();
         self.hub.publish_list(ListEvent::Created(summary));
         self.dispatcher.wake();
+        if !run.selector.is_empty() {
+            // Say at once whether any runner can take it.
+            let changed = super::pools::refresh_waiting(&*self.store, &self.hub).await;
+            if let Some(now) = changed.iter().find(|r| r.id == run.id) {
+                run.waiting = now.waiting.clone();
+            }
+        }
         Ok(run)
     }
 

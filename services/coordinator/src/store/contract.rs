@@ -85,11 +85,21 @@ pub struct Resumed {
 }
 
 /// Queue figures for metrics.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct QueueStats {
     pub queued: i64,
     pub running: i64,
     pub oldest_queued_at: Option<Millis>,
+    /// The same per Testrun selector (canonical text, '' for none).
+    pub by_selector: Vec<SelectorQueue>,
+}
+
+/// Tests queued and running of Testruns with one selector.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectorQueue {
+    pub selector: String,
+    pub queued: i64,
+    pub running: i64,
 }
 
 /// Storage operations the coordinator needs.
@@ -171,6 +181,10 @@ pub trait Store:
     async fn read_test_log(&self, test_id: i64, offset: i64, limit: i64) -> Result<Vec<String>>;
     /// Queue figures for `/metrics`.
     async fn queue_stats(&self) -> Result<QueueStats>;
+    /// Brings every open Testrun's `waiting` up to date with the labels of
+    /// the runners holding a live lease (on any coordinator); returns the
+    /// Testruns whose `waiting` changed, after the change.
+    async fn refresh_waiting(&self, now: Millis) -> Result<Vec<Testrun>>;
 
     /// The Postgres pool, when other coordinators may share the database.
     fn shared_pool(&self) -> Option<sqlx::PgPool> {

@@ -37,7 +37,7 @@ pub use cases::{CaseStore, CasesOutcome};
 pub use content::{Collected, ContentStore, UploadState};
 pub use contract::{
     AppendOutcome, CancelOutcome, Claim, FinishOutcome, QueueStats, Registration, Resumed,
-    RunningAssignment, Store, TakeBack,
+    RunningAssignment, SelectorQueue, Store, TakeBack,
 };
 pub use fleet::{DrainOutcome, FleetStore};
 pub use history::HistoryStore;

@@ -10,8 +10,10 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::contract::Claim;
 use super::rows::{
     ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER, QUEUED, RUNNING,
-    SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
+    SELECTOR_CLOSE, SELECTOR_OPEN, SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed,
+    per_testrun,
 };
+use crate::domain::pools::label_texts;
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
 
@@ -235,6 +237,9 @@ impl PgStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
+            SELECTOR_OPEN,
+            "= ANY($5)",
+            SELECTOR_CLOSE,
             QUEUE_ORDER,
             " LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING ",
@@ -244,6 +249,7 @@ impl PgStore {
         .bind(&runner.name)
         .bind(now)
         .bind(n)
+        .bind(label_texts(&runner.labels))
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {

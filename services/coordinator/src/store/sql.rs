@@ -42,8 +42,8 @@ macro_rules! sql_store {
             use sqlx::Transaction;
 
             use crate::domain::{
-                ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult, Testrun,
-                TestrunStatus, log,
+                Labels, ListFilter, LogLine, Millis, NewTestrun, RunnerInfo, Test, TestResult,
+                Testrun, TestrunStatus, log, pools,
             };
             use crate::error::{Error, Result};
             use crate::store::rows::{
@@ -53,7 +53,7 @@ macro_rules! sql_store {
             };
             use crate::store::contract::{
                 AppendOutcome, CancelOutcome, Claim, FinishOutcome, QueueStats, Registration,
-                Resumed, Store, TakeBack,
+                Resumed, SelectorQueue, Store, TakeBack,
             };
 
             impl $store {
@@ -227,8 +227,8 @@ macro_rules! sql_store {
                     let id: i64 = sqlx::query_scalar(concatcp!(
                         "INSERT INTO testruns \
                              (username, status, command, timeout_ms, created_at, tests_total, \
-                              test_memory_bytes, test_pids, suite) \
-                         VALUES ($1, ", CREATED, ", $2, $3, $4, $5, $6, $7, $8) RETURNING id"
+                              test_memory_bytes, test_pids, suite, selector) \
+                         VALUES ($1, ", CREATED, ", $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"
                     ))
                     .bind(&run.username)
                     .bind(&run.command)
@@ -238,12 +238,23 @@ macro_rules! sql_store {
                     .bind(run.limits.memory_bytes)
                     .bind(run.limits.pids)
                     .bind(&run.suite)
+                    .bind(testrunner_content::label::canonical(&run.selector))
                     .fetch_one(&mut *tx)
                     .await?;
                     // Longest first: each test is stored with the duration
                     // its suite's history expects (see `store::history`).
                     let suite_median = Self::suite_median(&mut tx, &run.suite).await?;
                     Self::insert_tests(&mut tx, id, run, suite_median, now).await?;
+                    if !run.selector.is_empty() {
+                        sqlx::query(concatcp!(
+                            "INSERT INTO testrun_labels (testrun_id, label) SELECT $1, value FROM ",
+                            $each_open, "$2", $each_close
+                        ))
+                        .bind(id)
+                        .bind(Self::list(&pools::label_texts(&run.selector)))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     if let Some(ws) = &run.workspace {
                         Self::insert_workspace(&mut tx, id, ws, now).await?;
                     }
@@ -317,7 +328,7 @@ macro_rules! sql_store {
                     .rows_affected() as i64;
                     let updated = sqlx::query(concatcp!(
                         "UPDATE testruns SET status = ", CANCELLED_RUN, ", finished_at = $2, \
-                             tests_cancelled = tests_cancelled + $3 \
+                             tests_cancelled = tests_cancelled + $3, waiting = '' \
                          WHERE id = $1 AND status IN (", CREATED, ", ", RUNNING_RUN, ")"
                     ))
                     .bind(id)
@@ -646,20 +657,81 @@ macro_rules! sql_store {
                 }
 
                 async fn queue_stats(&self) -> Result<QueueStats> {
-                    let (queued, running, oldest): (i64, i64, Option<i64>) =
+                    // Per selector (issue 16), so each runner pool scales on
+                    // its own queue; the totals are their sums.
+                    let rows: Vec<(String, i64, i64, Option<i64>)> =
                         sqlx::query_as(concatcp!(
-                            "SELECT count(*) FILTER (WHERE status = ", QUEUED, "), \
-                                 count(*) FILTER (WHERE status = ", RUNNING, "), \
-                                 min(queued_at) FILTER (WHERE status = ", QUEUED, ") \
-                             FROM tests WHERE status IN (", QUEUED, ", ", RUNNING, ")"
+                            "SELECT r.selector, \
+                                 count(*) FILTER (WHERE t.status = ", QUEUED, "), \
+                                 count(*) FILTER (WHERE t.status = ", RUNNING, "), \
+                                 min(t.queued_at) FILTER (WHERE t.status = ", QUEUED, ") \
+                             FROM tests t JOIN testruns r ON r.id = t.testrun_id \
+                             WHERE t.status IN (", QUEUED, ", ", RUNNING, ") \
+                             GROUP BY r.selector"
                         ))
-                        .fetch_one(&self.read)
+                        .fetch_all(&self.read)
                         .await?;
                     Ok(QueueStats {
-                        queued,
-                        running,
-                        oldest_queued_at: oldest,
+                        queued: rows.iter().map(|r| r.1).sum(),
+                        running: rows.iter().map(|r| r.2).sum(),
+                        oldest_queued_at: rows.iter().filter_map(|r| r.3).min(),
+                        by_selector: rows
+                            .into_iter()
+                            .map(|(selector, queued, running, _)| SelectorQueue {
+                                selector,
+                                queued,
+                                running,
+                            })
+                            .collect(),
                     })
+                }
+
+                async fn refresh_waiting(&self, now: Millis) -> Result<Vec<Testrun>> {
+                    let labels: Vec<String> =
+                        sqlx::query_scalar(
+                            // A drained runner takes no tests: it covers no selector.
+                            "SELECT labels FROM runners WHERE lease_until >= $1 AND drained_at IS NULL",
+                        )
+                            .bind(now)
+                            .fetch_all(&self.read)
+                            .await?;
+                    let runners: Vec<Labels> = labels
+                        .iter()
+                        .filter_map(|l| serde_json::from_str(l).ok())
+                        .collect();
+                    // Open Testruns with a selector, and any that still says
+                    // it waits (to clear it): two halves, each served by an
+                    // index (by status; the partial one on `waiting`), since
+                    // an OR of the two would read every Testrun ever.
+                    let rows: Vec<TestrunRow> = sqlx::query_as(concatcp!(
+                        "SELECT ", TESTRUN_COLUMNS, " FROM testruns \
+                         WHERE status IN (", CREATED, ", ", RUNNING_RUN, ") AND selector <> '' \
+                         UNION SELECT ", TESTRUN_COLUMNS, " FROM testruns WHERE waiting <> ''"
+                    ))
+                    .fetch_all(&self.read)
+                    .await?;
+                    let mut changed = Vec::new();
+                    for row in rows {
+                        let run = row.into_domain()?;
+                        let reason = pools::waiting_reason(&run, &runners);
+                        if reason == run.waiting {
+                            continue;
+                        }
+                        // One row at a time, outside any transaction: it
+                        // holds no other lock while it waits for this one.
+                        let updated: Option<TestrunRow> = sqlx::query_as(concatcp!(
+                            "UPDATE testruns SET waiting = $2 WHERE id = $1 AND waiting <> $2 \
+                             RETURNING ", TESTRUN_COLUMNS
+                        ))
+                        .bind(run.id)
+                        .bind(&reason)
+                        .fetch_optional(&self.write)
+                        .await?;
+                        if let Some(row) = updated {
+                            changed.push(row.into_domain()?);
+                        }
+                    }
+                    Ok(changed)
                 }
 
                 fn shared_pool(&self) -> Option<sqlx::PgPool> {

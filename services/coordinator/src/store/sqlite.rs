@@ -17,8 +17,10 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::contract::Claim;
 use super::rows::{
     ASSIGNMENT_COLUMNS, AssignmentRow, CLAIM_SET, CLAIMED_COUNTS, QUEUE_ORDER, QUEUED,
-    SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed, per_testrun,
+    SELECTOR_CLOSE, SELECTOR_OPEN, SKIP_FAILED_SETUP, TESTRUN_COLUMNS, TestrunRow, claimed,
+    per_testrun,
 };
+use crate::domain::pools::label_texts;
 use crate::domain::{Millis, NewTestrun, RunnerInfo, TestResult};
 use crate::error::Result;
 
@@ -165,6 +167,9 @@ impl SqliteStore {
              WHERE id IN (SELECT id FROM tests WHERE status = ",
             QUEUED,
             SKIP_FAILED_SETUP,
+            SELECTOR_OPEN,
+            "IN (SELECT value FROM json_each($6))",
+            SELECTOR_CLOSE,
             QUEUE_ORDER,
             " LIMIT $4) \
                  AND EXISTS (SELECT 1 FROM runners WHERE id = $1 AND epoch = $5 \
@@ -177,6 +182,7 @@ impl SqliteStore {
         .bind(now)
         .bind(n)
         .bind(epoch)
+        .bind(json(&label_texts(&runner.labels)))
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {

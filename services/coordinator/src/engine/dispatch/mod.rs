@@ -17,7 +17,9 @@ use tokio::sync::Notify;
 
 pub use session::{Held, Outbound, Session};
 
-use crate::domain::{Assignment, Test, TestStatus, now_millis};
+use testrunner_content::label;
+
+use crate::domain::{Assignment, Labels, Test, TestStatus, now_millis};
 use crate::error::Result;
 use crate::live::cluster::LocalRunners;
 use crate::live::hub::{Hub, ListEvent, RunEvent};
@@ -153,6 +155,13 @@ impl Dispatcher {
             // test must not wait in one runner's queue while another
             // runner's slot is idle.
             let mut claimed = false;
+            // Labels of runners that found nothing to take. With runner
+            // pools, an empty claim means only "nothing for these labels":
+            // a runner with other labels may still find work. A runner
+            // whose labels are a subset of such a set would find nothing
+            // either (whatever it may take, they may), so it is skipped;
+            // without labels anywhere one empty claim still ends the pass.
+            let mut empty_for: Vec<&Labels> = Vec::new();
             for want in [Session::wanted_idle, Session::wanted] {
                 let mut candidates: Vec<(usize, &Arc<Session>)> = sessions
                     .iter()
@@ -162,12 +171,16 @@ impl Dispatcher {
                 // Emptiest runners first, so work spreads across the fleet.
                 candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
                 for (n, session) in candidates {
+                    let labels = &session.info.labels;
+                    if empty_for.iter().any(|e| label::matches(labels, e)) {
+                        continue;
+                    }
                     match self.claim_for(session, n).await? {
                         Claimed::Some => claimed = true,
                         // Nothing for a runner that failed a set-up may
                         // still be work for the others.
                         Claimed::QueueEmpty if session.failed_setup() => {}
-                        Claimed::QueueEmpty => return Ok(()),
+                        Claimed::QueueEmpty => empty_for.push(labels),
                         Claimed::Stale => {}
                     }
                 }

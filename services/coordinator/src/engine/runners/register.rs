@@ -109,7 +109,9 @@ impl Runners {
             ))
             .await;
         }
-        tracing::info!(runner_id = %info.id, runner = %info.name, slots = info.slots, resumed = resumed.len(), "runner attached");
+        tracing::info!(runner_id = %info.id, runner = %info.name, slots = info.slots, labels = ?info.labels, resumed = resumed.len(), "runner attached");
+        // Testruns that waited for a runner like this one stop waiting.
+        crate::engine::pools::refresh_waiting(&*self.store, &self.hub).await;
         Ok(session)
     }
 }
@@ -151,17 +153,15 @@ pub fn validate_register(r: &pb::Register) -> Result<RunnerInfo> {
             "lists more assignments than any runner can hold",
         ));
     }
+    let labels: crate::domain::Labels = r.labels.clone().into_iter().collect();
+    crate::domain::pools::check_runner_labels(&labels)?;
     Ok(RunnerInfo {
         id: r.instance_id.clone(),
         name: r.name.clone(),
         slots: r.slots as i32,
         queue: r.queue as i32,
         version: r.version.chars().take(64).collect(),
-        labels: r
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        labels,
         token_name: String::new(),
     })
 }
