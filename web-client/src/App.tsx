@@ -11,6 +11,8 @@ import { NotFoundPage } from './pages/NotFoundPage';
 import { DetailRoute } from './routes/DetailRoute';
 import { ListRoute } from './routes/ListRoute';
 import { NewRoute } from './routes/NewRoute';
+import { RunnersRoute } from './routes/RunnersRoute';
+import { SuiteRoute, SuitesRoute } from './routes/SuiteRoutes';
 import { StoreProvider, useToken, useTokens } from './store/react';
 import { TestrunStore, type StoreOptions } from './store/TestrunStore';
 
@@ -53,6 +55,9 @@ function Shell() {
         <Route path="/" element={<ListRoute />} />
         <Route path="/new" element={<NewRoute />} />
         <Route path="/testruns/:id" element={<DetailRoute />} />
+        <Route path="/suites" element={<SuitesRoute />} />
+        <Route path="/suites/:name" element={<SuiteRoute />} />
+        <Route path="/runners" element={<RunnersRoute />} />
         <Route path="*" element={<NotFoundPage />} />
       </Routes>
     </AppShell>

@@ -1,5 +1,7 @@
 import AddIcon from '@mui/icons-material/Add';
 import KeyIcon from '@mui/icons-material/Key';
+import DnsIcon from '@mui/icons-material/Dns';
+import InsightsIcon from '@mui/icons-material/Insights';
 import ListIcon from '@mui/icons-material/ViewList';
 import AppBar from '@mui/material/AppBar';
 import Badge from '@mui/material/Badge';
@@ -62,6 +64,30 @@ export function AppShell(props: AppShellProps) {
           >
             <Box component="span" sx={hideOnPhone}>
               New
+            </Box>
+          </Button>
+          <Button
+            color="inherit"
+            component={RouterLink}
+            to="/suites"
+            startIcon={<InsightsIcon />}
+            aria-label="Suites"
+            sx={{ ...navSx, opacity: path.startsWith('/suites') ? 1 : 0.75 }}
+          >
+            <Box component="span" sx={hideOnPhone}>
+              Suites
+            </Box>
+          </Button>
+          <Button
+            color="inherit"
+            component={RouterLink}
+            to="/runners"
+            startIcon={<DnsIcon />}
+            aria-label="Runners"
+            sx={{ ...navSx, opacity: path === '/runners' ? 1 : 0.75 }}
+          >
+            <Box component="span" sx={hideOnPhone}>
+              Runners
             </Box>
           </Button>
           <Box sx={{ flexGrow: 1 }} />

@@ -2,6 +2,9 @@ import Box from '@mui/material/Box';
 import Tooltip from '@mui/material/Tooltip';
 import type { TestCounts as Counts } from '../gen/testrunner/v1/testrun_pb';
 
+/** The colour FLAKY shows in everywhere (the theme's amber secondary). */
+export const FLAKY_COLOR = 'secondary.dark';
+
 const PARTS = [
   { key: 'passed', label: 'passed', color: 'success.main' },
   { key: 'failed', label: 'failed', color: 'error.main' },
@@ -9,7 +12,11 @@ const PARTS = [
   { key: 'queued', label: 'queued', color: 'text.secondary' },
 ] as const;
 
-/** `3 / 1 / 2 / 0` (passed / failed / running / queued), coloured, with a tooltip. */
+/**
+ * `3 / 1 / 2 / 0` (passed / failed / running / queued), coloured, with a
+ * tooltip; `· 3 flaky` after it when tests passed only on a retry (they are
+ * counted in passed too).
+ */
 export function TestCounts(props: { counts: Counts | undefined }) {
   const c = props.counts;
   const title =
@@ -17,6 +24,7 @@ export function TestCounts(props: { counts: Counts | undefined }) {
       ? ''
       : `${c.passed} passed, ${c.failed} failed, ${c.running} running, ${c.queued} queued` +
         (c.cancelled > 0 ? `, ${c.cancelled} cancelled` : '') +
+        (c.flaky > 0 ? `, ${c.flaky} flaky` : '') +
         ` of ${c.total}`;
   return (
     <Tooltip title={title}>
@@ -33,6 +41,11 @@ export function TestCounts(props: { counts: Counts | undefined }) {
             </Box>
           </span>
         ))}
+        {(c?.flaky ?? 0) > 0 && (
+          <Box component="span" data-testid="flaky-count" sx={{ color: FLAKY_COLOR, ml: 1, fontWeight: 600 }}>
+            {c?.flaky} flaky
+          </Box>
+        )}
       </Box>
     </Tooltip>
   );

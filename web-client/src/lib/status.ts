@@ -57,10 +57,21 @@ export function testStatusColor(s: Test_Status): StatusColor {
       return 'info';
     case Test_Status.CANCELLED:
       return 'warning';
+    // Passed on a retry: counts as passed, but stands out from both.
+    case Test_Status.FLAKY:
+      return 'secondary';
     default:
       return 'default';
   }
 }
+
+/** Tests that did not pass: what "Rerun failed" reruns. */
+export const NOT_PASSED: readonly Test_Status[] = [
+  Test_Status.FAILED,
+  Test_Status.TIMED_OUT,
+  Test_Status.ERROR,
+  Test_Status.CANCELLED,
+];
 
 /** SUCCESS, FAILED and CANCELLED never change. */
 export function isTerminal(s: Testrun_Status): boolean {

@@ -33,6 +33,8 @@ describe('NewTestrunPage', () => {
       ],
       command: '',
       timeoutSeconds: 30,
+      retries: 0,
+      selector: {},
     });
   });
 
@@ -66,5 +68,49 @@ describe('NewTestrunPage', () => {
     fireEvent.click(screen.getByTestId('submit'));
     await screen.findByText(/whole number of seconds/);
     expect(onSubmit).not.toHaveBeenCalled();
+  });
+
+  it('submits suite, retries and selector', async () => {
+    const onSubmit = vi.fn(async () => null);
+    const { pick } = setup(onSubmit);
+    fireEvent.change(screen.getByTestId('username'), { target: { value: 'alice' } });
+    pick(new File(['exit 0'], 'ok.sh'));
+    await screen.findByText('ok.sh');
+    fireEvent.change(screen.getByTestId('suite'), { target: { value: 'backend' } });
+    fireEvent.mouseDown(screen.getByRole('combobox', { name: /Retries/ }));
+    fireEvent.click(await screen.findByTestId('retries-2'));
+    fireEvent.change(screen.getByTestId('selector'), { target: { value: 'gpu=a100, os=linux' } });
+    fireEvent.click(screen.getByTestId('submit'));
+    await waitFor(() => expect(onSubmit).toHaveBeenCalled());
+    expect(onSubmit).toHaveBeenCalledWith(
+      expect.objectContaining({ suite: 'backend', retries: 2, selector: { gpu: 'a100', os: 'linux' } }),
+    );
+    // A menu and a file read on a loaded 2-core machine.
+  }, 20_000);
+
+  it('checks the selector and suite before sending, with the server\'s messages', async () => {
+    const onSubmit = vi.fn(async () => null);
+    setup(onSubmit);
+    fireEvent.change(screen.getByTestId('selector'), { target: { value: 'gpu=' } });
+    fireEvent.change(screen.getByTestId('suite'), { target: { value: 's'.repeat(129) } });
+    fireEvent.click(screen.getByTestId('submit'));
+    expect(await screen.findByText('selector["gpu"]: value must not be empty')).toBeTruthy();
+    expect(screen.getByText('must be 1 to 128 characters (got 129)')).toBeTruthy();
+    expect(onSubmit).not.toHaveBeenCalled();
+    // Editing a field clears its error only.
+    fireEvent.change(screen.getByTestId('selector'), { target: { value: 'gpu=a100' } });
+    await waitFor(() => expect(screen.queryByText('selector["gpu"]: value must not be empty')).toBeNull());
+    expect(screen.getByText('must be 1 to 128 characters (got 129)')).toBeTruthy();
+  });
+
+  it('shows a server selector error beside the selector', async () => {
+    const { pick } = setup(async () => ({ 'selector["x y"]': `key "x y" contains ' ' (allowed: letters, digits, '.', '_', '-')` }));
+    pick(new File(['exit 0'], 'ok.sh'));
+    await screen.findByText('ok.sh');
+    fireEvent.click(screen.getByTestId('submit'));
+    expect(
+      await screen.findByText(`selector["x y"]: key "x y" contains ' ' (allowed: letters, digits, '.', '_', '-')`),
+    ).toBeTruthy();
+    expect(screen.queryByTestId('form-error')).toBeNull();
   });
 });

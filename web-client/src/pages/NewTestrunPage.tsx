@@ -19,6 +19,8 @@ import { FileDropZone } from '../components/FileDropZone';
 import { WorkspaceProgressView } from '../components/WorkspaceProgressView';
 import type { FieldErrors } from '../lib/errors';
 import type { NewTestrun, NewWorkspaceTestrun, WorkspaceProgress } from '../store/TestrunStore';
+import { EMPTY_SCHEDULING, parseScheduling, schedulingFieldOf, type Scheduling, type SchedulingValues } from '../lib/scheduling';
+import { SchedulingFields } from './SchedulingFields';
 import { expandPatterns, parseEnv, splitPatterns } from '../workspace/patterns';
 import { EMPTY_WORKSPACE, WorkspaceFields, workspaceFieldOf, type WorkspaceValues } from './WorkspaceFields';
 
@@ -66,6 +68,7 @@ function fileError(errors: FieldErrors, i: number): string | undefined {
 function otherErrors(errors: FieldErrors, mode: Mode = 'files'): string[] {
   return Object.entries(errors)
     .filter(([k]) => !['username', 'tests', 'command', 'timeout_seconds'].includes(k) && !/^tests\[\d+\]/.test(k))
+    .filter(([k]) => schedulingFieldOf(k) === undefined)
     .filter(([k]) => mode === 'files' || workspaceFieldOf(k) === undefined)
     .map(([k, v]) => (k === '' ? v : `${k}: ${v}`));
 }
@@ -98,6 +101,7 @@ export function NewTestrunPage(props: NewTestrunPageProps) {
   const [files, setFiles] = useState<PickedFile[]>([]);
   const [command, setCommand] = useState('');
   const [timeout, setTimeoutText] = useState('');
+  const [sched, setSched] = useState<SchedulingValues>(EMPTY_SCHEDULING);
   const [errors, setErrors] = useState<FieldErrors>({});
   const [busy, setBusy] = useState(false);
   const [mode, setMode] = useState<Mode>('files');
@@ -119,7 +123,7 @@ export function NewTestrunPage(props: NewTestrunPageProps) {
     setErrors(withoutFileErrors);
   };
 
-  const submitWorkspace = async (timeoutSeconds: number | undefined) => {
+  const submitWorkspace = async (timeoutSeconds: number | undefined, scheduling: Scheduling) => {
     const local: FieldErrors = {};
     if (ws.folder === undefined || ws.folder.files.length === 0) {
       local.workspace = ws.folder === undefined ? 'choose or drop a folder' : 'the folder has no files to upload';
@@ -149,6 +153,7 @@ export function NewTestrunPage(props: NewTestrunPageProps) {
           command,
           ...(timeoutSeconds !== undefined && { timeoutSeconds }),
           ...(setupTimeout.value !== undefined && { setupTimeoutSeconds: setupTimeout.value }),
+          ...scheduling,
         },
         setProgress,
       );
@@ -161,13 +166,18 @@ export function NewTestrunPage(props: NewTestrunPageProps) {
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
+    const scheduling = parseScheduling(sched);
+    if (!scheduling.ok) {
+      setErrors(scheduling.errors);
+      return;
+    }
     if (mode === 'workspace') {
       const t = parseSeconds(timeout);
       if (!t.ok) {
         setErrors({ timeout_seconds: 'must be a whole number of seconds, at least 1' });
         return;
       }
-      await submitWorkspace(t.value);
+      await submitWorkspace(t.value, scheduling.value);
       return;
     }
     const t = timeout.trim();
@@ -187,6 +197,7 @@ export function NewTestrunPage(props: NewTestrunPageProps) {
         files: files.map((f) => ({ name: f.name, content: f.content })),
         command,
         ...(timeoutSeconds !== undefined && { timeoutSeconds }),
+        ...scheduling.value,
       });
       if (result !== null) setErrors(result);
     } finally {
@@ -340,6 +351,23 @@ export function NewTestrunPage(props: NewTestrunPageProps) {
           helperText={errors.timeout_seconds ?? 'Empty: the coordinator default.'}
           slotProps={{ htmlInput: { 'data-testid': 'timeout' } }}
           sx={{ maxWidth: 320 }}
+        />
+        <SchedulingFields
+          values={sched}
+          onChange={(patch) => {
+            setSched((old) => ({ ...old, ...patch }));
+            // Errors about the fields that changed no longer apply.
+            setErrors((old) =>
+              Object.fromEntries(
+                Object.entries(old).filter(([k]) => {
+                  const f = schedulingFieldOf(k);
+                  return f === undefined || !(f in patch);
+                }),
+              ),
+            );
+          }}
+          errors={errors}
+          disabled={busy}
         />
         {progress !== undefined && <WorkspaceProgressView progress={progress} />}
         <Stack direction="row" spacing={2} sx={{ justifyContent: 'flex-end' }}>

@@ -80,4 +80,95 @@ describe('TestrunDetailPage', () => {
     renderPage({ notFound: true, connection: 'ended' });
     expect(screen.getByTestId('not-found').textContent).toContain('#3');
   });
+
+  it('shows FLAKY tests and the flaky count in the header', () => {
+    renderPage({
+      testrun: aTestrun({
+        id: 3n,
+        status: Testrun_Status.SUCCESS,
+        counts: { total: 2, passed: 2, flaky: 1 },
+        tests: [
+          aTest({ id: 1n, name: 'a.sh', status: Test_Status.PASSED }),
+          aTest({ id: 2n, name: 'b.sh', status: Test_Status.FLAKY }),
+        ],
+      }),
+      notFound: false,
+      connection: 'ended',
+    });
+    const row = screen.getAllByTestId('test-row')[1]!;
+    expect(row.getAttribute('data-status')).toBe('FLAKY');
+    expect(within(row).getByText('FLAKY')).toBeTruthy();
+    expect(screen.getByTestId('flaky-count').textContent).toBe('1 flaky');
+    expect(screen.getByLabelText(/2 passed, 0 failed, 0 running, 0 queued, 1 flaky of 2/)).toBeTruthy();
+  });
+
+  it('offers Rerun failed only when some test did not pass, and reports a refused rerun', async () => {
+    const { ConnectError, Code } = await import('@connectrpc/connect');
+    const onRerun = vi.fn(async () => Promise.reject(new ConnectError('testrun 3 is still running', Code.FailedPrecondition)));
+    renderPage(
+      {
+        testrun: aTestrun({
+          id: 3n,
+          status: Testrun_Status.FAILED,
+          counts: { total: 2, passed: 1, failed: 1 },
+          tests: [aTest({ id: 1n, status: Test_Status.FAILED }), aTest({ id: 2n, name: 'b.sh', status: Test_Status.PASSED })],
+        }),
+        notFound: false,
+        connection: 'ended',
+      },
+      { onRerun },
+    );
+    const failedButton = screen.getByTestId('rerun-failed') as HTMLButtonElement;
+    expect(failedButton.disabled).toBe(false);
+    fireEvent.click(failedButton);
+    await waitFor(() => expect(onRerun).toHaveBeenCalledWith(true));
+    expect((await screen.findByTestId('rerun-error')).textContent).toContain('testrun 3 is still running');
+    fireEvent.click(screen.getByTestId('rerun-all'));
+    await waitFor(() => expect(onRerun).toHaveBeenCalledWith(false));
+  });
+
+  it('disables Rerun failed when everything passed', () => {
+    renderPage(
+      {
+        testrun: aTestrun({ id: 3n, status: Testrun_Status.SUCCESS, counts: { total: 1, passed: 1 }, tests: [aTest({ status: Test_Status.PASSED })] }),
+        notFound: false,
+        connection: 'ended',
+      },
+      { onRerun: vi.fn(async () => {}) },
+    );
+    expect((screen.getByTestId('rerun-failed') as HTMLButtonElement).disabled).toBe(true);
+    expect((screen.getByTestId('rerun-all') as HTMLButtonElement).disabled).toBe(false);
+  });
+
+  it('offers no rerun while the Testrun runs', () => {
+    renderPage({ testrun: running, notFound: false, connection: 'live' }, { onRerun: vi.fn(async () => {}) });
+    expect(screen.queryByTestId('rerun-failed')).toBeNull();
+    expect(screen.queryByTestId('rerun-all')).toBeNull();
+  });
+
+  it('shows why tests wait, the suite, retries, selector, rerun origin and expected durations', () => {
+    renderPage({
+      testrun: aTestrun({
+        id: 3n,
+        status: Testrun_Status.CREATED,
+        suite: 'my suite',
+        retries: 2,
+        selector: { gpu: 'a100', os: 'linux' },
+        waiting: 'waiting for a runner with gpu=a100',
+        rerunOf: 2n,
+        tests: [aTest({ id: 1n, expectedDuration: { seconds: 4n, nanos: 200_000_000 } }), aTest({ id: 2n, name: 'new.sh' })],
+      }),
+      notFound: false,
+      connection: 'live',
+    });
+    expect(screen.getByTestId('waiting').textContent).toContain('waiting for a runner with gpu=a100');
+    expect(screen.getByTestId('suite-link').getAttribute('href')).toBe('/suites/my%20suite');
+    expect(screen.getByTestId('retries').textContent).toBe('2');
+    expect(within(screen.getByTestId('selector')).getByText('gpu=a100')).toBeTruthy();
+    expect(within(screen.getByTestId('selector')).getByText('os=linux')).toBeTruthy();
+    expect(screen.getByTestId('rerun-of').getAttribute('href')).toBe('/testruns/2');
+    const expected = screen.getAllByTestId('expected');
+    expect(expected[0]!.textContent).toBe('~4.2s');
+    expect(expected[1]!.textContent).toBe('');
+  });
 });

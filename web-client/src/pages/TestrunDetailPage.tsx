@@ -1,6 +1,7 @@
 import CancelIcon from '@mui/icons-material/CancelOutlined';
 import DeleteIcon from '@mui/icons-material/DeleteOutlined';
 import DownloadIcon from '@mui/icons-material/Download';
+import ReplayIcon from '@mui/icons-material/Replay';
 import KeyboardArrowDownIcon from '@mui/icons-material/KeyboardArrowDown';
 import KeyboardArrowUpIcon from '@mui/icons-material/KeyboardArrowUp';
 import SearchIcon from '@mui/icons-material/Search';
@@ -22,18 +23,23 @@ import TableRow from '@mui/material/TableRow';
 import TextField from '@mui/material/TextField';
 import Tooltip from '@mui/material/Tooltip';
 import Typography from '@mui/material/Typography';
+import Link from '@mui/material/Link';
 import { useState, type ReactNode } from 'react';
+import { Link as RouterLink } from 'react-router';
+import { AttemptsPanel } from '../components/AttemptsPanel';
 import { CaseCounts } from '../components/CaseCounts';
 import { CasesPanel, type CasesPanelProps } from '../components/CasesPanel';
 import { ConfirmDialog } from '../components/ConfirmDialog';
 import { ConnectionChip } from '../components/ConnectionChip';
 import { LogViewer } from '../components/LogViewer';
 import { TestStatusChip, TestrunStatusChip } from '../components/StatusChip';
+import { LabelChips } from '../components/Labels';
 import { TestCounts } from '../components/TestCounts';
 import { SetupTable, WorkspaceSummary } from '../components/WorkspacePanel';
 import { Test_Status, type Test } from '../gen/testrunner/v1/testrun_pb';
 import { dateOf, durationMs, formatCount, formatDuration, formatTime, spanMs } from '../lib/format';
-import { canCancel } from '../lib/status';
+import { describeError } from '../lib/errors';
+import { canCancel, isTerminal } from '../lib/status';
 import type { TestrunWatchState } from '../store/TestrunStore';
 import { NotFoundPage } from './NotFoundPage';
 
@@ -69,8 +75,16 @@ export interface TestrunDetailPageProps {
   logUrl: (testName: string) => string;
   onCancel: () => Promise<void>;
   onDelete: () => Promise<void>;
+  /**
+   * Creates a new Testrun from this finished one (every test, or only those
+   * that did not pass) and goes to it; rejects with the API's error.
+   * Without it the page offers no rerun.
+   */
+  onRerun?: ((onlyFailed: boolean) => Promise<void>) | undefined;
   /** The selected test's JUnit cases, when it has any (or a note). */
   cases?: (CasesPanelProps & { queryKey: string }) | undefined;
+  /** The attempt of the selected test whose log and cases show (tests with several attempts). */
+  attempt?: { selected: number | undefined; onSelect: (attempt: number | undefined) => void } | undefined;
   /** Lines of a test's log known so far, live ones included. */
   liveLines?: ((t: Test) => number) | undefined;
 }
@@ -88,6 +102,11 @@ function Meta(props: { label: string; children: ReactNode }) {
   );
 }
 
+/** Tests that did not pass (FAILED, TIMED_OUT, ERROR, CANCELLED): what "Rerun failed" takes. */
+export function notPassedCount(counts: { failed: number; cancelled: number } | undefined): number {
+  return (counts?.failed ?? 0) + (counts?.cancelled ?? 0);
+}
+
 function testDuration(t: Test, now: number): number | undefined {
   if (t.duration !== undefined) return durationMs(t.duration);
   return spanMs(dateOf(t.startedAt), dateOf(t.finishedAt), now);
@@ -97,6 +116,8 @@ function testDuration(t: Test, now: number): number | undefined {
 export function TestrunDetailPage(props: TestrunDetailPageProps) {
   const { state, now, selectedTest: sel } = props;
   const [confirm, setConfirm] = useState<'cancel' | 'delete'>();
+  const [rerunBusy, setRerunBusy] = useState(false);
+  const [rerunError, setRerunError] = useState<string>();
 
   if (state.notFound) {
     return <NotFoundPage title="Testrun not found" message={`There is no Testrun #${props.id}.`} />;
@@ -112,6 +133,20 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
   }
 
   const hideXs = { display: { xs: 'none', sm: 'table-cell' } } as const;
+  const rerun = async (onlyFailed: boolean) => {
+    if (props.onRerun === undefined) return;
+    setRerunBusy(true);
+    setRerunError(undefined);
+    try {
+      await props.onRerun(onlyFailed);
+    } catch (err) {
+      setRerunError(describeError(err));
+    } finally {
+      setRerunBusy(false);
+    }
+  };
+  const failedCount = notPassedCount(run.counts);
+  const hasExpected = run.tests.some((t) => t.expectedDuration !== undefined);
   return (
     <Stack spacing={2}>
       {state.connection === 'reconnecting' && (
@@ -127,7 +162,38 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
           </Typography>
           <TestrunStatusChip status={run.status} />
           <ConnectionChip connection={state.connection} error={state.error} />
+          {run.rerunOf !== undefined && (
+            <Link component={RouterLink} to={`/testruns/${run.rerunOf}`} data-testid="rerun-of" variant="body2">
+              rerun of #{String(run.rerunOf)}
+            </Link>
+          )}
           <Box sx={{ flexGrow: 1 }} />
+          {props.onRerun !== undefined && isTerminal(run.status) && (
+            <>
+              <Tooltip title={failedCount === 0 ? 'Every test passed' : `A new Testrun with the ${failedCount} tests that did not pass`}>
+                <span>
+                  <Button
+                    variant="outlined"
+                    startIcon={<ReplayIcon />}
+                    disabled={failedCount === 0 || rerunBusy}
+                    onClick={() => void rerun(true)}
+                    data-testid="rerun-failed"
+                  >
+                    Rerun failed
+                  </Button>
+                </span>
+              </Tooltip>
+              <Button
+                variant="outlined"
+                startIcon={<ReplayIcon />}
+                disabled={rerunBusy}
+                onClick={() => void rerun(false)}
+                data-testid="rerun-all"
+              >
+                Rerun all
+              </Button>
+            </>
+          )}
           {canCancel(run) && (
             <Button color="warning" variant="outlined" startIcon={<CancelIcon />} onClick={() => setConfirm('cancel')}>
               Cancel
@@ -137,6 +203,16 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
             Delete
           </Button>
         </Stack>
+        {rerunError !== undefined && (
+          <Alert severity="error" onClose={() => setRerunError(undefined)} sx={{ mb: 2 }} data-testid="rerun-error">
+            {rerunError}
+          </Alert>
+        )}
+        {run.waiting !== '' && (
+          <Alert severity="info" sx={{ mb: 2 }} data-testid="waiting">
+            {run.waiting}
+          </Alert>
+        )}
         <Box
           sx={{
             display: 'grid',
@@ -156,6 +232,21 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
           <Meta label="Command">
             {run.command !== undefined ? <code>{run.command}</code> : <span>by shebang / extension</span>}
           </Meta>
+          <Meta label="Suite">
+            {run.suite !== '' ? (
+              <Link component={RouterLink} to={`/suites/${encodeURIComponent(run.suite)}`} data-testid="suite-link">
+                {run.suite}
+              </Link>
+            ) : (
+              '—'
+            )}
+          </Meta>
+          <Meta label="Retries">
+            <span data-testid="retries">{run.retries}</span>
+          </Meta>
+          <Meta label="Runner selector">
+            <LabelChips labels={run.selector} testId="selector" empty="any runner" />
+          </Meta>
         </Box>
         <WorkspaceSummary run={run} />
       </Paper>
@@ -171,6 +262,11 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
                 <TableCell>Test</TableCell>
                 <TableCell align="right">Exit</TableCell>
                 <TableCell align="right">Duration</TableCell>
+                {hasExpected && (
+                  <TableCell align="right" sx={hideXs}>
+                    Expected
+                  </TableCell>
+                )}
                 <TableCell align="right" sx={hideXs}>
                   Attempt
                 </TableCell>
@@ -209,8 +305,17 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
                   <TableCell align="right" sx={{ whiteSpace: 'nowrap', fontVariantNumeric: 'tabular-nums' }}>
                     {formatDuration(testDuration(t, now))}
                   </TableCell>
+                  {hasExpected && (
+                    <TableCell
+                      align="right"
+                      sx={{ ...hideXs, whiteSpace: 'nowrap', fontVariantNumeric: 'tabular-nums', color: 'text.secondary' }}
+                      data-testid="expected"
+                    >
+                      {t.expectedDuration !== undefined ? `~${formatDuration(durationMs(t.expectedDuration))}` : ''}
+                    </TableCell>
+                  )}
                   <TableCell align="right" sx={hideXs}>
-                    {t.attempt > 0 ? t.attempt : ''}
+                    {t.attempts.length > 1 ? `${t.attempts.length}` : t.attempt > 0 ? t.attempt : ''}
                   </TableCell>
                   <TableCell sx={hideXs}>{t.runner}</TableCell>
                   <TableCell align="right" sx={{ ...hideXs, fontVariantNumeric: 'tabular-nums' }}>
@@ -233,6 +338,17 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
         </TableContainer>
       </Paper>
 
+      {sel !== undefined && sel.attempts.length > 1 && props.attempt !== undefined && (
+        <Paper sx={{ p: { xs: 1, sm: 2 } }}>
+          <AttemptsPanel
+            attempts={sel.attempts}
+            selected={props.attempt.selected}
+            onSelect={props.attempt.onSelect}
+            now={now}
+          />
+        </Paper>
+      )}
+
       {sel !== undefined && props.cases !== undefined && (
         <Paper sx={{ p: { xs: 1, sm: 2 } }}>
           <CasesPanel {...props.cases} />
@@ -252,6 +368,11 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
                 {sel.name}
               </Typography>
               <TestStatusChip status={sel.status} />
+              {props.attempt?.selected !== undefined && (
+                <Typography variant="caption" noWrap data-testid="log-attempt">
+                  attempt {props.attempt.selected}
+                </Typography>
+              )}
               <Typography variant="caption" color="text.secondary" noWrap>
                 {formatCount(props.log.total)} lines
               </Typography>
@@ -340,7 +461,7 @@ export function TestrunDetailPage(props: TestrunDetailPageProps) {
             </Stack>
           </Stack>
           <LogViewer
-            key={String(sel.id)}
+            key={`${sel.id}/${props.attempt?.selected ?? 'all'}`}
             total={props.log.total}
             getLine={props.log.getLine}
             ensureRange={props.log.ensureRange}

@@ -67,32 +67,45 @@ function LiveDetail({ id, watch }: { id: bigint; watch: TestrunWatch }) {
   const [focus, setFocus] = useState<{ line: number; seq: number }>();
   const searchAbort = useRef<AbortController | null>(null);
   const selectedId = selected?.id;
+  // The attempt whose lines show, for a test that ran more than once.
+  const [attemptPick, setAttemptPick] = useState<number>();
+  const attempt = (selected?.attempts.length ?? 0) > 1 ? attemptPick : undefined;
+  const fullTotal = selectedId === undefined ? 0 : watch.logs.total(selectedId);
+  const range =
+    selectedId === undefined || attempt === undefined ? undefined : watch.attemptRange(selectedId, attempt, fullTotal);
+  const rangeUnknown = attempt !== undefined && range === undefined;
+  useEffect(() => {
+    if (rangeUnknown) watch.scanHistory();
+  }, [watch, rangeUnknown]);
+  // Positions in the shown log are relative to the attempt's first line.
+  const offset = range?.from ?? 0;
+  const shownTotal = attempt === undefined ? fullTotal : range === undefined ? 0 : range.to - range.from;
 
-  // A new test starts at its end, following, with no search position.
+  // A new test (or attempt) starts at its end, following, with no search position.
+  useEffect(() => {
+    setAttemptPick(undefined);
+  }, [selectedId]);
   useEffect(() => {
     setFollow(true);
     setFocus(undefined);
     setSearchStatus(undefined);
     searchAbort.current?.abort();
-  }, [selectedId]);
+  }, [selectedId, attempt]);
   useEffect(() => () => searchAbort.current?.abort(), []);
 
   const ensureRange = useCallback(
     (from: number, to: number) => {
-      if (selectedId !== undefined) watch.logs.ensure(selectedId, from, to);
+      if (selectedId !== undefined) watch.logs.ensure(selectedId, offset + from, offset + to);
     },
-    [watch, selectedId],
+    [watch, selectedId, offset],
   );
   const getLine = useCallback(
-    (i: number) => (selectedId === undefined ? undefined : watch.logs.line(selectedId, i)),
-    [watch, selectedId],
+    (i: number) => (selectedId === undefined ? undefined : watch.logs.line(selectedId, offset + i)),
+    [watch, selectedId, offset],
   );
   const log: LogSource | undefined = useMemo(
-    () =>
-      selectedId === undefined
-        ? undefined
-        : { total: watch.logs.total(selectedId), getLine, ensureRange, version: logVersion },
-    [watch, selectedId, getLine, ensureRange, logVersion],
+    () => (selectedId === undefined ? undefined : { total: shownTotal, getLine, ensureRange, version: logVersion }),
+    [selectedId, shownTotal, getLine, ensureRange, logVersion],
   );
 
   const find = (direction: 1 | -1) => {
@@ -100,14 +113,20 @@ function LiveDetail({ id, watch }: { id: bigint; watch: TestrunWatch }) {
     searchAbort.current?.abort();
     const abort = new AbortController();
     searchAbort.current = abort;
-    const total = watch.logs.total(selectedId);
+    const total = shownTotal;
     // From the current hit, else from the top (next) or the end (previous).
     const from = focus !== undefined ? focus.line + direction : direction > 0 ? 0 : total - 1;
+    if (from < 0 || from >= total) {
+      setSearchStatus(focus !== undefined ? 'no more matches' : 'no match');
+      return;
+    }
     setSearchStatus('searching…');
     setFollow(false);
-    watch.logs.find(selectedId, query, from, direction, abort.signal).then(
-      (line) => {
+    watch.logs.find(selectedId, query, offset + from, direction, abort.signal).then(
+      (found) => {
         if (abort.signal.aborted) return;
+        // A hit outside the shown attempt is no hit.
+        const line = found < offset || found >= offset + total ? -1 : found - offset;
         if (line < 0) {
           setSearchStatus(focus !== undefined ? 'no more matches' : 'no match');
           return;
@@ -143,11 +162,13 @@ function LiveDetail({ id, watch }: { id: bigint; watch: TestrunWatch }) {
     caseList?.subscribe ?? noSubscribe,
     caseList?.getState ?? noCases,
   );
+  // With an attempt picked, only the cases that attempt reported.
+  const shownCases = attempt === undefined ? caseState.cases : caseState.cases.filter((c) => c.attempt === attempt);
   const cases =
     selected !== undefined && (hasCases || selected.note !== '')
       ? {
-          cases: caseState.cases,
-          total: casesTotal,
+          cases: shownCases,
+          total: attempt === undefined ? casesTotal : shownCases.length,
           loading: caseState.loading,
           error: caseState.error,
           note: selected.note,
@@ -179,6 +200,7 @@ function LiveDetail({ id, watch }: { id: bigint; watch: TestrunWatch }) {
         )
       }
       log={log}
+      attempt={{ selected: attempt, onSelect: setAttemptPick }}
       cases={cases}
       liveLines={(t) => watch.logs.total(t.id)}
       follow={follow}
@@ -197,6 +219,10 @@ function LiveDetail({ id, watch }: { id: bigint; watch: TestrunWatch }) {
       logUrl={(name) => store.logUrl(id, name)}
       onCancel={async () => {
         await store.cancelTestrun(id);
+      }}
+      onRerun={async (onlyFailed) => {
+        const next = await store.rerunTestrun(id, onlyFailed);
+        void navigate(`/testruns/${next.id}`);
       }}
       onDelete={async () => {
         await store.deleteTestrun(id);

@@ -5,6 +5,7 @@
 // (ListView, TestrunWatch) and call the actions below.
 
 import { createClient, type Client, type Transport } from '@connectrpc/connect';
+import { RunnerAdminService } from '../gen/testrunner/v1/admin_pb';
 import { ContentService } from '../gen/testrunner/v1/content_pb';
 import { TestrunService, type Testrun } from '../gen/testrunner/v1/testrun_pb';
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../lib/backoff';
@@ -27,6 +28,12 @@ export interface NewTestrun {
   command?: string;
   /** Undefined: the coordinator's default. */
   timeoutSeconds?: number;
+  /** Undefined: the username. */
+  suite?: string;
+  /** 0 to 5; undefined: 0. */
+  retries?: number;
+  /** Labels a runner must have. */
+  selector?: Record<string, string>;
 }
 
 export interface StoreOptions {
@@ -46,6 +53,8 @@ export class TestrunStore {
   readonly client: Client<typeof TestrunService>;
   /** Workspace uploads. */
   readonly content: Client<typeof ContentService>;
+  /** The runner fleet: runners, draining, runner tokens. */
+  readonly admin: Client<typeof RunnerAdminService>;
   private readonly backoff: BackoffOptions;
   private readonly watches = new Map<bigint, WatchRef>();
 
@@ -55,6 +64,7 @@ export class TestrunStore {
   ) {
     this.client = createClient(TestrunService, transport);
     this.content = createClient(ContentService, transport);
+    this.admin = createClient(RunnerAdminService, transport);
     this.backoff = options.backoff ?? DEFAULT_BACKOFF;
   }
 
@@ -104,6 +114,9 @@ export class TestrunStore {
       tests: input.files.map((f) => ({ name: f.name, content: f.content })),
       ...(command !== undefined && command !== '' && { command }),
       ...(input.timeoutSeconds !== undefined && { timeoutSeconds: input.timeoutSeconds }),
+      ...(input.suite !== undefined && input.suite !== '' && { suite: input.suite }),
+      retries: input.retries ?? 0,
+      selector: input.selector ?? {},
     });
   }
 
@@ -114,6 +127,11 @@ export class TestrunStore {
     signal?: AbortSignal,
   ): Promise<Testrun> {
     return createWorkspaceTestrun({ testruns: this.client, content: this.content }, input, onProgress, signal);
+  }
+
+  /** A new Testrun from a finished one: every test, or only those that did not pass. */
+  async rerunTestrun(id: bigint, onlyFailed: boolean): Promise<Testrun> {
+    return this.client.rerunTestrun({ id, onlyFailed });
   }
 
   async cancelTestrun(id: bigint): Promise<Testrun> {

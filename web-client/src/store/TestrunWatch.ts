@@ -25,6 +25,17 @@ export interface TestrunWatchState {
   connection: Connection;
   /** Why the stream last failed, while reconnecting. */
   error?: string;
+  /**
+   * Grows whenever where an attempt's lines start becomes known (see
+   * `attemptRange`), so views re-read ranges.
+   */
+  attemptsVersion?: number;
+}
+
+/** Lines `[from, to)` of a test's log (positions across all attempts). */
+export interface LineRange {
+  from: number;
+  to: number;
 }
 
 /**
@@ -48,6 +59,18 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
   private noWorkspace = false;
   /** The stream itself carries the workspace and `setup` events: no reads needed. */
   private extrasInStream = false;
+  /**
+   * Where each attempt's lines start, per test, learnt from `log` events
+   * (their lines carry the attempt; GetTestLog's do not). Attempts run one
+   * after another, so each attempt's lines are one run of positions.
+   */
+  private readonly attemptStarts = new Map<bigint, Map<number, number>>();
+  /**
+   * The log position the first connection started at (it skips the stored
+   * history): lines before it came with no attempt, until `scanHistory`.
+   */
+  private historyEnd: bigint | undefined;
+  private historyScan: 'none' | 'running' | 'done' = 'none';
 
   constructor(
     readonly id: bigint,
@@ -111,6 +134,7 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
 
   /** Applies one event; exposed for tests. */
   apply(ev: TestrunEvent): void {
+    if (!this.received && this.historyEnd === undefined) this.historyEnd = ev.cursor;
     this.received = true;
     this.cursor = ev.cursor;
     const e = ev.event;
@@ -129,8 +153,14 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
         if (run === undefined) return;
         const tests = [...run.tests];
         const i = tests.findIndex((t) => t.id === e.value.id);
-        if (i >= 0) tests[i] = e.value;
-        else tests.push(e.value);
+        const old = i >= 0 ? tests[i] : undefined;
+        // Updates that only change counts leave `attempts` out: keep ours.
+        const next =
+          old !== undefined && e.value.attempts.length === 0 && old.attempts.length > 0
+            ? { ...e.value, attempts: old.attempts }
+            : e.value;
+        if (i >= 0) tests[i] = next;
+        else tests.push(next);
         this.setState({ testrun: { ...run, tests } });
         // A test starting on a runner means its set-up there ended; an ERROR
         // may be a failed set-up.
@@ -140,6 +170,7 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
       case 'log': {
         const l = e.value;
         this.logs.append(this.id, l.testId, Number(l.firstLine), l.lines);
+        this.noteAttempt(l.testId, l.attempt, Number(l.firstLine), l.lines.length);
         break;
       }
       case 'testrun': {
@@ -204,6 +235,68 @@ export class TestrunWatch extends Observable<TestrunWatchState> {
         this.extrasAgain = false;
       },
     );
+  }
+
+  private noteAttempt(testId: bigint, attempt: number, first: number, count: number): boolean {
+    if (count === 0 || attempt === 0) return false;
+    let starts = this.attemptStarts.get(testId);
+    if (starts === undefined) {
+      starts = new Map();
+      this.attemptStarts.set(testId, starts);
+    }
+    const known = starts.get(attempt);
+    if (known !== undefined && known <= first) return false;
+    starts.set(attempt, first);
+    this.setState({ attemptsVersion: (this.state.attemptsVersion ?? 0) + 1 });
+    return true;
+  }
+
+  /**
+   * The lines attempt `attempt` of a test printed, or undefined while that
+   * is not known yet (call `scanHistory`). The last attempt's range runs to
+   * the end of the log as it grows.
+   */
+  attemptRange(testId: bigint, attempt: number, total: number): LineRange | undefined {
+    const starts = this.attemptStarts.get(testId);
+    const complete = this.historyEnd === undefined || this.historyEnd === 0n || this.historyScan === 'done';
+    // Before the scan, lines older than this watch came without attempts.
+    if (!complete) return undefined;
+    const from = starts?.get(attempt);
+    if (from === undefined) return { from: 0, to: 0 };
+    let to = total;
+    for (const [a, start] of starts ?? []) if (a > attempt && start >= from && start < to) to = start;
+    return { from, to: Math.max(from, to) };
+  }
+
+  /**
+   * Reads the stored history once (WatchTestrun from the first line, up to
+   * where this watch started) to learn where each attempt's lines start;
+   * the lines themselves are not kept (the log cache pages them in).
+   */
+  scanHistory(): void {
+    const end = this.historyEnd;
+    if (this.historyScan !== 'none' || end === undefined || end === 0n) return;
+    this.historyScan = 'running';
+    const abort = new AbortController();
+    this.abort.signal.addEventListener('abort', () => abort.abort());
+    void (async () => {
+      try {
+        for await (const ev of this.client.watchTestrun({ id: this.id, after: 0n }, { signal: abort.signal })) {
+          // Only lines move the cursor (a snapshot's may already be the end).
+          if (ev.event.case !== 'log') continue;
+          const l = ev.event.value;
+          this.noteAttempt(l.testId, l.attempt, Number(l.firstLine), l.lines.length);
+          if (ev.cursor >= end) break;
+        }
+        this.historyScan = 'done';
+      } catch {
+        // Try again on the next ask.
+        this.historyScan = 'none';
+      } finally {
+        abort.abort();
+        this.setState({ attemptsVersion: (this.state.attemptsVersion ?? 0) + 1 });
+      }
+    })();
   }
 
   /** Whether a test change may come with a set-up change not seen yet. */

@@ -19,6 +19,9 @@ export interface NewWorkspaceTestrun {
   command?: string;
   timeoutSeconds?: number;
   setupTimeoutSeconds?: number;
+  suite?: string;
+  retries?: number;
+  selector?: Record<string, string>;
 }
 
 export type WorkspacePhase = 'hashing' | 'checking' | 'uploading' | 'creating';
@@ -78,6 +81,9 @@ export async function createWorkspaceTestrun(
       ...(setup !== undefined && setup !== '' && { setup }),
       ...(input.timeoutSeconds !== undefined && { timeoutSeconds: input.timeoutSeconds }),
       ...(input.setupTimeoutSeconds !== undefined && { setupTimeoutSeconds: input.setupTimeoutSeconds }),
+      ...(input.suite !== undefined && input.suite !== '' && { suite: input.suite }),
+      retries: input.retries ?? 0,
+      selector: input.selector ?? {},
     },
     { signal },
   );
