@@ -7,19 +7,15 @@
 // lists the harness's runners and drains one.
 //
 // Needs what e2e/console.test.mjs needs (dist/, the binaries, Chromium).
-// A case whose RPC the coordinator answers UNIMPLEMENTED (its backend not
-// built in yet) is skipped with the RPC's name; with
-// TESTRUNNER_E2E_REQUIRE_FLEET=1 such a case fails instead.
 
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
-import { grpcStatusOfEmptyCall, launchBrowser, missingPrerequisite, screenshottingTest, startStack } from './harness.mjs';
+import { launchBrowser, missingPrerequisite, screenshottingTest, startStack } from './harness.mjs';
 
 const FINISH_MS = 60_000;
-const UNIMPLEMENTED = 12;
 const RUNNERS = ['e2e-r1', 'e2e-r2'];
 
 /** @type {string} */ let tmp;
@@ -37,30 +33,6 @@ const e2e = screenshottingTest({
     failures++;
   },
 });
-
-/**
- * Skips the test with `reason`, or fails it when every backend is required.
- * @param {import('node:test').TestContext} t
- * @param {string} reason
- */
-function missingBackend(t, reason) {
-  if (process.env.TESTRUNNER_E2E_REQUIRE_FLEET === '1') assert.fail(reason);
-  t.skip(reason);
-}
-
-/**
- * Skips the test (returning true) when the coordinator answers `method`
- * with UNIMPLEMENTED.
- * @param {import('node:test').TestContext} t
- * @param {string} service
- * @param {string} method
- */
-async function lacks(t, service, method) {
-  const status = await grpcStatusOfEmptyCall(baseUrl, `testrunner.v1.${service}`, method);
-  if (status !== UNIMPLEMENTED) return false;
-  missingBackend(t, `${service}.${method} is UNIMPLEMENTED on this coordinator (its backend is not merged yet)`);
-  return true;
-}
 
 /**
  * Creates a Testrun through the /new form and resolves to its id once the
@@ -124,7 +96,7 @@ after(async () => {
   }
 });
 
-e2e('a test that fails and then passes on its retry shows FLAKY with two attempts', async (t) => {
+e2e('a test that fails and then passes on its retry shows FLAKY with two attempts', async () => {
   const marker = path.join(tmp, 'flaky-ran-once');
   const flaky = `if [ -e '${marker}' ]; then echo 'second try passes'; exit 0; fi\ntouch '${marker}'\necho 'first try fails'\nexit 1\n`;
   await createThroughForm(page, 'e2e-flaky', [{ name: 'flaky.sh', content: flaky }, { name: 'steady.sh', content: 'echo steady\n' }], {
@@ -132,10 +104,7 @@ e2e('a test that fails and then passes on its retry shows FLAKY with two attempt
     retries: 1,
   });
   await page.getByTestId('testrun-status').waitFor();
-  if ((await page.getByTestId('retries').textContent())?.trim() !== '1') {
-    missingBackend(t, 'CreateTestrun ignores `retries` on this coordinator (the retries backend is not merged yet)');
-    return;
-  }
+  assert.equal((await page.getByTestId('retries').textContent())?.trim(), '1', 'the Testrun keeps its retries');
   await waitForRunStatus(page, 'SUCCESS');
   const row = testRow(page, 'flaky.sh');
   await row.and(page.locator('[data-status="FLAKY"]')).waitFor();
@@ -159,8 +128,7 @@ e2e('a test that fails and then passes on its retry shows FLAKY with two attempt
   assert.equal(await page.getByTestId('log-view').getByText('second try passes').count(), 0);
 });
 
-e2e('"Rerun failed" creates a Testrun with only the failed tests, linked back', async (t) => {
-  if (await lacks(t, 'TestrunService', 'RerunTestrun')) return;
+e2e('"Rerun failed" creates a Testrun with only the failed tests, linked back', async () => {
   const first = await createThroughForm(page, 'e2e-rerun', [
     { name: 'pass.sh', content: 'echo fine\n' },
     { name: 'fail.sh', content: 'echo broken\nexit 2\n' },
@@ -184,8 +152,7 @@ e2e('"Rerun failed" creates a Testrun with only the failed tests, linked back', 
   await waitForRunStatus(page, 'FAILED');
 });
 
-e2e('a suite page lists the suite\'s tests and its Testruns', async (t) => {
-  if (await lacks(t, 'TestrunService', 'GetSuite')) return;
+e2e('a suite page lists the suite\'s tests and its Testruns', async () => {
   const id = await createThroughForm(page, 'e2e-suite', [
     { name: 'quick.sh', content: 'echo quick\n' },
     { name: 'slower.sh', content: 'sleep 1\necho slower\n' },
@@ -212,16 +179,11 @@ e2e('a suite page lists the suite\'s tests and its Testruns', async (t) => {
   await page.locator('[data-testid="suite-row"][data-name="e2e-fleet"]').waitFor();
 });
 
-e2e('tests no runner can take wait, and the Testrun says why', async (t) => {
+e2e('tests no runner can take wait, and the Testrun says why', async () => {
   await createThroughForm(page, 'e2e-pool', [{ name: 'gpu.sh', content: 'echo on a gpu\n' }], { selector: 'gpu=a100' });
   await page.getByTestId('testrun-status').waitFor();
   const waiting = page.getByTestId('waiting');
-  try {
-    await waiting.waitFor({ timeout: 10_000 });
-  } catch {
-    missingBackend(t, 'no `waiting` reason within 10 s: the coordinator does not match selectors yet (the pools backend is not merged)');
-    return;
-  }
+  await waiting.waitFor({ timeout: 10_000 });
   assert.match((await waiting.textContent()) ?? '', /gpu=a100/);
   assert.equal(await testRow(page, 'gpu.sh').getAttribute('data-status'), 'QUEUED');
   await page.getByRole('button', { name: 'Cancel' }).click();
@@ -229,8 +191,7 @@ e2e('tests no runner can take wait, and the Testrun says why', async (t) => {
   await waitForRunStatus(page, 'CANCELLED');
 });
 
-e2e('a runner token is created with its secret shown once, and revoked', async (t) => {
-  if (await lacks(t, 'RunnerAdminService', 'CreateRunnerToken')) return;
+e2e('a runner token is created with its secret shown once, and revoked', async () => {
   await page.goto(`${baseUrl}/runners`);
   await page.getByTestId('token-name').fill('e2e-pool');
   await page.getByTestId('create-token').click();
@@ -247,13 +208,11 @@ e2e('a runner token is created with its secret shown once, and revoked', async (
 });
 
 // Last: a drained runner takes no more tests.
-e2e('the runners page lists the runners, and draining one shows it draining', async (t) => {
-  if (await lacks(t, 'RunnerAdminService', 'ListRunners')) return;
+e2e('the runners page lists the runners, and draining one shows it draining', async () => {
   await page.goto(`${baseUrl}/`);
   await page.getByRole('link', { name: 'Runners' }).click();
   await page.waitForURL(/\/runners$/);
   for (const name of RUNNERS) await page.locator(`[data-testid="runner-row"][data-name="${name}"]`).waitFor();
-  if (await lacks(t, 'RunnerAdminService', 'DrainRunner')) return;
   const row = page.locator(`[data-testid="runner-row"][data-name="${RUNNERS[0]}"]`);
   await row.getByRole('button', { name: 'Drain' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Drain' }).click();

@@ -214,31 +214,3 @@ export function screenshottingTest({ timeout, page, dir, failed }) {
       }
     });
 }
-
-/**
- * The gRPC status a coordinator answers an empty grpc-web request to
- * `service/method` with (12 = UNIMPLEMENTED, also when the service is not
- * served at all): lets a test name the RPC a
- * coordinator lacks instead of failing on it.
- * @param {string} baseUrl
- * @param {string} service e.g. `testrunner.v1.TestrunService`
- * @param {string} method e.g. `RerunTestrun`
- */
-export async function grpcStatusOfEmptyCall(baseUrl, service, method) {
-  const res = await fetch(`${baseUrl}/${service}/${method}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' },
-    // One uncompressed frame holding an empty message.
-    body: new Uint8Array([0, 0, 0, 0, 0]),
-  });
-  // A service the coordinator does not serve at all falls through to the
-  // console's static files: no gRPC answer, as good as UNIMPLEMENTED.
-  if (!(res.headers.get('content-type') ?? '').startsWith('application/grpc')) return 12;
-  const inHeaders = res.headers.get('grpc-status');
-  if (inHeaders !== null) return Number(inHeaders);
-  // Trailers come as a last frame with flag 0x80: `grpc-status: N\r\n...`.
-  const bytes = new Uint8Array(await res.arrayBuffer());
-  const text = new TextDecoder().decode(bytes);
-  const m = /grpc-status:\s*(\d+)/i.exec(text);
-  return m === null ? -1 : Number(m[1]);
-}
