@@ -91,7 +91,7 @@ enum Command {
         detach: bool,
         /// Memory limit per test (`512M`, `2GiB`); a runner applies the
         /// lower of this and its own `--test-memory`.
-        #[arg(long, value_name = "SIZE", value_parser = crate::runners::parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = testrunner_content::size::parse_size)]
         test_memory: Option<u64>,
         /// Process limit per test; the lower of this and the runner's wins.
         #[arg(long, value_name = "N")]

@@ -12,11 +12,13 @@
 //!   `.ignore`, never `.git`, symlinks inside the root followed.
 //! - [`path`]: test paths relative to a workspace root.
 //! - [`label`]: runner labels and Testrun selectors (one syntax for all).
+//! - [`size`]: byte sizes as flags take them and messages print them.
 
 pub mod build;
 pub mod digest;
 pub mod label;
 pub mod path;
+pub mod size;
 pub mod tree;
 
 pub use build::{BuildError, BuiltTree, TreeFile, build_tree};

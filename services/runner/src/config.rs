@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::isolation::IsolationSettings;
-use crate::isolation::limits::parse_size;
 pub use crate::isolation::users::TestUser;
+use testrunner_content::size::parse_size;
 
 /// Interpreters by file extension when a test has no command template and
 /// no shebang. `--interpreter EXT=COMMAND` adds or overrides entries.

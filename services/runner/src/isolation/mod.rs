@@ -28,8 +28,9 @@ use std::sync::{Arc, Mutex};
 use tokio::process::{Child, Command};
 
 use self::cgroups::{Cgroups, Limits, TestGroups};
-use self::limits::{Rlimits, format_size};
+use self::limits::Rlimits;
 use self::users::{TestUser, UidPool};
+use testrunner_content::size::format_size;
 
 /// The runner's isolation settings (from its flags).
 #[derive(Debug, Clone)]
